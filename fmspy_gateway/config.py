@@ -1,0 +1,562 @@
+"""fmspy.cfg -> frozen dataclasses: where the file is looked for, how it is read, what each option may hold.
+
+Nothing is read at import time and nothing is global: ``load_config()`` returns a
+``Config`` that the caller passes on (FMSPy read its file into a module global on
+import, which made every test depend on the working directory).
+
+Every mistake in a file becomes a ``ConfigError`` whose message is one line naming
+the file, the section, the option and what was expected: that line is all an
+operator sees when twistd refuses to start, so it must say what to fix.
+
+The format is FMSPy's (same sections, same option names), read with three
+deliberate differences from FMSPy's ``SafeConfigParser``:
+
+* Option names are case-sensitive, as the user guide writes them
+  (``handshakeTimeout``). FMSPy lower-cased them, so an old file may say
+  ``handshaketimeout``; in [RTMP] and [HTTP] such a spelling is reported with the
+  right one instead of being silently ignored.
+* No ``%`` interpolation: URLs and tokens are taken literally (``%%`` is two signs).
+* ``;`` and ``#`` start an inline comment when whitespace precedes them, so
+  ``name = shop ; rtmp://host/shop`` means ``shop``. ``http://host/x#frag`` and
+  ``abc;def`` keep their ``#`` and ``;``; a value cannot contain `` #`` or `` ;``.
+
+[DEFAULT] sections are refused: with several layered files their meaning would be
+a puzzle, and FMSPy's files never used one.
+"""
+from __future__ import annotations
+
+import ast
+import configparser
+import dataclasses
+import difflib
+import os
+import re
+import types
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from fmspy_gateway.rtmp.limits import Limits
+
+__all__ = [
+    "DEFAULT_SEARCH_PATH", "ConfigError", "RTMPConfig", "HTTPConfig", "ApplicationConfig", "Config",
+    "load_config", "with_overrides",
+]
+
+#: Where fmspy.cfg is looked for, as FMSPy's FAQ says: the package's install
+#: directory (the bundled file is package data), /etc, /usr/local/etc, then the
+#: current directory (resolved when ``load_config`` runs). Later files override
+#: earlier ones option by option.
+DEFAULT_SEARCH_PATH: Tuple[str, ...] = (
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "fmspy.cfg"),
+    "/etc/fmspy.cfg",
+    "/usr/local/etc/fmspy.cfg",
+    os.path.join(os.curdir, "fmspy.cfg"),
+)
+
+
+class ConfigError(Exception):
+    """A configuration the server cannot start with; ``str()`` is one line saying what to fix.
+
+    ``file``, ``section`` and ``option`` repeat what the message names, for callers
+    (and tests) that want them without parsing the text.
+    """
+
+    def __init__(self, message: str, *, file: Optional[str] = None, section: Optional[str] = None,
+                 option: Optional[str] = None):
+        super().__init__(" ".join(message.splitlines()))
+        self.file = file
+        self.section = section
+        self.option = option
+
+
+@dataclass(frozen=True)
+class RTMPConfig:
+    """The [RTMP] section: the listening socket and the per-connection timers and limits.
+
+    The field defaults are the documented defaults of fmspy.cfg.
+    """
+
+    #: TCP port (0 picks a free one, for tests).
+    port: int = 1935
+    #: Address to listen on; empty means every interface.
+    interface: str = ""
+    #: listen(2) backlog.
+    backlog: int = 50
+    #: Seconds from TCP connect to the end of the handshake (``handshakeTimeout``).
+    handshake_timeout: float = 30.0
+    #: Seconds of silence after which the server sends a PingRequest (``pingInterval``).
+    ping_interval: float = 60.0
+    #: Seconds of silence after which the connection is closed (``keepAliveTimeout``);
+    #: greater than ``ping_interval`` so that a ping can be answered first.
+    keepalive_timeout: float = 180.0
+    #: ``maxMessageSize``, ``maxChunkSize``, ``maxChunkStreams``, ``maxBufferedBytes``.
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True)
+class HTTPConfig:
+    """The [HTTP] section: the bundled web server (examples now, the gateway's push API later)."""
+
+    enabled: bool = False
+    port: int = 3000
+    #: Loopback by default: the push API is not meant for the open internet.
+    interface: str = "127.0.0.1"
+    #: ``examples-enabled``: serve the bundled examples under /examples/.
+    examples_enabled: bool = False
+    #: ``push-token``: the shared secret of the push API; None when unset or empty.
+    push_token: Optional[str] = None
+
+
+_REQUIRED: Any = object()  # marks a getter call without a default
+
+
+@dataclass(frozen=True)
+class ApplicationConfig:
+    """One application section: ``[ClassName]`` or ``[ClassName:label]`` for a further instance.
+
+    ``options`` holds the application's own options as raw strings (without
+    ``enabled`` and ``name``); the ``get_*`` methods type them and, on a bad
+    value, raise a ``ConfigError`` naming the file the value came from.
+    """
+
+    class_name: str
+    label: Optional[str] = None
+    #: Applications are disabled unless a file enables them.
+    enabled: bool = False
+    #: The RTMP application name (``rtmp://host/name``); never None when enabled.
+    name: Optional[str] = None
+    options: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}), hash=False)
+    #: The last file that configured this section (later files override earlier ones).
+    source: str = ""
+    #: The file each option came from, for error messages; options missing here are from ``source``.
+    option_sources: Mapping[str, str] = field(
+        default_factory=lambda: types.MappingProxyType({}), hash=False, repr=False)
+
+    @property
+    def section(self) -> str:
+        """The section name as written in fmspy.cfg."""
+        return self.class_name if self.label is None else f"{self.class_name}:{self.label}"
+
+    def get_str(self, option: str, default: Any = _REQUIRED) -> str:
+        """The raw value; without a default a missing option is an error."""
+        return self._get(option, default, lambda text: text, "a value")
+
+    def get_int(self, option: str, default: Any = _REQUIRED, *, minimum: Optional[int] = None,
+                maximum: Optional[int] = None) -> int:
+        return self._get(option, default, lambda text: _parse_int(text, minimum, maximum),
+                         _bounded("an integer", minimum, maximum))
+
+    def get_float(self, option: str, default: Any = _REQUIRED, *, minimum: Optional[float] = None,
+                  maximum: Optional[float] = None) -> float:
+        return self._get(option, default, lambda text: _parse_float(text, minimum, maximum),
+                         _bounded("a number", minimum, maximum))
+
+    def get_bool(self, option: str, default: Any = _REQUIRED) -> bool:
+        return self._get(option, default, _parse_bool, _BOOL)
+
+    def _get(self, option: str, default: Any, parse: Callable[[str], Any], expected: str) -> Any:
+        source = self.option_sources.get(option, self.source)
+        if option not in self.options:
+            if default is _REQUIRED:
+                raise ConfigError(f"{source}: [{self.section}] {option} is missing: expected {expected}",
+                                  file=source, section=self.section, option=option)
+            return default
+        return _parse_value(parse, expected, self.options[option], source, self.section, option)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything fmspy.cfg says, in the order the sections were first seen."""
+
+    rtmp: RTMPConfig = field(default_factory=RTMPConfig)
+    http: HTTPConfig = field(default_factory=HTTPConfig)
+    applications: Tuple[ApplicationConfig, ...] = ()
+    #: The files read, absolute, in the order they were layered.
+    files: Tuple[str, ...] = ()
+
+    def enabled_applications(self) -> Tuple[ApplicationConfig, ...]:
+        return tuple(app for app in self.applications if app.enabled)
+
+
+def load_config(path: Optional[str] = None, *, search_path: Sequence[str] = DEFAULT_SEARCH_PATH) -> Config:
+    """Read fmspy.cfg and return a validated ``Config``; raise ``ConfigError`` on any mistake.
+
+    With ``path`` (``--config FILE``) only that file is read and it must exist.
+    Otherwise every existing file of ``search_path`` is read, in order, each
+    overriding the options of the ones before; the same file reached twice (the
+    package's fmspy.cfg seen again as ./fmspy.cfg) is read once.
+    """
+    if path is not None:
+        files = [os.path.abspath(path)]
+        if not os.path.exists(files[0]):
+            raise ConfigError(f"{files[0]}: no such configuration file", file=files[0])
+    else:
+        files = _existing_files(search_path)
+        if not files:
+            raise ConfigError(f"no fmspy.cfg found: looked for {_listing(search_path)}; "
+                              "create one there or pass --config FILE")
+
+    sections = _layer(files)
+    if "RTMP" not in sections:
+        # FMSPy said "NoSectionError: No section: 'RTMP'" here, nearly always
+        # because it had found no file at all; say what was read and where.
+        where = "" if path is not None else f"; fmspy.cfg is looked for as {_listing(search_path)}"
+        raise ConfigError(f"no [RTMP] section in the files read ({', '.join(files)}): expected the [RTMP] "
+                          f"section of an fmspy.cfg (it may be empty){where}", file=files[-1], section="RTMP")
+
+    rtmp = _rtmp_config(sections.pop("RTMP"))
+    http = _http_config(sections.pop("HTTP")) if "HTTP" in sections else HTTPConfig()
+    applications = tuple(_application_config(section) for section in sections.values())
+    _check_unique_names(applications)
+    return Config(rtmp=rtmp, http=http, applications=applications, files=tuple(files))
+
+
+def with_overrides(config: Config, *, rtmp_port: Union[int, str, None] = None,
+                   rtmp_interface: Optional[str] = None, http_port: Union[int, str, None] = None) -> Config:
+    """``config`` with the command line's ``--rtmp-port``, ``--rtmp-interface``, ``--http-port`` applied.
+
+    None leaves a value alone; ports may come as twistd's option strings.
+    ``http_port`` does not enable HTTP: that stays the file's decision.
+    """
+    rtmp, http = config.rtmp, config.http
+    if rtmp_port is not None:
+        rtmp = dataclasses.replace(rtmp, port=_override_port("--rtmp-port", rtmp_port))
+    if rtmp_interface is not None:
+        rtmp = dataclasses.replace(rtmp, interface=rtmp_interface.strip())
+    if http_port is not None:
+        http = dataclasses.replace(http, port=_override_port("--http-port", http_port))
+    return dataclasses.replace(config, rtmp=rtmp, http=http)
+
+
+# --- values -----------------------------------------------------------------
+# Each parser takes the stripped text and raises ValueError; the caller turns
+# that into a ConfigError with the expectation below.
+
+_PORT = "an integer port 0-65535"
+_BOOL = "yes or no (or true/false, on/off, 1/0)"
+_SECONDS = "a positive number of seconds"
+_POSITIVE = "a positive integer"
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # no nan, no inf
+_SIZE_RE = re.compile(r"([0-9]+)\s*([KMG]?)", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+#: An RTMP message length is 24 bits, so 16M covers every message there is.
+_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: Set Chunk Size carries 31 bits.
+_MAX_CHUNK_SIZE = 2 ** 31 - 1
+_APP_NAME_RE = re.compile(r"[^/?#\s]+")
+_CLASS_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_LABEL_RE = re.compile(r"[^:\s]+")
+
+
+def _in_range(value, minimum, maximum):
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(value)
+    return value
+
+
+def _parse_int(text: str, minimum: Optional[int] = None, maximum: Optional[int] = None) -> int:
+    if not _INT_RE.fullmatch(text):
+        raise ValueError(text)
+    return _in_range(int(text), minimum, maximum)
+
+
+def _parse_float(text: str, minimum: Optional[float] = None, maximum: Optional[float] = None) -> float:
+    if not _FLOAT_RE.fullmatch(text):
+        raise ValueError(text)
+    return _in_range(float(text), minimum, maximum)
+
+
+def _parse_bool(text: str) -> bool:
+    try:
+        return configparser.ConfigParser.BOOLEAN_STATES[text.lower()]
+    except KeyError:
+        raise ValueError(text) from None
+
+
+def _parse_port(text: str) -> int:
+    return _parse_int(text, 0, 65535)
+
+
+def _parse_positive_int(text: str) -> int:
+    return _parse_int(text, 1)
+
+
+def _parse_seconds(text: str) -> float:
+    seconds = _parse_float(text)
+    if seconds <= 0:
+        raise ValueError(text)
+    return seconds
+
+
+def _parse_size(text: str, maximum: Optional[int]) -> int:
+    """Bytes, optionally with a binary K/M/G suffix: ``65536``, ``64K``, ``4M``."""
+    match = _SIZE_RE.fullmatch(text)
+    if not match:
+        raise ValueError(text)
+    return _in_range(int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()], 1, maximum)
+
+
+def _parse_message_size(text: str) -> int:
+    return _parse_size(text, _MAX_MESSAGE_SIZE)
+
+
+def _parse_chunk_size(text: str) -> int:
+    return _parse_size(text, _MAX_CHUNK_SIZE)
+
+
+def _parse_buffer_size(text: str) -> int:
+    return _parse_size(text, None)
+
+
+def _parse_app_name(text: str) -> str:
+    if not _APP_NAME_RE.fullmatch(text):
+        raise ValueError(text)
+    return text
+
+
+def _bounded(what: str, minimum, maximum) -> str:
+    if minimum is not None and maximum is not None:
+        return f"{what} {minimum}-{maximum}"
+    if minimum is not None:
+        return f"{what} >= {minimum}"
+    if maximum is not None:
+        return f"{what} <= {maximum}"
+    return what
+
+
+def _size_expected(maximum: Optional[int]) -> str:
+    return f"{_bounded('a byte count', 1, maximum)} such as 65536, 64K or 4M"
+
+
+def _parse_value(parse: Callable[[str], Any], expected: str, raw: str, source: str, section: str,
+                 option: str) -> Any:
+    try:
+        return parse(raw)
+    except ValueError:
+        raise ConfigError(f"{source}: [{section}] {option} = {raw!r}: expected {expected}",
+                          file=source, section=section, option=option) from None
+
+
+def _override_port(flag: str, value: Union[int, str]) -> int:
+    try:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        return _parse_port(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{flag} {value!r}: expected {_PORT}", option=flag) from None
+
+
+# --- files ------------------------------------------------------------------
+
+def _listing(paths: Sequence[str]) -> str:
+    return ", ".join(os.path.abspath(p) for p in paths) + " (in that order)"
+
+
+def _existing_files(search_path: Sequence[str]) -> List[str]:
+    files, seen = [], set()
+    for candidate in search_path:
+        candidate = os.path.abspath(candidate)
+        real = os.path.realpath(candidate)
+        if os.path.exists(candidate) and real not in seen:
+            seen.add(real)
+            files.append(candidate)
+    return files
+
+
+def _read_file(path: str) -> Dict[str, Dict[str, str]]:
+    """One file's sections and options as written; any problem is a ConfigError naming the file."""
+    parser = configparser.ConfigParser(
+        interpolation=None, strict=True, inline_comment_prefixes=(";", "#"),
+        default_section="\0")  # so that [DEFAULT] is an ordinary section, refused below
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        with open(path, encoding="utf-8-sig") as stream:
+            parser.read_file(stream, source=path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}", file=path) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text", file=path) from None
+    except configparser.Error as exc:
+        raise _syntax_error(path, exc) from None
+    if "DEFAULT" in parser:
+        raise ConfigError(f"{path}: [DEFAULT]: expected no [DEFAULT] section; write each option in the "
+                          "section it belongs to", file=path, section="DEFAULT")
+    return {name: dict(parser[name]) for name in parser.sections()}
+
+
+def _syntax_error(path: str, exc: configparser.Error) -> ConfigError:
+    """ConfigParser's exceptions, retold as one line each."""
+    if isinstance(exc, configparser.DuplicateOptionError):
+        return ConfigError(f"{path}: line {exc.lineno}: [{exc.section}] {exc.option}: expected each option "
+                           "once per section, it is set twice", file=path, section=exc.section,
+                           option=exc.option)
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return ConfigError(f"{path}: line {exc.lineno}: [{exc.section}]: expected each section once per "
+                           "file, it appears twice", file=path, section=exc.section)
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return ConfigError(f"{path}: line {exc.lineno}: {exc.line.strip()!r}: expected a [section] header "
+                           "before the first option", file=path)
+    if isinstance(exc, configparser.ParsingError) and exc.errors:
+        lineno, line = exc.errors[0]
+        try:  # CPython stores the line already repr()'d
+            line = ast.literal_eval(line)
+        except (ValueError, SyntaxError):
+            pass
+        return ConfigError(f"{path}: line {lineno}: {line.strip()!r}: expected 'option = value', "
+                           "a [section] header or a comment", file=path)
+    return ConfigError(f"{path}: {exc}", file=path)
+
+
+class _Section:
+    """One section after layering: each option with the file it came from.
+
+    It remembers which options were asked for, so that whatever nobody asked
+    for can be reported as unknown.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.source = ""
+        self.settings: Dict[str, Tuple[str, str]] = {}  # option -> (raw value, file)
+        self._asked: List[str] = []
+
+    def get(self, option: str, parse: Callable[[str], Any], expected: str, default: Any) -> Any:
+        self._asked.append(option)
+        if option not in self.settings:
+            return default
+        raw, source = self.settings[option]
+        return _parse_value(parse, expected, raw, source, self.name, option)
+
+    def source_of(self, option: str) -> Optional[str]:
+        return self.settings[option][1] if option in self.settings else None
+
+    def error(self, option: str, expected: str) -> ConfigError:
+        raw, source = self.settings[option]
+        return ConfigError(f"{source}: [{self.name}] {option} = {raw!r}: expected {expected}",
+                           file=source, section=self.name, option=option)
+
+    def reject_unknown(self) -> None:
+        for option in self.settings:
+            if option not in self._asked:
+                raise self.error(option, f"one of {', '.join(self._asked)}{_suggestion(option, self._asked)}")
+
+
+def _suggestion(option: str, known: Sequence[str]) -> str:
+    same_but_case = [name for name in known if name.lower() == option.lower()]
+    close = same_but_case or difflib.get_close_matches(option, known, n=1)
+    return f" (did you mean {close[0]}? names are case-sensitive)" if close else ""
+
+
+def _layer(files: Sequence[str]) -> Dict[str, _Section]:
+    sections: Dict[str, _Section] = {}
+    for path in files:
+        for name, options in _read_file(path).items():
+            section = sections.setdefault(name, _Section(name))
+            section.source = path
+            for option, value in options.items():
+                section.settings[option] = (value, path)
+    return sections
+
+
+# --- sections ---------------------------------------------------------------
+
+def _rtmp_config(section: _Section) -> RTMPConfig:
+    default = RTMPConfig()
+    limits = default.limits
+    get = section.get
+    rtmp = RTMPConfig(
+        port=get("port", _parse_port, _PORT, default.port),
+        interface=get("interface", str, "an address", default.interface),
+        backlog=get("backlog", _parse_positive_int, _POSITIVE, default.backlog),
+        handshake_timeout=get("handshakeTimeout", _parse_seconds, _SECONDS, default.handshake_timeout),
+        ping_interval=get("pingInterval", _parse_seconds, _SECONDS, default.ping_interval),
+        keepalive_timeout=get("keepAliveTimeout", _parse_seconds, _SECONDS, default.keepalive_timeout),
+        limits=Limits(
+            max_message_size=get("maxMessageSize", _parse_message_size, _size_expected(_MAX_MESSAGE_SIZE),
+                                 limits.max_message_size),
+            max_chunk_size=get("maxChunkSize", _parse_chunk_size, _size_expected(_MAX_CHUNK_SIZE),
+                               limits.max_chunk_size),
+            max_chunk_streams=get("maxChunkStreams", _parse_positive_int, _POSITIVE,
+                                  limits.max_chunk_streams),
+            max_buffered_bytes=get("maxBufferedBytes", _parse_buffer_size, _size_expected(None),
+                                   limits.max_buffered_bytes),
+        ),
+    )
+    section.reject_unknown()
+
+    # The ping must have a chance to be answered before the connection is given up.
+    if rtmp.keepalive_timeout <= rtmp.ping_interval:
+        if section.source_of("keepAliveTimeout") is not None:
+            raise section.error("keepAliveTimeout", f"more than pingInterval ({rtmp.ping_interval:g})")
+        raise section.error("pingInterval", f"less than keepAliveTimeout ({rtmp.keepalive_timeout:g}, "
+                                            "the default)")
+    # A message can only be assembled if it fits in the buffer.
+    if rtmp.limits.max_buffered_bytes < rtmp.limits.max_message_size:
+        if section.source_of("maxBufferedBytes") is not None:
+            raise section.error("maxBufferedBytes",
+                                f"at least maxMessageSize ({rtmp.limits.max_message_size})")
+        raise section.error("maxMessageSize", f"at most maxBufferedBytes ({rtmp.limits.max_buffered_bytes}, "
+                                              "the default)")
+    return rtmp
+
+
+def _http_config(section: _Section) -> HTTPConfig:
+    default = HTTPConfig()
+    http = HTTPConfig(
+        enabled=section.get("enabled", _parse_bool, _BOOL, default.enabled),
+        port=section.get("port", _parse_port, _PORT, default.port),
+        interface=section.get("interface", str, "an address", default.interface),
+        examples_enabled=section.get("examples-enabled", _parse_bool, _BOOL, default.examples_enabled),
+        push_token=section.get("push-token", lambda t: t or None, "a token", default.push_token),
+    )
+    section.reject_unknown()
+    return http
+
+
+def _application_config(section: _Section) -> ApplicationConfig:
+    if section.name.strip().upper() in ("RTMP", "HTTP"):
+        raise ConfigError(f"{section.source}: [{section.name}]: expected [{section.name.strip().upper()}] "
+                          "exactly (section names are case-sensitive)", file=section.source,
+                          section=section.name)
+    class_name, colon, label = section.name.partition(":")
+    if not _CLASS_NAME_RE.fullmatch(class_name) or (colon and not _LABEL_RE.fullmatch(label)):
+        raise ConfigError(f"{section.source}: [{section.name}]: expected an application section named "
+                          "[ClassName] or [ClassName:label] (label without spaces or ':')",
+                          file=section.source, section=section.name)
+
+    enabled = section.get("enabled", _parse_bool, _BOOL, False)
+    name = section.get("name", _parse_app_name, "an application name without '/', '?', '#' or spaces "
+                       "(rtmp://host/name)", None)
+    for option in section.settings:
+        if option not in ("enabled", "name") and option.lower() in ("enabled", "name"):
+            raise section.error(option, f"{option.lower()} (names are case-sensitive)")
+    if enabled and name is None:
+        source = section.source_of("enabled")
+        raise ConfigError(f"{source}: [{section.name}] name is missing: expected the RTMP application name "
+                          "(rtmp://host/name) of an enabled application", file=source, section=section.name,
+                          option="name")
+
+    options = {option: raw for option, (raw, _) in section.settings.items()
+               if option not in ("enabled", "name")}
+    sources = {option: source for option, (_, source) in section.settings.items()}
+    return ApplicationConfig(
+        class_name=class_name, label=label if colon else None, enabled=enabled, name=name,
+        options=types.MappingProxyType(options), source=section.source,
+        option_sources=types.MappingProxyType(sources))
+
+
+def _check_unique_names(applications: Sequence[ApplicationConfig]) -> None:
+    """Two enabled applications cannot share rtmp://host/name: connects would reach only one."""
+    by_name: Dict[str, ApplicationConfig] = {}
+    for app in applications:
+        if not app.enabled:
+            continue
+        if app.name in by_name:
+            first = by_name[app.name]
+            source = app.option_sources.get("name", app.source)
+            raise ConfigError(f"{source}: [{app.section}] name = {app.name!r}: expected a name no other "
+                              f"enabled application uses; [{first.section}] in "
+                              f"{first.option_sources.get('name', first.source)} has it",
+                              file=source, section=app.section, option="name")
+        by_name[app.name] = app
