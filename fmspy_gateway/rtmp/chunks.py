@@ -1,0 +1,336 @@
+"""The chunk stream layer: RTMP messages cut into chunks and put back together.
+
+``ChunkReader`` turns a byte stream into whole ``Message`` objects; ``ChunkWriter``
+turns messages into bytes, compressing headers (formats 0-3) as the spec allows.
+Both are pure: bytes in, messages or bytes out.  The reader owns the incoming
+chunk size and Abort because they change how the very next chunk is parsed.
+"""
+import struct
+from dataclasses import dataclass
+
+from .errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
+from .limits import Limits
+
+DEFAULT_CHUNK_SIZE = 128
+MAX_CHUNK_SIZE = 0x7FFFFFFF       # the wire's 31-bit field
+EXTENDED_TIMESTAMP = 0xFFFFFF
+FIRST_CHUNK_STREAM_ID = 2          # 0 and 1 only introduce the longer basic headers
+LAST_CHUNK_STREAM_ID = 65599
+
+# The two protocol control messages the reader acts on itself.
+SET_CHUNK_SIZE = 1
+ABORT = 2
+
+_U24 = struct.Struct(">I")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One RTMP message, as assembled from (or cut into) chunks."""
+
+    #: Message type id (1-22; see ``messages``).
+    type_id: int
+    #: Message stream id; 0 is the NetConnection itself.
+    stream_id: int
+    #: Absolute timestamp in milliseconds, modulo 2**32.
+    timestamp: int
+    #: The message body.
+    payload: bytes
+    #: Chunk stream it travelled on; senders use it to keep media apart from commands.
+    chunk_stream_id: int = 3
+
+
+class _InboundChunkStream:
+    """What the reader remembers of one chunk stream: the last header and a partial message."""
+
+    __slots__ = ("type_id", "stream_id", "length", "timestamp", "timestamp_field",
+                 "extended", "parts", "received")
+
+    def __init__(self):
+        self.type_id = 0
+        self.stream_id = 0
+        self.length = 0
+        self.timestamp = 0
+        self.timestamp_field = 0   # the last delta (formats 1, 2) or absolute value (format 0)
+        self.extended = False      # the last header carried an extended timestamp
+        self.parts = None          # list of payload pieces while a message is incomplete
+        self.received = 0
+
+
+class ChunkReader:
+    """Reassembles messages from chunks within the configured ``Limits``.
+
+    Feed bytes with ``feed``; it returns the messages completed so far and
+    keeps any incomplete chunk for the next call.  A broken or hostile stream
+    raises ``RemoteProtocolError`` (``LimitExceeded`` for a crossed limit).
+    """
+
+    __slots__ = ("limits", "chunk_size", "_pending", "_pending_size", "_needed", "_streams", "_buffered")
+
+    def __init__(self, limits: Limits = Limits()):
+        self.limits = limits
+        self.chunk_size = DEFAULT_CHUNK_SIZE
+        # Bytes of a chunk not yet whole.  They are joined only once ``_needed``
+        # bytes are here, so a large chunk arriving in many reads costs one copy.
+        # Held at most one chunk (header + chunk_size), bounded by max_chunk_size.
+        self._pending = []
+        self._pending_size = 0
+        self._needed = 1
+        self._streams = {}
+        self._buffered = 0   # bytes held in incomplete messages, across chunk streams
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held for incomplete messages and a partial chunk."""
+        return self._buffered + self._pending_size
+
+    def feed(self, data: bytes) -> list:
+        if not data:
+            return []
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size < self._needed:
+            return []
+        buf = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        messages = []
+        pos = 0
+        end = len(buf)
+        while pos < end:
+            consumed = self._read_chunk(buf, pos, end, messages)
+            if consumed <= 0:
+                self._needed = -consumed
+                break
+            pos += consumed
+        else:
+            self._needed = 1
+        rest = buf[pos:]
+        self._pending = [rest] if rest else []
+        self._pending_size = len(rest)
+        return messages
+
+    def _read_chunk(self, buf: bytes, pos: int, end: int, messages: list) -> int:
+        """Parse one chunk at ``pos``.
+
+        Returns the bytes consumed, or, when the chunk is not all here yet, minus
+        the number of bytes (from ``pos``) known to be needed before trying again.
+        """
+        start = pos
+        first = buf[pos]
+        fmt = first >> 6
+        csid = first & 0x3F
+        pos += 1
+        if csid == 0:
+            if end - pos < 1:
+                return -2
+            csid = 64 + buf[pos]
+            pos += 1
+        elif csid == 1:
+            if end - pos < 2:
+                return -3
+            csid = 64 + buf[pos] + (buf[pos + 1] << 8)
+            pos += 2
+
+        header_size = (11, 7, 3, 0)[fmt]
+        if end - pos < header_size:
+            return start - pos - header_size
+        stream = self._streams.get(csid)
+        if stream is None:
+            if fmt != 0:
+                raise RemoteProtocolError(
+                    f"chunk stream {csid} starts with a format {fmt} header; the first must be format 0")
+            if len(self._streams) >= self.limits.max_chunk_streams:
+                raise LimitExceeded(
+                    "max_chunk_streams",
+                    f"peer opened more than {self.limits.max_chunk_streams} chunk streams (maxChunkStreams)")
+
+        # Read the header into locals; the stream's state changes only once the
+        # chunk's payload is here too, so a chunk split across reads parses the same.
+        if fmt < 3:
+            field = (buf[pos] << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
+            if fmt < 2:
+                length = (buf[pos + 3] << 16) | (buf[pos + 4] << 8) | buf[pos + 5]
+                type_id = buf[pos + 6]
+                if fmt == 0:
+                    stream_id = int.from_bytes(buf[pos + 7:pos + 11], "little")
+            pos += header_size
+            extended = field == EXTENDED_TIMESTAMP
+            if extended:
+                if end - pos < 4:
+                    return start - pos - 4
+                field = int.from_bytes(buf[pos:pos + 4], "big")
+                pos += 4
+        else:
+            extended = stream.extended
+            field = stream.timestamp_field
+            if extended:
+                # Extended timestamps repeat on format 3 chunks (spec 5.3.1.3, librtmp, ffmpeg).
+                if end - pos < 4:
+                    return start - pos - 4
+                pos += 4
+
+        starts_message = stream is None or stream.parts is None
+        if starts_message:
+            if fmt < 2:
+                if length > self.limits.max_message_size:
+                    raise LimitExceeded(
+                        "max_message_size",
+                        f"peer announced a {length}-byte message on chunk stream {csid}; "
+                        f"the limit is {self.limits.max_message_size} (maxMessageSize)")
+            else:
+                length, type_id = stream.length, stream.type_id
+            if fmt == 0:
+                timestamp = field
+            else:
+                timestamp = (stream.timestamp + field) & 0xFFFFFFFF
+                stream_id = stream.stream_id
+            received = 0
+        elif fmt != 3:
+            raise RemoteProtocolError(
+                f"chunk stream {csid}: a format {fmt} header arrived in the middle of a message")
+        else:
+            length, received = stream.length, stream.received
+
+        take = min(self.chunk_size, length - received)
+        if end - pos < take:
+            return start - pos - take
+        piece = buf[pos:pos + take]
+        pos += take
+
+        if starts_message:
+            if stream is None:
+                stream = self._streams[csid] = _InboundChunkStream()
+            if fmt < 3:
+                stream.timestamp_field = field
+                stream.extended = extended
+            stream.length = length
+            stream.type_id = type_id
+            stream.stream_id = stream_id
+            stream.timestamp = timestamp
+            if take == length:
+                # The whole message in one chunk: the common case, no bookkeeping.
+                self._complete(csid, stream, piece, messages)
+                return pos - start
+            stream.parts = []
+            stream.received = 0
+        stream.parts.append(piece)
+        stream.received += take
+        self._buffered += take
+        if self._buffered > self.limits.max_buffered_bytes:
+            raise LimitExceeded(
+                "max_buffered_bytes",
+                f"peer left more than {self.limits.max_buffered_bytes} bytes in incomplete messages "
+                f"(maxBufferedBytes)")
+        if stream.received == length:
+            payload = b"".join(stream.parts)
+            self._buffered -= length
+            stream.parts = None
+            self._complete(csid, stream, payload, messages)
+        return pos - start
+
+    def _complete(self, csid, stream, payload, messages):
+        message = Message(stream.type_id, stream.stream_id, stream.timestamp, payload, csid)
+        if stream.type_id == SET_CHUNK_SIZE:
+            self._set_chunk_size(payload)
+        elif stream.type_id == ABORT:
+            self._abort(payload)
+        messages.append(message)
+
+    def _set_chunk_size(self, payload: bytes):
+        if len(payload) < 4:
+            raise RemoteProtocolError("Set Chunk Size message shorter than 4 bytes")
+        size = int.from_bytes(payload[:4], "big")
+        if size & 0x80000000 or size < 1:
+            raise RemoteProtocolError(f"invalid chunk size {size}")
+        if size > self.limits.max_chunk_size:
+            raise LimitExceeded(
+                "max_chunk_size",
+                f"peer set chunk size {size}; the limit is {self.limits.max_chunk_size} (maxChunkSize)")
+        self.chunk_size = size
+
+    def _abort(self, payload: bytes):
+        if len(payload) < 4:
+            raise RemoteProtocolError("Abort message shorter than 4 bytes")
+        stream = self._streams.get(int.from_bytes(payload[:4], "big"))
+        if stream is not None and stream.parts is not None:
+            self._buffered -= stream.received
+            stream.parts = None
+            stream.received = 0
+
+
+class _OutboundChunkStream:
+    __slots__ = ("type_id", "stream_id", "length", "timestamp", "delta")
+
+    def __init__(self, message: Message):
+        self.type_id = message.type_id
+        self.stream_id = message.stream_id
+        self.length = len(message.payload)
+        self.timestamp = message.timestamp
+        self.delta = None   # None after a format 0 header: format 3 is then never used
+
+
+def _basic_header(fmt: int, csid: int) -> bytes:
+    if csid < 64:
+        return bytes(((fmt << 6) | csid,))
+    if csid < 320:
+        return bytes((fmt << 6, csid - 64))
+    rest = csid - 64
+    return bytes(((fmt << 6) | 1, rest & 0xFF, rest >> 8))
+
+
+class ChunkWriter:
+    """Cuts messages into chunks, choosing the smallest header that is unambiguous.
+
+    Format 3 is used for a new message only after a format 1 or 2 header with
+    the same delta, the one reading every implementation agrees on.
+    """
+
+    __slots__ = ("chunk_size", "_streams")
+
+    def __init__(self):
+        self.chunk_size = DEFAULT_CHUNK_SIZE
+        self._streams = {}
+
+    def write(self, message: Message) -> bytes:
+        csid = message.chunk_stream_id
+        if not FIRST_CHUNK_STREAM_ID <= csid <= LAST_CHUNK_STREAM_ID:
+            raise LocalProtocolError(f"chunk stream id {csid} outside 2..65599")
+        length = len(message.payload)
+        if length > 0xFFFFFF:
+            raise LocalProtocolError(f"message of {length} bytes does not fit RTMP's 24-bit length")
+        prev = self._streams.get(csid)
+        timestamp = message.timestamp & 0xFFFFFFFF
+        delta = None if prev is None else (timestamp - prev.timestamp) & 0xFFFFFFFF
+        if prev is None or prev.stream_id != message.stream_id or delta >= 0x80000000:
+            fmt, field = 0, timestamp
+            state = _OutboundChunkStream(message)
+            self._streams[csid] = state
+        else:
+            if prev.type_id != message.type_id or prev.length != length:
+                fmt = 1
+            elif prev.delta != delta:
+                fmt = 2
+            else:
+                fmt = 3
+            field = delta
+            prev.type_id, prev.length, prev.timestamp, prev.delta = message.type_id, length, timestamp, delta
+        extended = field >= EXTENDED_TIMESTAMP
+        wire_field = EXTENDED_TIMESTAMP if extended else field
+        header = _basic_header(fmt, csid)
+        if fmt < 3:
+            header += wire_field.to_bytes(3, "big")
+            if fmt < 2:
+                header += length.to_bytes(3, "big") + bytes((message.type_id,))
+                if fmt == 0:
+                    header += message.stream_id.to_bytes(4, "little")
+        ext = field.to_bytes(4, "big") if extended else b""
+        header += ext
+        payload = message.payload
+        size = self.chunk_size
+        if length <= size:
+            return header + payload
+        continuation = _basic_header(3, csid) + ext
+        out = [header, payload[:size]]
+        for offset in range(size, length, size):
+            out.append(continuation)
+            out.append(payload[offset:offset + size])
+        return b"".join(out)
