@@ -1,0 +1,264 @@
+"""One RTMP connection as a state machine: bytes in, events out; commands in, bytes out.
+
+The handshake runs first (``handshake``), then the chunk layer (``chunks``)
+carries messages, which are decoded into events (``events``).  Replies the
+protocol itself requires (PingResponse, Acknowledgements, Window Ack Size
+after Set Peer Bandwidth) are queued here so every user of the core gets them.
+No sockets and no clock: the caller moves bytes and keeps time.
+"""
+import enum
+import os
+from typing import Any, Callable, Iterable, List, Optional
+
+from . import amf
+from .chunks import ChunkReader, ChunkWriter, Message
+from .errors import LocalProtocolError, RemoteProtocolError
+from .events import (AcknowledgementReceived, ChunkSizeChanged, CommandReceived, DataReceived, Event,
+                     HandshakeCompleted, MediaReceived, MessageAborted, MessageIgnored, PeerBandwidthSet,
+                     SharedObjectReceived, UserControlReceived, WindowAcknowledgementSizeChanged)
+from .handshake import ClientHandshake, ServerHandshake
+from .limits import Limits
+from .messages import (MessageType, UserControl, peer_bandwidth, read_peer_bandwidth, read_shared_object,
+                       read_u32, read_user_control, shared_object, split_aggregate, u32, user_control)
+
+
+class Role(enum.Enum):
+    SERVER = "server"
+    CLIENT = "client"
+
+
+class State(enum.Enum):
+    HANDSHAKING = "handshaking"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+#: Chunk streams by purpose, as nginx-rtmp and ffmpeg lay them out.
+CONTROL_CHUNK_STREAM = 2
+COMMAND_CHUNK_STREAM = 3
+STREAM_CHUNK_STREAM = 5
+AUDIO_CHUNK_STREAM = 6
+VIDEO_CHUNK_STREAM = 7
+
+_MEDIA_CHUNK_STREAMS = {MessageType.AUDIO: AUDIO_CHUNK_STREAM, MessageType.VIDEO: VIDEO_CHUNK_STREAM}
+
+
+class Connection:
+    """The sans-I/O RTMP endpoint, server or client side.
+
+    ``receive_data`` may raise ``RemoteProtocolError``; the connection is then
+    CLOSED and the caller should send ``data_to_send()`` and drop the transport.
+    """
+
+    __slots__ = ("role", "state", "_handshake", "_reader", "_writer", "_outgoing",
+                 "_received", "_acknowledged", "_ack_window", "window_ack_size")
+
+    def __init__(self, role: Role = Role.SERVER, *, limits: Limits = Limits(),
+                 random_bytes: Callable[[int], bytes] = os.urandom, epoch: int = 0, digest: bool = True):
+        self.role = role
+        self.state = State.HANDSHAKING
+        if role is Role.SERVER:
+            self._handshake = ServerHandshake(random_bytes=random_bytes, epoch=epoch)
+        else:
+            self._handshake = ClientHandshake(random_bytes=random_bytes, epoch=epoch, digest=digest)
+        self._reader = ChunkReader(limits)
+        self._writer = ChunkWriter()
+        self._outgoing = [self._handshake.data_to_send()]   # C0+C1 for a client, nothing for a server
+        self._received = 0          # bytes received since the handshake, for Acknowledgements
+        self._acknowledged = 0      # the byte count of our last Acknowledgement
+        self._ack_window = 0        # the peer's Window Ack Size; 0 until it sends one
+        self.window_ack_size = 0    # the Window Ack Size we announced
+
+    # -- bytes in -----------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> List[Event]:
+        if self.state is State.CLOSED:
+            raise LocalProtocolError("receive_data on a closed connection")
+        try:
+            if self.state is State.HANDSHAKING:
+                return self._receive_handshake(data)
+            return self._receive_chunks(data)
+        except RemoteProtocolError:
+            self.state = State.CLOSED
+            raise
+
+    def _receive_handshake(self, data: bytes) -> List[Event]:
+        handshake = self._handshake
+        handshake.receive_data(data)
+        self._outgoing.append(handshake.data_to_send())
+        if not handshake.complete:
+            return []
+        self.state = State.OPEN
+        self._handshake = None
+        if self.role is Role.SERVER:
+            event = HandshakeCompleted(digest_scheme=handshake.digest_scheme)
+        else:
+            event = HandshakeCompleted(server_digest_valid=handshake.server_digest_valid)
+        events = [event]
+        if handshake.leftover:
+            events.extend(self._receive_chunks(handshake.leftover))
+        return events
+
+    def _receive_chunks(self, data: bytes) -> List[Event]:
+        events = []
+        for message in self._reader.feed(data):
+            self._dispatch(message, events)
+        self._received = (self._received + len(data)) & 0xFFFFFFFF
+        if self._ack_window and (self._received - self._acknowledged) & 0xFFFFFFFF >= self._ack_window:
+            self._acknowledged = self._received
+            self._send_control(MessageType.ACKNOWLEDGEMENT, u32(self._received))
+        return events
+
+    def _dispatch(self, message: Message, events: list):
+        handler = _HANDLERS.get(message.type_id)
+        if handler is None:
+            events.append(MessageIgnored(message.type_id, message.stream_id, len(message.payload)))
+        else:
+            handler(self, message, events)
+
+    def _on_set_chunk_size(self, message, events):
+        events.append(ChunkSizeChanged(self._reader.chunk_size))
+
+    def _on_abort(self, message, events):
+        events.append(MessageAborted(read_u32(message.payload, "Abort")))
+
+    def _on_acknowledgement(self, message, events):
+        events.append(AcknowledgementReceived(read_u32(message.payload, "Acknowledgement")))
+
+    def _on_window_ack_size(self, message, events):
+        size = read_u32(message.payload, "Window Acknowledgement Size")
+        if size == 0:
+            raise RemoteProtocolError("Window Acknowledgement Size of 0")
+        self._ack_window = size
+        events.append(WindowAcknowledgementSizeChanged(size))
+
+    def _on_peer_bandwidth(self, message, events):
+        size, limit_type = read_peer_bandwidth(message.payload)
+        if size != self.window_ack_size:
+            # The receiver of Set Peer Bandwidth answers with its Window Ack Size (spec 5.4.5).
+            self.set_window_ack_size(size)
+        events.append(PeerBandwidthSet(size, limit_type))
+
+    def _on_user_control(self, message, events):
+        event_type, value, buffer_length = read_user_control(message.payload)
+        if event_type == UserControl.PING_REQUEST:
+            self.send_user_control(UserControl.PING_RESPONSE, value)
+        events.append(UserControlReceived(event_type, value, buffer_length))
+
+    def _on_media(self, message, events):
+        events.append(MediaReceived(message.type_id, message.stream_id, message.timestamp, message.payload))
+
+    def _on_data(self, message, events):
+        amf3 = message.type_id == MessageType.DATA_AMF3
+        values = amf.decode_values(message.payload, amf3=amf3)
+        events.append(DataReceived(message.stream_id, message.timestamp, tuple(values), amf3))
+
+    def _on_shared_object(self, message, events):
+        amf3 = message.type_id == MessageType.SHARED_OBJECT_AMF3
+        # The AMF3 form carries one leading format byte before the same layout (as Red5 reads it).
+        name, version, persistence, so_events = read_shared_object(message.payload[1:] if amf3 else message.payload)
+        events.append(SharedObjectReceived(message.stream_id, name, version, persistence, so_events, amf3))
+
+    def _on_command(self, message, events):
+        amf3 = message.type_id == MessageType.COMMAND_AMF3
+        values = amf.decode_values(message.payload, amf3=amf3)
+        if not values:
+            raise RemoteProtocolError("command message without a command name")
+        name = values[0]
+        if name is not None and not isinstance(name, str):
+            raise RemoteProtocolError(f"command name is a {type(name).__name__}, not a string")
+        transaction_id = values[1] if len(values) > 1 else 0
+        if isinstance(transaction_id, bool) or not isinstance(transaction_id, (int, float)):
+            raise RemoteProtocolError(f"command {name!r} has a non-numeric transaction id")
+        command_object = values[2] if len(values) > 2 else None
+        events.append(CommandReceived(message.stream_id, name, transaction_id, command_object,
+                                      tuple(values[3:]), amf3))
+
+    def _on_aggregate(self, message, events):
+        for type_id, _, timestamp, body in split_aggregate(message.payload, message.timestamp):
+            if type_id not in (MessageType.AUDIO, MessageType.VIDEO, MessageType.DATA_AMF0, MessageType.DATA_AMF3):
+                raise RemoteProtocolError(f"aggregate message carries a part of type {type_id}")
+            # Parts belong to the aggregate's message stream, whatever their own header says.
+            self._dispatch(Message(type_id, message.stream_id, timestamp, body, message.chunk_stream_id), events)
+
+    # -- bytes out ----------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._outgoing)
+        self._outgoing.clear()
+        return out
+
+    def send_message(self, message: Message):
+        if self.state is not State.OPEN:
+            raise LocalProtocolError(f"cannot send messages while {self.state.value}")
+        self._outgoing.append(self._writer.write(message))
+
+    def _send_control(self, type_id: int, payload: bytes):
+        self.send_message(Message(type_id, 0, 0, payload, CONTROL_CHUNK_STREAM))
+
+    def set_chunk_size(self, size: int):
+        """Announce and start using a new outgoing chunk size."""
+        if not 1 <= size <= 0x7FFFFFFF:
+            raise LocalProtocolError(f"chunk size {size} outside 1..2**31-1")
+        self._send_control(MessageType.SET_CHUNK_SIZE, u32(size))
+        self._writer.chunk_size = size
+
+    @property
+    def chunk_size(self) -> int:
+        """The chunk size we send with."""
+        return self._writer.chunk_size
+
+    def abort(self, chunk_stream_id: int):
+        self._send_control(MessageType.ABORT, u32(chunk_stream_id))
+
+    def set_window_ack_size(self, size: int):
+        self.window_ack_size = size
+        self._send_control(MessageType.WINDOW_ACK_SIZE, u32(size))
+
+    def set_peer_bandwidth(self, size: int, limit_type: int):
+        self._send_control(MessageType.SET_PEER_BANDWIDTH, peer_bandwidth(size, limit_type))
+
+    def send_user_control(self, event_type: int, value: int, buffer_length: Optional[int] = None):
+        self._send_control(MessageType.USER_CONTROL, user_control(event_type, value, buffer_length))
+
+    def send_command(self, name: Optional[str], transaction_id: float, command_object: Any = None,
+                     arguments: Iterable[Any] = (), *, stream_id: int = 0, amf3: bool = False,
+                     chunk_stream_id: Optional[int] = None):
+        payload = amf.encode_values([name, transaction_id, command_object, *arguments], amf3=amf3)
+        type_id = MessageType.COMMAND_AMF3 if amf3 else MessageType.COMMAND_AMF0
+        if chunk_stream_id is None:
+            chunk_stream_id = STREAM_CHUNK_STREAM if stream_id else COMMAND_CHUNK_STREAM
+        self.send_message(Message(type_id, stream_id, 0, payload, chunk_stream_id))
+
+    def send_data(self, values: Iterable[Any], *, stream_id: int, timestamp: int = 0, amf3: bool = False):
+        payload = amf.encode_values(list(values), amf3=amf3)
+        type_id = MessageType.DATA_AMF3 if amf3 else MessageType.DATA_AMF0
+        self.send_message(Message(type_id, stream_id, timestamp, payload, STREAM_CHUNK_STREAM))
+
+    def send_media(self, type_id: int, stream_id: int, timestamp: int, payload: bytes):
+        self.send_message(Message(type_id, stream_id, timestamp, payload, _MEDIA_CHUNK_STREAMS[type_id]))
+
+    def send_shared_object(self, name: str, version: int, persistence: int, events, *,
+                           stream_id: int = 0, amf3: bool = False):
+        type_id = MessageType.SHARED_OBJECT_AMF3 if amf3 else MessageType.SHARED_OBJECT_AMF0
+        payload = shared_object(name, version, persistence, events)
+        self.send_message(Message(type_id, stream_id, 0, b"\0" + payload if amf3 else payload, COMMAND_CHUNK_STREAM))
+
+
+_HANDLERS = {
+    MessageType.SET_CHUNK_SIZE: Connection._on_set_chunk_size,
+    MessageType.ABORT: Connection._on_abort,
+    MessageType.ACKNOWLEDGEMENT: Connection._on_acknowledgement,
+    MessageType.USER_CONTROL: Connection._on_user_control,
+    MessageType.WINDOW_ACK_SIZE: Connection._on_window_ack_size,
+    MessageType.SET_PEER_BANDWIDTH: Connection._on_peer_bandwidth,
+    MessageType.AUDIO: Connection._on_media,
+    MessageType.VIDEO: Connection._on_media,
+    MessageType.DATA_AMF3: Connection._on_data,
+    MessageType.DATA_AMF0: Connection._on_data,
+    MessageType.SHARED_OBJECT_AMF3: Connection._on_shared_object,
+    MessageType.SHARED_OBJECT_AMF0: Connection._on_shared_object,
+    MessageType.COMMAND_AMF3: Connection._on_command,
+    MessageType.COMMAND_AMF0: Connection._on_command,
+    MessageType.AGGREGATE: Connection._on_aggregate,
+}

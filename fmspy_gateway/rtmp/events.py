@@ -1,0 +1,130 @@
+"""Events the protocol core hands up: small frozen records named for what happened."""
+from dataclasses import dataclass, field
+from typing import Any, Optional, Tuple
+
+
+class Event:
+    """Base class of everything ``Connection.receive_data`` returns."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class HandshakeCompleted(Event):
+    #: 0 or 1 for a peer that used the FP9 digest handshake with that scheme, None for simple.
+    digest_scheme: Optional[int] = None
+    #: On the client side: did the server's FP9 digests validate (None in simple mode).
+    server_digest_valid: Optional[bool] = None
+
+
+@dataclass(frozen=True)
+class ChunkSizeChanged(Event):
+    #: The size of the chunks the peer sends from now on.
+    size: int
+
+
+@dataclass(frozen=True)
+class MessageAborted(Event):
+    #: The chunk stream whose partial message the peer told us to drop.
+    chunk_stream_id: int
+
+
+@dataclass(frozen=True)
+class AcknowledgementReceived(Event):
+    #: Bytes the peer says it has received so far (modulo 2**32).
+    sequence_number: int
+
+
+@dataclass(frozen=True)
+class WindowAcknowledgementSizeChanged(Event):
+    #: The peer wants an Acknowledgement after every ``size`` bytes it sends.
+    size: int
+
+
+@dataclass(frozen=True)
+class PeerBandwidthSet(Event):
+    #: Window size the peer asks us to keep to.
+    size: int
+    #: 0 hard, 1 soft, 2 dynamic.
+    limit_type: int
+
+
+@dataclass(frozen=True)
+class UserControlReceived(Event):
+    #: The user control event type (``messages.UserControl``).
+    event_type: int
+    #: The stream id (stream events) or timestamp (ping events) the event carries.
+    value: int
+    #: SetBufferLength's buffer length in ms; None for other events.
+    buffer_length: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class CommandReceived(Event):
+    #: Message stream the command arrived on; 0 is the NetConnection.
+    stream_id: int
+    #: Command name, e.g. "connect", "createStream" or an RPC method; None from Flex.
+    name: Optional[str]
+    #: Transaction id; 0 means the sender wants no reply.
+    transaction_id: float
+    #: The command object (connect's parameters, otherwise usually None).
+    command_object: Any
+    #: The remaining arguments, decoded.
+    arguments: Tuple[Any, ...] = ()
+    #: True when the command came as an AMF3 command message (type 17).
+    amf3: bool = False
+
+
+@dataclass(frozen=True)
+class DataReceived(Event):
+    #: Message stream of the data message (e.g. @setDataFrame on a published stream).
+    stream_id: int
+    #: Timestamp of the message, in ms.
+    timestamp: int
+    #: The decoded values (first is usually a handler name such as "onMetaData").
+    values: Tuple[Any, ...] = ()
+    #: True for an AMF3 data message (type 15).
+    amf3: bool = False
+
+
+@dataclass(frozen=True)
+class SharedObjectEvent:
+    """One event inside a shared object message, its body left encoded for the app layer."""
+
+    #: 1 Use, 2 Release, 3 RequestChange, 4 Change, 5 Success, 6 SendMessage, 7 Status,
+    #: 8 Clear, 9 Remove, 10 RequestRemove, 11 UseSuccess.
+    event_type: int
+    data: bytes = b""
+
+
+@dataclass(frozen=True)
+class SharedObjectReceived(Event):
+    stream_id: int
+    #: The shared object's name.
+    name: str
+    version: int
+    #: Persistence flag as sent (non-zero: persistent).
+    persistence: int
+    events: Tuple[SharedObjectEvent, ...] = ()
+    #: True for the AMF3 form (type 16).
+    amf3: bool = False
+
+
+@dataclass(frozen=True)
+class MediaReceived(Event):
+    #: 8 audio or 9 video.
+    type_id: int
+    stream_id: int
+    #: Timestamp in ms (aggregate parts carry their own, rebased on the aggregate's).
+    timestamp: int
+    #: The FLV tag body, untouched.
+    payload: bytes = field(repr=False, default=b"")
+
+
+@dataclass(frozen=True)
+class MessageIgnored(Event):
+    """A message of a type the core does not know; reported so the glue can log it."""
+
+    type_id: int
+    stream_id: int
+    size: int
