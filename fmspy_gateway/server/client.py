@@ -1,0 +1,200 @@
+"""An RTMP client on Twisted: connect with arguments, call with Deferred results, answer server calls.
+
+Used by the tests and the command-line tools.  Like the server glue it only
+moves bytes between a socket and the sans-I/O core; calls awaiting answers
+live in the same ``PendingCalls`` table the server uses.
+"""
+from typing import Any, Callable, Mapping, Optional
+from urllib.parse import urlsplit
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+
+from ..app.calls import CallFailed, ConnectionClosed, PendingCalls
+from ..app.session import status
+from ..rtmp.connection import Connection, Role
+from ..rtmp.errors import RemoteProtocolError
+from ..rtmp.events import CommandReceived, HandshakeCompleted
+
+log = Logger()
+
+DEFAULT_PORT = 1935
+FLASH_VERSION = "LNX 32,0,0,465"
+
+
+def parse_rtmp_url(url: str):
+    """'rtmp://host:port/app/room' -> (host, port, 'app/room')."""
+    parts = urlsplit(url)
+    if parts.scheme != "rtmp" or not parts.hostname:
+        raise ValueError(f"not an rtmp:// URL: {url!r}")
+    app = parts.path.lstrip("/")
+    if parts.query:
+        app += "?" + parts.query
+    return parts.hostname, parts.port or DEFAULT_PORT, app
+
+
+class RTMPClientProtocol(Protocol):
+    """The client end of one RTMP connection.
+
+    ``handlers`` maps method names the server may call to callables; their
+    return value (or Deferred) answers the call.  ``onStatus`` messages go to
+    the ``onStatus`` handler if there is one.
+    """
+
+    def __init__(self, reactor=None, handlers: Optional[Mapping[str, Callable]] = None,
+                 call_timeout: Optional[float] = 30.0, digest: bool = True):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.handlers = dict(handlers or {})
+        self.connection = Connection(Role.CLIENT, digest=digest)
+        self.calls = PendingCalls(reactor, call_timeout)
+        self.amf3 = False
+        #: The HandshakeCompleted event, once the handshake is done.
+        self.handshake = None
+        #: Fires with the reason when the connection is gone.
+        self.closed = Deferred()
+        self._connect_call = None
+        self._pending_connect = None
+
+    def connectionMade(self):
+        self.flush()
+
+    def dataReceived(self, data: bytes):
+        try:
+            events = self.connection.receive_data(data)
+        except RemoteProtocolError as e:
+            log.error("server broke the protocol: {reason}", reason=e.reason)
+            self.transport.loseConnection()
+            return
+        for event in events:
+            if isinstance(event, HandshakeCompleted):
+                self.handshake = event
+                if self._pending_connect is not None:
+                    self._send_connect(*self._pending_connect)
+                    self._pending_connect = None
+            elif isinstance(event, CommandReceived):
+                self._on_command(event)
+        self.flush()
+
+    def connectionLost(self, reason):
+        message = reason.getErrorMessage()
+        if self._connect_call is not None:
+            d, self._connect_call = self._connect_call, None
+            d.errback(ConnectionClosed(f"connection closed before connect was answered: {message}"))
+        self.calls.fail_all(f"connection closed: {message}")
+        self.closed.callback(message)
+
+    def flush(self):
+        data = self.connection.data_to_send()
+        if data:
+            self.transport.write(data)
+
+    # -- what the user calls ----------------------------------------------------------
+
+    def connect(self, app: str, *args, tc_url: Optional[str] = None, object_encoding: int = 0,
+                **params) -> Deferred:
+        """Send connect; fires with the server's information object, or fails with CallFailed."""
+        self.amf3 = object_encoding == 3
+        host = getattr(self.transport.getPeer(), "host", "localhost")
+        port = getattr(self.transport.getPeer(), "port", DEFAULT_PORT)
+        command_object = {
+            "app": app, "flashVer": FLASH_VERSION, "swfUrl": "",
+            "tcUrl": tc_url or f"rtmp://{host}:{port}/{app}", "fpad": False, "capabilities": 239,
+            "audioCodecs": 3575, "videoCodecs": 252, "videoFunction": 1, "pageUrl": "",
+            "objectEncoding": object_encoding,
+        }
+        command_object.update(params)
+        self._connect_call = Deferred()
+        if self.handshake is not None:
+            self._send_connect(command_object, args)
+        else:
+            self._pending_connect = (command_object, args)
+        return self._connect_call
+
+    def _send_connect(self, command_object, args):
+        self.connection.send_command("connect", 1, command_object, args)
+        self.flush()
+
+    def call(self, name: str, *args, timeout: Optional[float] = None) -> Deferred:
+        """Call a server method; fires with its result or fails with CallFailed / CallTimedOut."""
+        transaction_id, deferred = self.calls.new(f"call {name!r}", timeout)
+        self.connection.send_command(name, transaction_id, None, args, amf3=self.amf3)
+        self.flush()
+        return deferred
+
+    def notify(self, name: str, *args):
+        """Call without wanting an answer (transaction id 0)."""
+        self.connection.send_command(name, 0, None, args, amf3=self.amf3)
+        self.flush()
+
+    def close(self):
+        self.transport.loseConnection()
+        return self.closed
+
+    # -- what the server sends ----------------------------------------------------------
+
+    def _on_command(self, command: CommandReceived):
+        answer = command.arguments[0] if command.arguments else None
+        if command.transaction_id == 1 and self._connect_call is not None and command.name in ("_result", "_error"):
+            d, self._connect_call = self._connect_call, None
+            if command.name == "_result":
+                d.callback(answer)
+            else:
+                d.errback(CallFailed.from_info(answer))
+        elif command.name == "_result":
+            self.calls.resolve(command.transaction_id, answer)
+        elif command.name == "_error":
+            self.calls.reject(command.transaction_id, answer)
+        else:
+            self._on_server_call(command)
+
+    def _on_server_call(self, command: CommandReceived):
+        handler = self.handlers.get(command.name)
+        if handler is None:
+            if command.name != "onStatus":
+                log.info("server called {name!r}, which has no handler", name=command.name)
+            if command.transaction_id:
+                self._answer(command, "_error", status("NetConnection.Call.Failed",
+                                                       f"Method '{command.name}' not found.", level="error"))
+            return
+        d = maybeDeferred(handler, *command.arguments)
+        d.addCallbacks(lambda value: self._answer(command, "_result", value),
+                       lambda failure: self._answer(command, "_error", status(
+                           "NetConnection.Call.Failed", str(failure.value), level="error")))
+
+    def _answer(self, command: CommandReceived, name: str, value: Any):
+        if command.transaction_id and self.transport is not None and self.connected:
+            self.connection.send_command(name, command.transaction_id, None, [value], amf3=command.amf3)
+            self.flush()
+
+
+def connect_client(url: str, *args, reactor=None, handlers=None, object_encoding: int = 0,
+                   digest: bool = True, call_timeout: Optional[float] = 30.0, **params) -> Deferred:
+    """Open an RTMP connection and send connect; fires with the protocol once connected.
+
+    On ``_error`` (e.g. NetConnection.Connect.Rejected) it fails with CallFailed
+    carrying the server's information object.  The connect reply is kept on
+    the protocol as ``connect_info``.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    host, port, app = parse_rtmp_url(url)
+    factory = Factory.forProtocol(lambda: RTMPClientProtocol(reactor, handlers, call_timeout, digest))
+    endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=10)
+
+    def connected(protocol):
+        def accepted(info):
+            protocol.connect_info = info
+            return protocol
+
+        def refused(failure):
+            protocol.transport.loseConnection()
+            return failure
+
+        d = protocol.connect(app, *args, tc_url=url, object_encoding=object_encoding, **params)
+        return d.addCallbacks(accepted, refused)
+
+    return endpoint.connect(factory).addCallback(connected)

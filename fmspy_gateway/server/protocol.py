@@ -1,0 +1,157 @@
+"""The Twisted side of a server connection: bytes from the socket into the core, events to the session.
+
+Thin on purpose (Twisted's own ``web/_http2.py`` around h2): feed bytes, hand
+events on, write what the core queued.  It owns the socket and the timers:
+the handshake deadline, the ping sent after ``pingInterval`` of silence, and
+the close after ``keepAliveTimeout`` with nothing received.
+"""
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+
+from ..app.session import Session
+from ..rtmp.connection import Connection, Role
+from ..rtmp.errors import LimitExceeded, RemoteProtocolError
+from ..rtmp.events import HandshakeCompleted, MessageIgnored
+from ..rtmp.messages import UserControl
+
+log = Logger()
+
+
+class RTMPServerProtocol(Protocol):
+    """One accepted RTMP connection."""
+
+    def __init__(self, factory: "RTMPServerFactory"):
+        self.factory = factory
+        self.connection = None
+        self.session = None
+        self.address = ""
+        self._started = 0.0
+        self._last_received = 0.0
+        self._pinged = False
+        self._timer = None
+        self._closing = False
+
+    # -- Protocol ---------------------------------------------------------------------
+
+    def connectionMade(self):
+        factory = self.factory
+        reactor = factory.reactor
+        peer = self.transport.getPeer()
+        self.address = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        self._started = self._last_received = reactor.seconds()
+        self.connection = Connection(Role.SERVER, limits=factory.config.limits, epoch=0)
+        self.session = Session(factory.applications, self, clock=reactor)
+        self._timer = reactor.callLater(factory.config.handshake_timeout, self._handshake_timed_out)
+        factory.connections.add(self)
+
+    def dataReceived(self, data: bytes):
+        if self._closing:
+            return
+        self._last_received = self.factory.reactor.seconds()
+        self._pinged = False
+        try:
+            events = self.connection.receive_data(data)
+        except RemoteProtocolError as e:
+            what = "limit hit" if isinstance(e, LimitExceeded) else "protocol error"
+            self.close(f"{what}: {e.reason}")
+            return
+        for event in events:
+            if isinstance(event, HandshakeCompleted):
+                self._handshake_completed(event)
+            elif isinstance(event, MessageIgnored):
+                log.debug("{address}: ignored message of type {type_id}", address=self.address, type_id=event.type_id)
+            try:
+                self.session.handle(event)
+            except Exception:
+                # A bug of ours or an application's: this connection only.
+                log.failure("{address}: handling {event} failed", address=self.address, event=type(event).__name__)
+                self.close("internal error")
+                return
+        self.flush()
+
+    def connectionLost(self, reason):
+        self._closing = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self.factory.connection_closed(self)
+        if self.session is not None:
+            self.session.connection_lost(reason.getErrorMessage())
+
+    # -- what the session uses (app.session.Peer) -------------------------------------
+
+    def flush(self):
+        data = self.connection.data_to_send()
+        if data and not self._closing:
+            self.transport.write(data)
+
+    def close(self, reason: str):
+        """Flush what is queued, then close; only this connection is affected."""
+        if self._closing:
+            return
+        log.info("{address}: closing: {reason}", address=self.address, reason=reason)
+        self.flush()
+        self._closing = True
+        self.transport.loseConnection()
+
+    # -- timers ------------------------------------------------------------------------
+
+    def _handshake_completed(self, event: HandshakeCompleted):
+        self._timer.cancel()
+        self._timer = self.factory.reactor.callLater(self.factory.config.ping_interval, self._check_idle)
+
+    def _handshake_timed_out(self):
+        self._timer = None
+        self.close(f"handshake not completed within {self.factory.config.handshake_timeout:g} s (handshakeTimeout)")
+
+    def _check_idle(self):
+        """One timer per connection, re-armed from the time of the last byte (no reset per read)."""
+        config = self.factory.config
+        reactor = self.factory.reactor
+        idle = reactor.seconds() - self._last_received
+        self._timer = None
+        if idle >= config.keepalive_timeout:
+            self.close(f"nothing received for {idle:g} s (keepAliveTimeout)")
+            return
+        if idle >= config.ping_interval and not self._pinged:
+            self._pinged = True
+            now_ms = int((reactor.seconds() - self._started) * 1000)
+            self.connection.send_user_control(UserControl.PING_REQUEST, now_ms)
+            self.flush()
+        deadline = config.keepalive_timeout if self._pinged else config.ping_interval
+        self._timer = reactor.callLater(max(deadline - idle, 0.001), self._check_idle)
+
+
+class RTMPServerFactory(Factory):
+    """Builds server protocols sharing the applications, the [RTMP] config and the reactor."""
+
+    def __init__(self, applications, config, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.applications = applications
+        self.config = config
+        self.reactor = reactor
+        #: Live connections, for status and for a graceful stop.
+        self.connections = set()
+        self._all_closed = []
+
+    def buildProtocol(self, addr):
+        return RTMPServerProtocol(self)
+
+    def connection_closed(self, protocol: RTMPServerProtocol):
+        self.connections.discard(protocol)
+        if not self.connections:
+            waiting, self._all_closed = self._all_closed, []
+            for d in waiting:
+                d.callback(None)
+
+    def close_all(self, reason: str = "server stopping") -> Deferred:
+        """Close every connection; fires once all of them are gone."""
+        if not self.connections:
+            return succeed(None)
+        d = Deferred()
+        self._all_closed.append(d)
+        for protocol in list(self.connections):
+            protocol.close(reason)
+        return d

@@ -1,0 +1,72 @@
+"""``twistd fmspy-gateway``: command-line options and the wiring of every layer into one service.
+
+The only module that knows all the others: it loads the configuration,
+builds the applications and hands them, with the reactor, to the listeners.
+"""
+import logging
+import sys
+
+from twisted.application import internet, service
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.web.server import Site
+
+from .app.registry import UnknownApplication, build_applications
+from .config import ConfigError, load_config, with_overrides
+from .rtmp import amf
+from .server import logging_bridge
+from .server.http import build_site_root
+from .server.protocol import RTMPServerFactory
+
+log = Logger()
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} outside 0-65535")
+    return port
+
+
+class Options(usage.Options):
+    synopsis = "[--config FILE] [--rtmp-port N] [--http-port N]"
+    longdesc = ("Runs the RTMP server and gateway. Without --config, fmspy.cfg is read from the package "
+                "directory, /etc, /usr/local/etc and the current directory, later files overriding earlier ones.")
+    optParameters = [
+        ["config", "c", None, "Read this fmspy.cfg only, instead of searching."],
+        ["rtmp-port", None, None, "Listen for RTMP on this port ([RTMP] port).", _port],
+        ["http-port", None, None, "Serve HTTP on this port ([HTTP] port).", _port],
+    ]
+
+
+def makeService(options, reactor=None) -> service.MultiService:
+    if reactor is None:
+        from twisted.internet import reactor
+    logging_bridge.install(logging.INFO)
+    try:
+        config = with_overrides(load_config(options["config"]),
+                                rtmp_port=options["rtmp-port"], http_port=options["http-port"])
+        applications = build_applications(config)
+    except (ConfigError, UnknownApplication) as e:
+        # One clear line, not a traceback (FMSPy's FAQ about NoSectionError).
+        print(f"fmspy-gateway: {e}", file=sys.stderr)
+        raise SystemExit(1)
+
+    log.info("configuration: {files}", files=", ".join(config.files))
+    log.info("pyamf codec: {codec}", codec=amf.codec_name())
+    log.info("applications: {apps}", apps=", ".join(
+        f"{name} ({type(app).__name__})" for name, app in sorted(applications.items())) or "none")
+
+    top = service.MultiService()
+    rtmp = config.rtmp
+    factory = RTMPServerFactory(applications, rtmp, reactor=reactor)
+    rtmp_service = internet.TCPServer(rtmp.port, factory, backlog=rtmp.backlog, interface=rtmp.interface,
+                                      reactor=reactor)
+    rtmp_service.setName("rtmp")
+    rtmp_service.setServiceParent(top)
+    if config.http.enabled:
+        http_service = internet.TCPServer(config.http.port, Site(build_site_root(config.http, applications)),
+                                          interface=config.http.interface, reactor=reactor)
+        http_service.setName("http")
+        http_service.setServiceParent(top)
+    return top

@@ -1,0 +1,157 @@
+"""The server glue on a StringTransport and a Clock: timers, connect replies, errors closing one connection."""
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from fmspy_gateway.app.echo import EchoApplication
+from fmspy_gateway.config import RTMPConfig
+from fmspy_gateway.rtmp.connection import Connection, Role
+from fmspy_gateway.rtmp.events import (ChunkSizeChanged, CommandReceived, HandshakeCompleted, PeerBandwidthSet,
+                                       UserControlReceived, WindowAcknowledgementSizeChanged)
+from fmspy_gateway.rtmp.limits import Limits
+from fmspy_gateway.rtmp.messages import UserControl
+from fmspy_gateway.server.protocol import RTMPServerFactory
+
+CONFIG = RTMPConfig(handshake_timeout=5, ping_interval=10, keepalive_timeout=25)
+
+
+class ServerGlueTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.factory = RTMPServerFactory({"echotest": EchoApplication("echotest")}, CONFIG, reactor=self.clock)
+
+    def connect_transport(self, factory=None):
+        factory = factory or self.factory
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def exchange(self, client, protocol, transport, byte_by_byte=False):
+        """Move bytes both ways until neither side has more; returns the client's events."""
+        events = []
+        while True:
+            out = client.data_to_send()
+            if out:
+                if byte_by_byte:
+                    for i in range(len(out)):
+                        protocol.dataReceived(out[i:i + 1])
+                else:
+                    protocol.dataReceived(out)
+            back = transport.value()
+            transport.clear()
+            if back:
+                events.extend(client.receive_data(back))
+            if not out and not back:
+                return events
+
+    def handshaken(self):
+        protocol, transport = self.connect_transport()
+        client = Connection(Role.CLIENT)
+        events = self.exchange(client, protocol, transport)
+        self.assertIsInstance(events[0], HandshakeCompleted)
+        return protocol, transport, client
+
+    def test_handshake_timeout_closes(self):
+        protocol, transport = self.connect_transport()
+        self.clock.advance(4.9)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.2)
+        self.assertTrue(transport.disconnecting)
+
+    def test_completed_handshake_is_not_timed_out(self):
+        protocol, transport, client = self.handshaken()
+        self.clock.advance(5.1)
+        self.assertFalse(transport.disconnecting)
+
+    def test_ping_after_silence_then_keepalive_close(self):
+        protocol, transport, client = self.handshaken()
+        self.clock.advance(9.9)
+        self.assertEqual(transport.value(), b"")
+        self.clock.advance(0.2)
+        pings = [e for e in client.receive_data(transport.value())
+                 if isinstance(e, UserControlReceived) and e.event_type == UserControl.PING_REQUEST]
+        self.assertEqual(len(pings), 1)
+        transport.clear()
+        # No answer: closed keepAliveTimeout after the last byte received.
+        self.clock.advance(14.7)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.4)
+        self.assertTrue(transport.disconnecting)
+
+    def test_answered_ping_keeps_the_connection(self):
+        protocol, transport, client = self.handshaken()
+        for _ in range(5):
+            self.clock.advance(10.1)
+            client.receive_data(transport.value())   # queues the PingResponse
+            transport.clear()
+            protocol.dataReceived(client.data_to_send())
+        self.assertFalse(transport.disconnecting)
+        self.assertGreater(self.clock.seconds(), CONFIG.keepalive_timeout * 2)
+
+    def connect(self, app, byte_by_byte=False, **params):
+        protocol, transport, client = self.handshaken()
+        client.send_command("connect", 1, {"app": app, "tcUrl": f"rtmp://localhost/{app}", **params})
+        return transport, self.exchange(client, protocol, transport, byte_by_byte)
+
+    def test_connect_success_reply_shape(self):
+        for byte_by_byte in (False, True):
+            transport, events = self.connect("echotest", byte_by_byte, objectEncoding=3)
+            kinds = [type(e) for e in events]
+            self.assertEqual(kinds[:4], [WindowAcknowledgementSizeChanged, PeerBandwidthSet,
+                                         UserControlReceived, ChunkSizeChanged])
+            self.assertEqual(events[2].event_type, UserControl.STREAM_BEGIN)
+            result = events[4]
+            self.assertIsInstance(result, CommandReceived)
+            self.assertEqual((result.name, result.transaction_id, result.amf3), ("_result", 1, False))
+            self.assertEqual(result.command_object["capabilities"], 31)
+            self.assertTrue(result.command_object["fmsVer"].startswith("FMS/"))
+            info = result.arguments[0]
+            self.assertEqual(list(info)[:3], ["level", "code", "description"])
+            self.assertEqual((info["level"], info["code"], info["objectEncoding"]),
+                             ("status", "NetConnection.Connect.Success", 3))
+            self.assertFalse(transport.disconnecting)
+
+    def test_connect_to_unknown_application_is_refused_and_closed(self):
+        transport, events = self.connect("nosuchapp")
+        (error,) = [e for e in events if isinstance(e, CommandReceived)]
+        self.assertEqual(error.name, "_error")
+        self.assertEqual(error.arguments[0]["code"], "NetConnection.Connect.InvalidApp")
+        self.assertEqual(error.arguments[0]["level"], "error")
+        self.assertTrue(transport.disconnecting)
+
+    def test_garbage_closes_only_that_connection(self):
+        good, good_transport, _ = self.handshaken()
+        bad, bad_transport = self.connect_transport()
+        bad.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+        self.assertTrue(bad_transport.disconnecting)
+        self.assertFalse(good_transport.disconnecting)
+        self.assertEqual(self.factory.connections, {good, bad})   # until the reactor reports the loss
+
+    def test_limit_closes_connection(self):
+        factory = RTMPServerFactory({}, RTMPConfig(limits=Limits(max_message_size=1000)), reactor=self.clock)
+        protocol, transport = self.connect_transport(factory)
+        client = Connection(Role.CLIENT)
+        self.exchange(client, protocol, transport)
+        protocol.dataReceived(bytes.fromhex("04 000000 0f0000 09 01000000"))
+        self.assertTrue(transport.disconnecting)
+
+    def test_call_before_connect_closes(self):
+        protocol, transport, client = self.handshaken()
+        client.send_command("echo", 2, None, ["x"])
+        self.exchange(client, protocol, transport)
+        self.assertTrue(transport.disconnecting)
+
+    def test_echo_call_answers_in_the_callers_encoding(self):
+        protocol, transport, client = self.handshaken()
+        client.send_command("connect", 1, {"app": "echotest", "objectEncoding": 3})
+        self.exchange(client, protocol, transport)
+        client.send_command("echo", 2, None, [{"a": [1, 2.5, "x"]}], amf3=True)
+        client.send_command("nosuch", 3, None, [], amf3=False)
+        client.send_command("echo", 0, None, ["no reply wanted"])
+        events = [e for e in self.exchange(client, protocol, transport) if isinstance(e, CommandReceived)]
+        self.assertEqual([(e.name, e.transaction_id, e.amf3) for e in events],
+                         [("_result", 2, True), ("_error", 3, False)])
+        self.assertEqual(events[0].arguments, ({"a": [1, 2.5, "x"]},))
+        self.assertEqual(events[1].arguments[0]["code"], "NetConnection.Call.Failed")
+        self.assertIn("nosuch", events[1].arguments[0]["description"])
