@@ -31,6 +31,8 @@ class RTMPServerProtocol(Protocol):
         self._pinged = False
         self._timer = None
         self._closing = False
+        #: 0 or 1 once a client completed the FP9 digest handshake with that scheme.
+        self.digest_scheme = None
 
     # -- Protocol ---------------------------------------------------------------------
 
@@ -98,6 +100,7 @@ class RTMPServerProtocol(Protocol):
     # -- timers ------------------------------------------------------------------------
 
     def _handshake_completed(self, event: HandshakeCompleted):
+        self.digest_scheme = event.digest_scheme
         self._timer.cancel()
         self._timer = self.factory.reactor.callLater(self.factory.config.ping_interval, self._check_idle)
 
