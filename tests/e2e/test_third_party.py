@@ -2,6 +2,7 @@
 import json
 import os
 import struct
+import tempfile
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
@@ -39,11 +40,11 @@ class LibrtmpTests(LoopbackServerMixin, TestCase):
     @inlineCallbacks
     def test_librtmp_connects_and_echoes(self):
         python = require_system_librtmp()
-        values = self.mktemp()
-        with open(values, "w") as f:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             json.dump([v.hex() for v in RAW_AMF0], f)
+        self.addCleanup(os.unlink, f.name)
         out, err, code = yield getProcessOutputAndValue(
-            python, [os.path.join(HERE, "librtmp_echo.py"), self.url(), values], env=dict(os.environ),
+            python, [os.path.join(HERE, "librtmp_echo.py"), self.url(), f.name], env=dict(os.environ),
             reactor=reactor)
         self.assertEqual(code, 0, err.decode(errors="replace"))
         result = json.loads(out)
