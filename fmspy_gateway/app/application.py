@@ -2,9 +2,14 @@
 
 An application is a class configured by its fmspy.cfg section.  Methods a
 client may call are marked ``@remote``; nothing else is reachable by name, so
-a client can never call hooks, private helpers or attributes.
+a client can never call hooks, private helpers or attributes.  Hooks may
+return a Deferred; one that raises or fails is logged, and the client gets
+the proper error, never the server going down.
 """
-from typing import Any, Callable, Mapping, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, List, Mapping, Optional
+
+from .rooms import DEFAULT_ROOM, LocalDirectory, Room
 
 
 def remote(method: Callable) -> Callable:
@@ -28,24 +33,121 @@ class CallError(Exception):
         self.application = application
 
 
-class Application:
-    """Base class of applications; subclasses add ``@remote`` methods and hooks."""
+@dataclass(frozen=True)
+class Accept:
+    """What ``on_connect`` may return to accept with more than a plain yes."""
 
-    def __init__(self, name: str, options: Optional[Mapping[str, str]] = None):
+    #: Sent to the client under ``application`` in the connect result.
+    application: Any = None
+    #: Puts the client in this room instead of the one its URL names.
+    room: Optional[str] = None
+
+
+class ConnectRejected(Exception):
+    """Raise from ``on_connect`` to refuse: the client sees NetConnection.Connect.Rejected.
+
+    ``reason`` becomes the description; ``application`` is sent along as is.
+    """
+
+    def __init__(self, reason: str = "Connection rejected.", application: Any = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.application = application
+
+
+class ConnectRedirected(Exception):
+    """Raise from ``on_connect`` to send the client elsewhere, as FMS does (code 302)."""
+
+    def __init__(self, url: str, reason: str = "Connection redirected."):
+        super().__init__(reason)
+        self.url = url
+        self.reason = reason
+
+
+class Application:
+    """Base class of applications; subclasses add ``@remote`` methods and override hooks.
+
+    Every hook receives the ``Client`` (see ``app.client``) and may return a
+    Deferred.  The default hooks accept everything and do nothing.
+    """
+
+    def __init__(self, name: str, options: Optional[Mapping[str, str]] = None, directory=None):
         #: The RTMP application name clients connect to.
         self.name = name
         #: Application-specific options from the fmspy.cfg section, as strings.
         self.options = dict(options or {})
+        #: Where clients and rooms are found (shared by all applications of a server).
+        self.directory = directory if directory is not None else LocalDirectory()
+
+    # -- hooks -------------------------------------------------------------------------
+
+    def on_connect(self, client, *args):
+        """A client asks to connect, with the extra arguments of ``NetConnection.connect``.
+
+        Return None/True (or an ``Accept``) to accept, False or raise
+        ``ConnectRejected`` to refuse, raise ``ConnectRedirected`` to redirect.
+        """
+        return True
+
+    def on_disconnect(self, client):
+        """A connected client is gone (it has already left its room)."""
+
+    def on_room_create(self, room: Room):
+        """A named room gets its first client (default rooms always exist)."""
+
+    def on_room_enter(self, room: Room, client):
+        """A client entered a room, right after connecting."""
+
+    def on_room_leave(self, room: Room, client):
+        """A client left its room, on disconnect."""
+
+    def on_room_destroy(self, room: Room):
+        """A named room lost its last client."""
+
+    # -- rooms and clients ---------------------------------------------------------------
+
+    @property
+    def default_room(self) -> Room:
+        return self.directory.default_room(self.name)
+
+    def room(self, name: str = DEFAULT_ROOM) -> Optional[Room]:
+        return self.directory.room(self.name, name)
+
+    @property
+    def rooms(self) -> List[Room]:
+        return self.directory.rooms(self.name)
+
+    @property
+    def clients(self) -> List:
+        return self.directory.clients(self.name)
+
+    def client(self, client_id: str):
+        """The client of this application with that id, or None."""
+        client = self.directory.client(client_id)
+        return client if client is not None and client.application_name == self.name else None
+
+    # -- calls -------------------------------------------------------------------------------
 
     def find_method(self, name: Optional[str]) -> Optional[Callable]:
-        """The remote method a call named ``name`` reaches (dotted names walk attributes), or None."""
+        """The method a call named ``name`` reaches, or None.
+
+        Dotted names (``service.method``) walk attributes.  The method must be
+        marked ``@remote``, or be named ``invoke_<name>`` as FMSPy's were.
+        """
         if not name:
             return None
+        *path, last = name.split(".")
         target: Any = self
-        for part in name.split("."):
+        for part in path:
             if not part or part.startswith("_"):
                 return None
             target = getattr(target, part, None)
             if target is None:
                 return None
-        return target if callable(target) and getattr(target, "remote", False) else None
+        if not last or last.startswith("_"):
+            return None
+        legacy = getattr(target, "invoke_" + last, None)
+        if callable(legacy):
+            return legacy
+        method = getattr(target, last, None)
+        return method if callable(method) and getattr(method, "remote", False) else None

@@ -1,25 +1,38 @@
-"""A connected client as applications see it: who it is and how to reach it."""
+"""A connected client as applications see it: who it is, where it is, and how to reach it."""
 import time
-from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple
 
+from twisted.internet.defer import Deferred
 
-@dataclass
+
 class Client:
-    """One RTMP connection that completed connect to an application."""
+    """One RTMP connection that asked to connect to an application.
 
-    #: Unique id, stable for the life of the connection (a string, as FMS gives).
-    id: str
-    #: "host:port" of the peer.
-    address: str
-    #: The connect command object as sent (app, flashVer, tcUrl, objectEncoding, ...).
-    params: Mapping[str, Any]
-    #: Extra arguments the client passed to ``NetConnection.connect``.
-    args: Tuple[Any, ...] = ()
-    #: The room named in the URL after the application (rtmp://host/app/room), None for the default.
-    room_name: Optional[str] = None
-    #: Seconds since the epoch when connect arrived.
-    connected_at: float = field(default_factory=time.time)
+    Identity comes from the connect command; ``call`` / ``notify`` /
+    ``disconnect`` go back through the connection's session.
+    """
+
+    __slots__ = ("id", "address", "application_name", "params", "args", "room_name", "room",
+                 "connected_at", "_session", "__weakref__")
+
+    def __init__(self, client_id: str, address: str, application_name: str, params: Mapping[str, Any],
+                 args: Tuple[Any, ...] = (), room_name: str = "", session=None, connected_at: Optional[float] = None):
+        #: Unique id, stable for the life of the connection (a string, as FMS gives).
+        self.id = client_id
+        #: "host:port" of the peer.
+        self.address = address
+        self.application_name = application_name
+        #: The connect command object as sent (app, flashVer, tcUrl, objectEncoding, ...).
+        self.params = params
+        #: Extra arguments the client passed to ``NetConnection.connect``.
+        self.args = tuple(args)
+        #: The room the URL named (rtmp://host/app/room); "" for the default room.
+        self.room_name = room_name
+        #: The Room the client is in once connected, else None.
+        self.room = None
+        #: Seconds since the epoch when connect arrived.
+        self.connected_at = time.time() if connected_at is None else connected_at
+        self._session = session
 
     @property
     def agent(self) -> Optional[str]:
@@ -46,3 +59,21 @@ class Client:
     @property
     def amf3(self) -> bool:
         return self.object_encoding == 3
+
+    @property
+    def connected(self) -> bool:
+        return self._session is not None and self._session.client is self and not self._session.closed
+
+    def call(self, method: str, *args, timeout: Optional[float] = None) -> Deferred:
+        """Call ``method`` on the client; fires with its ``_result``, fails with CallFailed/CallTimedOut."""
+        return self._session.call_client(method, args, timeout)
+
+    def notify(self, method: str, *args) -> None:
+        """Call ``method`` on the client without waiting for an answer (transaction id 0)."""
+        self._session.notify_client(method, args)
+
+    def disconnect(self, reason: str = "disconnected by the application") -> None:
+        self._session.peer.close(reason)
+
+    def __repr__(self):
+        return f"<Client {self.id} {self.address} {self.application_name}/{self.room_name}>"

@@ -8,12 +8,15 @@ from importlib.metadata import entry_points
 from typing import Dict, Type
 
 from .application import Application
+from .chat import ChatApplication
 from .echo import EchoApplication
+from .rooms import LocalDirectory
 
 ENTRY_POINT_GROUP = "fmspy_gateway.applications"
 
 BUILTIN_APPLICATIONS: Dict[str, Type[Application]] = {
     "EchoApplication": EchoApplication,
+    "ChatApplication": ChatApplication,
 }
 
 
@@ -21,26 +24,31 @@ class UnknownApplication(Exception):
     """An enabled fmspy.cfg section names a class nobody provides."""
 
 
-def application_classes() -> Dict[str, Type[Application]]:
-    """Built-in classes plus those installed packages declare as entry points."""
-    classes = dict(BUILTIN_APPLICATIONS)
+def application_classes() -> Dict[str, object]:
+    """Built-in classes, plus entry points of installed packages (loaded only when enabled)."""
+    classes: Dict[str, object] = dict(BUILTIN_APPLICATIONS)
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         classes.setdefault(entry_point.name, entry_point)
     return classes
 
 
-def build_applications(config) -> Dict[str, Application]:
-    """Instantiate every enabled application section; returns name -> application."""
+def build_applications(config, directory=None) -> Dict[str, Application]:
+    """Instantiate every enabled application section; returns name -> application.
+
+    All applications share one directory of clients and rooms.
+    """
+    directory = directory if directory is not None else LocalDirectory()
     classes = application_classes()
     applications = {}
     for section in config.enabled_applications():
         cls = classes.get(section.class_name)
         if cls is None:
-            label = section.class_name + (f":{section.label}" if section.label else "")
             raise UnknownApplication(
-                f"{section.source}: [{label}]: no application class named {section.class_name!r} "
+                f"{section.source}: [{section.section}]: no application class named {section.class_name!r} "
                 f"(known: {', '.join(sorted(classes))})")
         if not isinstance(cls, type):
             cls = cls.load()
-        applications[section.name] = cls(section.name, section.options)
+        if not (isinstance(cls, type) and issubclass(cls, Application)):
+            raise UnknownApplication(f"{section.source}: [{section.section}]: {cls!r} is not an Application class")
+        applications[section.name] = cls(section.name, section.options, directory)
     return applications

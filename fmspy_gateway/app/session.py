@@ -1,33 +1,33 @@
 """One connection's conversation with the application server.
 
 The Twisted glue feeds each decoded event to ``Session.handle``; the session
-answers through the rtmp ``Connection`` its peer holds, then the glue flushes.
-Here live the connect exchange, calls from the client to application methods,
-and the replies Flash clients expect, shaped as DESIGN.md's protocol facts say.
+answers through the rtmp ``Connection`` its peer holds and asks the glue to
+flush.  Here live the connect exchange with the application's hooks, calls in
+both directions, and the stream-level commands clients send around them.
 """
 import logging
 import secrets
-from typing import Any, Optional, Protocol
+from typing import Any, Iterable, Mapping, Optional, Protocol
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 
 from ..rtmp.connection import Connection
 from ..rtmp.events import CommandReceived
 from ..rtmp.messages import PeerBandwidthLimit, UserControl
-from .application import Application, CallError
+from .application import Accept, Application, CallError, ConnectRedirected, ConnectRejected
 from .calls import CallFailed, PendingCalls
 from .client import Client
+from .replies import connect_properties, error, status
+from .streams import StreamCommands
 
 log = logging.getLogger(__name__)
 
-#: What connect's properties say about us; values real servers send (DESIGN.md).
-FMS_VERSION = "FMS/3,5,1,516"
-CAPABILITIES = 31
-MODE = 1
 #: Window and bandwidth we announce at connect, as nginx-rtmp and Red5 do.
 WINDOW_ACK_SIZE = 2_500_000
 #: Chunk size we send with after connect: fewer headers than the default 128.
 CHUNK_SIZE = 4096
+#: Commands a client may send while its connect is still being decided; more closes it.
+MAX_EARLY_COMMANDS = 32
 
 
 class Peer(Protocol):
@@ -45,41 +45,52 @@ class Peer(Protocol):
         """Flush, then drop the connection; ``reason`` is logged."""
 
 
-def status(code: str, description: str, level: str = "status", **extra) -> dict:
-    """An information object; ``level, code, description`` first, in that order (Flash is picky)."""
-    info = {"level": level, "code": code, "description": description}
-    info.update(extra)
-    return info
-
-
 def split_app_path(app: str):
-    """'chat/room1?token=x' -> ('chat', 'room1'); the query string is not part of either."""
+    """'chat/room1?token=x' -> ('chat', 'room1'); the query string is part of neither."""
     path = app.split("?", 1)[0].strip("/")
     name, _, room = path.partition("/")
-    return name, (room or None)
+    return name, room
+
+
+def _log_failure(what: str):
+    def errback(failure):
+        log.error("%s failed:\n%s", what, failure.getTraceback())
+    return errback
 
 
 class Session:
-    """Connect, then calls in both directions, for one peer."""
+    """Connect, then calls in both directions, for one peer.
 
-    def __init__(self, applications, peer: Peer, clock=None, call_timeout: Optional[float] = 30.0):
-        #: name -> Application, the enabled applications.
+    States: awaiting connect -> connecting (the application's hook decides)
+    -> connected -> closed.
+    """
+
+    def __init__(self, applications: Mapping[str, Application], peer: Peer, clock=None,
+                 call_timeout: Optional[float] = 30.0):
         self.applications = applications
         self.peer = peer
         self.application: Optional[Application] = None
+        #: The Client once connect arrived (accepted or still being decided).
         self.client: Optional[Client] = None
+        self.connected = False
         self.closed = False
         self.outgoing_calls = PendingCalls(clock, call_timeout, first_transaction_id=1)
+        self.streams = StreamCommands(self)
+        self._early = None     # commands that arrived while connect was being decided
 
-    # -- events from the glue ----------------------------------------------------
+    # -- events from the glue ------------------------------------------------------------
 
     def handle(self, event) -> None:
         if isinstance(event, CommandReceived):
             self._on_command(event)
 
     def connection_lost(self, reason: str) -> None:
+        if self.closed:
+            return
         self.closed = True
         self.outgoing_calls.fail_all(f"connection closed: {reason}")
+        if self.connected:
+            self._leave()
 
     def _on_command(self, command: CommandReceived) -> None:
         if self.client is None:
@@ -87,80 +98,165 @@ class Session:
                 self._on_connect(command)
             else:
                 self.peer.close(f"{command.name!r} before connect")
-            return
-        if command.name == "_result":
+        elif not self.connected:
+            self._early.append(command)
+            if len(self._early) > MAX_EARLY_COMMANDS:
+                self.peer.close(f"more than {MAX_EARLY_COMMANDS} commands before connect was answered")
+        elif command.name == "_result":
             self.outgoing_calls.resolve(command.transaction_id, command.arguments[0] if command.arguments else None)
         elif command.name == "_error":
             self.outgoing_calls.reject(command.transaction_id, command.arguments[0] if command.arguments else None)
         elif command.name == "connect":
             self.peer.close("second connect on one connection")
+        elif self.streams.handles(command.name):
+            self.streams.handle(command)
         else:
             self._on_call(command)
 
-    # -- connect ------------------------------------------------------------------
+    # -- connect --------------------------------------------------------------------------
 
     def _on_connect(self, command: CommandReceived) -> None:
         params = command.command_object if isinstance(command.command_object, dict) else {}
         app_path = params.get("app")
-        name, room = split_app_path(app_path) if isinstance(app_path, str) else ("", None)
+        name, room = split_app_path(app_path) if isinstance(app_path, str) else ("", "")
         application = self.applications.get(name)
-        encoding = params.get("objectEncoding", 0)
+        self._encoding = params.get("objectEncoding", 0)
         if application is None:
-            self._send_connect_reply("_error", status(
-                "NetConnection.Connect.InvalidApp", f"Application '{name}' is not available on this server.",
-                level="error", objectEncoding=encoding))
-            self.peer.close(f"connect to unknown application {name!r}")
+            self._refuse(error("NetConnection.Connect.InvalidApp",
+                               f"Application '{name}' is not available on this server.",
+                               objectEncoding=self._encoding), f"connect to unknown application {name!r}")
             return
         self.application = application
-        self.client = Client(secrets.token_hex(8), self.peer.address, params, command.arguments, room)
-        self._accept(encoding)
+        self.client = Client(secrets.token_hex(8), self.peer.address, name, params, command.arguments, room, self)
+        self._early = []
+        d = maybeDeferred(application.on_connect, self.client, *command.arguments)
+        d.addCallbacks(self._connect_decided, self._connect_failed)
+        d.addErrback(_log_failure(f"connect of {self.client!r}"))
 
-    def _accept(self, encoding) -> None:
+    def _connect_decided(self, decision) -> None:
+        if self.closed:
+            return
+        if decision is False:
+            self._reject(ConnectRejected())
+            return
+        accept = decision if isinstance(decision, Accept) else Accept()
         connection = self.peer.connection
         connection.set_window_ack_size(WINDOW_ACK_SIZE)
         connection.set_peer_bandwidth(WINDOW_ACK_SIZE, PeerBandwidthLimit.DYNAMIC)
         connection.send_user_control(UserControl.STREAM_BEGIN, 0)
         connection.set_chunk_size(CHUNK_SIZE)
-        self._send_connect_reply("_result", status(
-            "NetConnection.Connect.Success", "Connection succeeded.", objectEncoding=encoding),
-            {"fmsVer": FMS_VERSION, "capabilities": CAPABILITIES, "mode": MODE})
-        log.info("client %s (%s) connected to %s", self.client.id, self.client.address, self.application.name)
+        info = status("NetConnection.Connect.Success", "Connection succeeded.", objectEncoding=self._encoding)
+        if accept.application is not None:
+            info["application"] = accept.application
+        self._send_connect_reply("_result", info, connect_properties())
+        self.connected = True
+        client = self.client
+        log.info("client %s (%s, %s) connected to %s", client.id, client.address, client.agent,
+                 self.application.name)
+        self._enter(accept.room if accept.room is not None else client.room_name)
+        early, self._early = self._early, None
+        for command in early:
+            self._on_command(command)
+        self.peer.flush()
+
+    def _connect_failed(self, failure) -> None:
+        if self.closed:
+            return
+        reason = failure.value
+        if isinstance(reason, (ConnectRejected, ConnectRedirected)):
+            self._reject(reason)
+        else:
+            log.error("on_connect of %s raised:\n%s", self.application.name, failure.getTraceback())
+            self._reject(ConnectRejected())
+
+    def _reject(self, reason) -> None:
+        if isinstance(reason, ConnectRedirected):
+            info = error("NetConnection.Connect.Rejected", reason.reason, ex={"code": 302, "redirect": reason.url})
+            why = f"redirected to {reason.url}"
+        else:
+            info = error("NetConnection.Connect.Rejected", reason.reason)
+            if reason.application is not None:
+                info["application"] = reason.application
+            why = f"rejected: {reason.reason}"
+        self._refuse(info, f"{self.application.name}: {why}")
+
+    def _refuse(self, info: dict, why: str) -> None:
+        self._send_connect_reply("_error", info)
+        self.peer.close(why)
 
     def _send_connect_reply(self, name: str, info: dict, properties: Any = None) -> None:
         # Always AMF0, whatever objectEncoding says: the Flash Player expects it so.
         self.peer.connection.send_command(name, 1, properties, [info])
 
-    # -- calls from the client ----------------------------------------------------
+    # -- rooms --------------------------------------------------------------------------------
+
+    def _enter(self, room_name: str) -> None:
+        application, client = self.application, self.client
+        room, created = application.directory.join(client, room_name)
+        d = maybeDeferred(application.on_room_create, room) if created else succeed(None)
+        d.addErrback(_log_failure(f"on_room_create of {room!r}"))
+        d.addCallback(lambda _: application.on_room_enter(room, client))
+        d.addErrback(_log_failure(f"on_room_enter of {client!r}"))
+
+    def _leave(self) -> None:
+        application, client = self.application, self.client
+        room, destroyed = application.directory.leave(client)
+        d = maybeDeferred(application.on_room_leave, room, client) if room is not None else succeed(None)
+        d.addErrback(_log_failure(f"on_room_leave of {client!r}"))
+        if destroyed:
+            d.addCallback(lambda _: application.on_room_destroy(room))
+            d.addErrback(_log_failure(f"on_room_destroy of {room!r}"))
+        d.addCallback(lambda _: application.on_disconnect(client))
+        d.addErrback(_log_failure(f"on_disconnect of {client!r}"))
+        log.info("client %s (%s) left %s", client.id, client.address, application.name)
+
+    # -- calls from the client ---------------------------------------------------------------
 
     def _on_call(self, command: CommandReceived) -> None:
         method = self.application.find_method(command.name)
         if method is None:
-            self._fail_call(CallError(f"Method '{command.name}' not found."), command)
+            self.send_call_error(command, error("NetConnection.Call.Failed", f"Method '{command.name}' not found."))
             return
         d = maybeDeferred(method, self.client, *command.arguments)
         d.addCallbacks(self._answer_call, self._fail_call, (command,), None, (command,))
-        d.addErrback(lambda failure: log.error("answering %r failed: %s", command.name, failure.getTraceback()))
+        d.addErrback(_log_failure(f"answering {command.name!r}"))
 
     def _answer_call(self, value: Any, command: CommandReceived) -> None:
-        if command.transaction_id == 0 or self.closed:
-            return
-        self.peer.connection.send_command("_result", command.transaction_id, None, [value], amf3=command.amf3)
-        self.peer.flush()
+        if command.transaction_id and not self.closed:
+            self.peer.connection.send_command("_result", command.transaction_id, None, [value], amf3=command.amf3)
+            self.peer.flush()
 
     def _fail_call(self, failure, command: CommandReceived) -> None:
-        error = getattr(failure, "value", failure)
-        if isinstance(error, CallError):
-            info = status(error.code, error.description, level="error")
-            if error.application is not None:
-                info["application"] = error.application
-        elif isinstance(error, CallFailed):
-            info = status(error.code, error.description, level="error")
+        reason = failure.value
+        if isinstance(reason, CallError):
+            info = error(reason.code, reason.description)
+            if reason.application is not None:
+                info["application"] = reason.application
+        elif isinstance(reason, CallFailed):
+            info = error(reason.code, reason.description)
         else:
             # Never a stack trace to the client: it goes to the log.
-            log.error("method %r of %s raised:\n%s", command.name, self.application.name,
-                      failure.getTraceback() if hasattr(failure, "getTraceback") else repr(error))
-            info = status("NetConnection.Call.Failed", f"Method '{command.name}' failed.", level="error")
-        if command.transaction_id == 0 or self.closed:
-            return
-        self.peer.connection.send_command("_error", command.transaction_id, None, [info], amf3=command.amf3)
+            log.error("method %r of %s raised:\n%s", command.name, self.application.name, failure.getTraceback())
+            info = error("NetConnection.Call.Failed", f"Method '{command.name}' failed.")
+        self.send_call_error(command, info)
         self.peer.flush()
+
+    def send_call_error(self, command: CommandReceived, info: dict) -> None:
+        if command.transaction_id and not self.closed:
+            self.peer.connection.send_command("_error", command.transaction_id, None, [info], amf3=command.amf3)
+
+    # -- calls to the client -----------------------------------------------------------------
+
+    def call_client(self, method: str, args: Iterable[Any], timeout: Optional[float] = None) -> Deferred:
+        if self.closed or not self.connected:
+            return fail(CallFailed(f"client is not connected; cannot call {method!r}",
+                                      "NetConnection.Connect.Closed"))
+        transaction_id, d = self.outgoing_calls.new(f"call {method!r} on client {self.client.id}", timeout)
+        self.peer.connection.send_command(method, transaction_id, None, list(args), amf3=self.client.amf3)
+        self.peer.flush()
+        return d
+
+    def notify_client(self, method: str, args: Iterable[Any]) -> None:
+        if not self.closed and self.connected:
+            self.peer.connection.send_command(method, 0, None, list(args), amf3=self.client.amf3)
+            self.peer.flush()

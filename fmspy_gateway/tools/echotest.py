@@ -13,6 +13,7 @@ from typing import Any, Callable, List, Tuple
 
 from twisted.internet.defer import inlineCallbacks
 
+from ..app.echo import RED5_ECHO, ExternalizableClass, register_red5_echo_classes
 from ..rtmp import amf
 
 AMF0, AMF3 = 0, 3
@@ -100,7 +101,8 @@ CASES: List[Case] = [
     Case("object", "nested", lambda: amf.ASObject(outer=amf.ASObject(inner=amf.ASObject(leaf=None)))),
     Case("object", "empty-string key", lambda: amf.ASObject({"": 1, "a": 2}), (AMF3,)),
     Case("object", "typed (Red5 RemoteClass)", lambda: _typed(
-        "org.red5.server.webapp.echo.RemoteClass", attribute1="one", attribute2=2)),
+        RED5_ECHO + "RemoteClass", attribute1="one", attribute2=2)),
+    Case("object", "Red5 ExternalizableClass body", ExternalizableClass, (AMF3,)),
     Case("object", "typed, unregistered alias", lambda: _typed("com.example.Thing", id=7, tags=["a", "b"])),
     Case("ecma array", "string keys", lambda: amf.MixedArray(a=1, b="x")),
     Case("mixed array", "dense and string keys", lambda: amf.MixedArray({0: "zero", 1: "one", "k": "v"}), (AMF3,)),
@@ -259,6 +261,7 @@ def format_table(outcomes: List[Outcome], elapsed: float) -> str:
 def echotest(url: str, encodings=BOTH, reactor=None, out=print):
     """Run the battery against ``url`` in each encoding; returns True if everything passed."""
     from ..server.client import connect_client
+    register_red5_echo_classes()
     started = time.monotonic()
     outcomes = []
     for encoding in encodings:

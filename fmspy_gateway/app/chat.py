@@ -1,0 +1,38 @@
+"""chat: FMSPy's chat example, wire-compatible with its client.
+
+A client ``identify(name)``s once, then ``say(text)``s; everyone in the same
+room (the speaker included) receives ``message(text)``.  Rooms are separate
+conversations: rtmp://host/chat/lobby hears nothing from rtmp://host/chat/dev.
+"""
+from .application import Application, CallError, remote
+
+ALREADY_IDENTIFIED = "Chat.Error.AlreadyIdentified"
+NOT_IDENTIFIED = "Chat.Error.NotIdentified"
+
+
+class ChatApplication(Application):
+    """Basic chatting between the clients of a room, with FMSPy's messages."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._names = {}   # client id -> the name it identified with
+
+    @remote
+    def identify(self, client, name):
+        if client.id in self._names:
+            raise CallError("Client was already identified", ALREADY_IDENTIFIED)
+        name = str(name)
+        self._names[client.id] = name
+        client.room.broadcast("message", f"<{name}> is entering chat...")
+
+    @remote
+    def say(self, client, text):
+        name = self._names.get(client.id)
+        if name is None:
+            raise CallError("Client wasn't identified, please don't say anything", NOT_IDENTIFIED)
+        client.room.broadcast("message", f"<{name}>: {text}")
+
+    def on_room_leave(self, room, client):
+        name = self._names.pop(client.id, None)
+        if name is not None:
+            room.broadcast("message", f"<{name}> is leaving chat...")
