@@ -1,0 +1,184 @@
+"""The sans-I/O Connection: events for every message type, the replies the protocol requires, errors."""
+import pytest
+
+from fmspy_gateway.rtmp import amf
+from fmspy_gateway.rtmp.chunks import Message
+from fmspy_gateway.rtmp.connection import Connection, Role, State
+from fmspy_gateway.rtmp.errors import LocalProtocolError, RemoteProtocolError
+from fmspy_gateway.rtmp.events import (AcknowledgementReceived, ChunkSizeChanged, CommandReceived, DataReceived,
+                                       HandshakeCompleted, MediaReceived, MessageAborted, MessageIgnored,
+                                       PeerBandwidthSet, SharedObjectEvent, SharedObjectReceived,
+                                       UserControlReceived, WindowAcknowledgementSizeChanged)
+from fmspy_gateway.rtmp.messages import MessageType, UserControl, aggregate
+
+
+def pair(digest=True):
+    """A client and a server Connection with the handshake done; returns (client, server, server events)."""
+    client, server = Connection(Role.CLIENT, digest=digest), Connection(Role.SERVER)
+    events = []
+    while client.state is not State.OPEN or server.state is not State.OPEN:
+        events += server.receive_data(client.data_to_send())
+        client.receive_data(server.data_to_send())
+    return client, server, events
+
+
+def deliver(sender, receiver, byte_by_byte=False):
+    data = sender.data_to_send()
+    if not byte_by_byte:
+        return receiver.receive_data(data)
+    events = []
+    for i in range(len(data)):
+        events += receiver.receive_data(data[i:i + 1])
+    return events
+
+
+def test_handshake_event_reports_the_digest_scheme():
+    _, _, events = pair()
+    assert events == [HandshakeCompleted(digest_scheme=0)]
+    _, _, events = pair(digest=False)
+    assert events == [HandshakeCompleted(digest_scheme=None)]
+
+
+def test_client_sees_a_valid_server_digest():
+    client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
+    server.receive_data(client.data_to_send())
+    events = client.receive_data(server.data_to_send())
+    assert events == [HandshakeCompleted(server_digest_valid=True)]
+
+
+def test_bytes_after_c2_reach_the_chunk_layer():
+    client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    client.send_command("connect", 1, {"app": "x"})
+    events = server.receive_data(client.data_to_send())   # C2 and connect in one packet
+    assert isinstance(events[0], HandshakeCompleted)
+    assert events[1] == CommandReceived(0, "connect", 1, {"app": "x"}, (), False)
+
+
+@pytest.mark.parametrize("byte_by_byte", [False, True])
+@pytest.mark.parametrize("amf3", [False, True])
+def test_command_round_trip(amf3, byte_by_byte):
+    client, server, _ = pair()
+    client.send_command("echo", 2, None, ["a", [1, 2]], amf3=amf3)
+    (event,) = deliver(client, server, byte_by_byte)
+    assert event == CommandReceived(0, "echo", 2, None, ("a", [1, 2]), amf3)
+
+
+def test_flex_null_command_name_in_amf3():
+    client, server, _ = pair()
+    client.send_command(None, 3, None, [amf.ASObject(operation=5)], amf3=True)
+    (event,) = deliver(client, server)
+    assert event.name is None and event.amf3 and event.transaction_id == 3
+
+
+@pytest.mark.parametrize("values", [[1, 2], ["x", "not a number"], []])
+def test_malformed_commands(values):
+    client, server, _ = pair()
+    client.send_message(Message(MessageType.COMMAND_AMF0, 0, 0, amf.encode_values(values, amf3=False), 3))
+    with pytest.raises(RemoteProtocolError):
+        deliver(client, server)
+    assert server.state is State.CLOSED
+    with pytest.raises(LocalProtocolError):
+        server.receive_data(b"more")
+
+
+def test_data_media_and_shared_objects():
+    client, server, _ = pair()
+    client.send_data(["@setDataFrame", "onMetaData", {"width": 640}], stream_id=1, timestamp=5)
+    client.send_media(MessageType.AUDIO, 1, 10, b"\xaf\x01audio")
+    client.send_media(MessageType.VIDEO, 1, 12, b"\x17\x01video")
+    client.send_shared_object("scores", 3, 0, [SharedObjectEvent(1), SharedObjectEvent(4, b"\x00\x01k")], amf3=True)
+    events = deliver(client, server)
+    assert events == [
+        DataReceived(1, 5, ("@setDataFrame", "onMetaData", {"width": 640}), False),
+        MediaReceived(8, 1, 10, b"\xaf\x01audio"),
+        MediaReceived(9, 1, 12, b"\x17\x01video"),
+        SharedObjectReceived(0, "scores", 3, 0, (SharedObjectEvent(1), SharedObjectEvent(4, b"\x00\x01k")), True),
+    ]
+
+
+def test_aggregate_is_split_with_rebased_timestamps():
+    client, server, _ = pair()
+    body = aggregate([(9, 1, 1000, b"v1"), (8, 1, 1020, b"a1"), (18, 1, 1040, amf.encode_values(["onCuePoint"], amf3=False))])
+    client.send_message(Message(MessageType.AGGREGATE, 1, 5000, body, 7))
+    events = deliver(client, server)
+    assert events == [MediaReceived(9, 1, 5000, b"v1"), MediaReceived(8, 1, 5020, b"a1"),
+                      DataReceived(1, 5040, ("onCuePoint",), False)]
+
+
+def test_bad_aggregate_is_a_protocol_error():
+    client, server, _ = pair()
+    client.send_message(Message(MessageType.AGGREGATE, 1, 0, b"\x09\x00\x00\x05", 7))
+    with pytest.raises(RemoteProtocolError):
+        deliver(client, server)
+
+
+def test_ping_request_is_answered_automatically():
+    client, server, _ = pair()
+    server.send_user_control(UserControl.PING_REQUEST, 1234)
+    (event,) = deliver(server, client)
+    assert event == UserControlReceived(UserControl.PING_REQUEST, 1234)
+    (answer,) = deliver(client, server)
+    assert answer == UserControlReceived(UserControl.PING_RESPONSE, 1234)
+
+
+def test_stream_events_and_set_buffer_length():
+    client, server, _ = pair()
+    for event_type in (UserControl.STREAM_BEGIN, UserControl.STREAM_EOF, UserControl.STREAM_DRY,
+                       UserControl.STREAM_IS_RECORDED):
+        server.send_user_control(event_type, 1)
+    client.send_user_control(UserControl.SET_BUFFER_LENGTH, 1, 3000)
+    assert [e.event_type for e in deliver(server, client)] == [0, 1, 2, 4]
+    assert deliver(client, server) == [UserControlReceived(UserControl.SET_BUFFER_LENGTH, 1, 3000)]
+
+
+def test_acknowledgements_are_sent_as_the_window_is_crossed():
+    # The server asks for an Acknowledgement every 1000 bytes it sends.
+    client, server, _ = pair()
+    server.set_window_ack_size(1000)
+    assert deliver(server, client) == [WindowAcknowledgementSizeChanged(1000)]
+    sequence_numbers = []
+    for _ in range(6):
+        server.send_media(MessageType.VIDEO, 1, 0, b"x" * 400)
+        deliver(server, client)
+        sequence_numbers += [e.sequence_number for e in deliver(client, server)
+                             if isinstance(e, AcknowledgementReceived)]
+    assert len(sequence_numbers) == 2
+    assert 1000 <= sequence_numbers[0] < 2000 <= sequence_numbers[1]
+
+
+def test_set_peer_bandwidth_is_answered_with_window_ack_size():
+    client, server, _ = pair()
+    server.set_peer_bandwidth(2500000, 2)
+    assert deliver(server, client) == [PeerBandwidthSet(2500000, 2)]
+    assert deliver(client, server) == [WindowAcknowledgementSizeChanged(2500000)]
+    server.set_peer_bandwidth(2500000, 2)
+    deliver(server, client)
+    assert client.data_to_send() == b""     # unchanged: nothing more to say
+
+
+def test_chunk_size_both_ways_and_abort():
+    client, server, _ = pair()
+    client.set_chunk_size(4096)
+    client.send_media(MessageType.VIDEO, 1, 0, b"v" * 10000)
+    events = deliver(client, server)
+    assert events[0] == ChunkSizeChanged(4096)
+    assert events[1].payload == b"v" * 10000
+    client.abort(7)
+    assert deliver(client, server) == [MessageAborted(7)]
+    assert client.chunk_size == 4096
+
+
+def test_unknown_message_type_is_reported_not_fatal():
+    client, server, _ = pair()
+    client.send_message(Message(7, 0, 0, b"?", 3))
+    client.send_command("still", 0)
+    events = deliver(client, server)
+    assert events[0] == MessageIgnored(7, 0, 1)
+    assert events[1].name == "still"
+
+
+def test_sending_before_the_handshake_is_our_bug():
+    with pytest.raises(LocalProtocolError):
+        Connection(Role.SERVER).send_command("x", 0)
