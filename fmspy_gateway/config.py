@@ -89,6 +89,12 @@ class RTMPConfig:
     #: Seconds of silence after which the connection is closed (``keepAliveTimeout``);
     #: greater than ``ping_interval`` so that a ping can be answered first.
     keepalive_timeout: float = 180.0
+    #: Seconds a server-to-client call waits for the client's answer (``callTimeout``).
+    call_timeout: float = 30.0
+    #: Streams one connection may create with createStream (``maxStreams``).
+    max_streams: int = 256
+    #: Commands a client may send while its connect is still being decided (``maxQueuedCommands``).
+    max_queued_commands: int = 32
     #: ``maxMessageSize``, ``maxChunkSize``, ``maxChunkStreams``, ``maxBufferedBytes``.
     limits: Limits = field(default_factory=Limits)
 
@@ -472,6 +478,9 @@ def _rtmp_config(section: _Section) -> RTMPConfig:
         handshake_timeout=get("handshakeTimeout", _parse_seconds, _SECONDS, default.handshake_timeout),
         ping_interval=get("pingInterval", _parse_seconds, _SECONDS, default.ping_interval),
         keepalive_timeout=get("keepAliveTimeout", _parse_seconds, _SECONDS, default.keepalive_timeout),
+        call_timeout=get("callTimeout", _parse_seconds, _SECONDS, default.call_timeout),
+        max_streams=get("maxStreams", _parse_positive_int, _POSITIVE, default.max_streams),
+        max_queued_commands=get("maxQueuedCommands", _parse_positive_int, _POSITIVE, default.max_queued_commands),
         limits=Limits(
             max_message_size=get("maxMessageSize", _parse_message_size, _size_expected(_MAX_MESSAGE_SIZE),
                                  limits.max_message_size),

@@ -26,8 +26,6 @@ log = logging.getLogger(__name__)
 WINDOW_ACK_SIZE = 2_500_000
 #: Chunk size we send with after connect: fewer headers than the default 128.
 CHUNK_SIZE = 4096
-#: Commands a client may send while its connect is still being decided; more closes it.
-MAX_EARLY_COMMANDS = 32
 
 
 class Peer(Protocol):
@@ -66,7 +64,7 @@ class Session:
     """
 
     def __init__(self, applications: Mapping[str, Application], peer: Peer, clock=None,
-                 call_timeout: Optional[float] = 30.0):
+                 call_timeout: Optional[float] = 30.0, max_streams: int = 256, max_queued_commands: int = 32):
         self.applications = applications
         self.peer = peer
         self.application: Optional[Application] = None
@@ -75,8 +73,10 @@ class Session:
         self.connected = False
         self.closed = False
         self.outgoing_calls = PendingCalls(clock, call_timeout, first_transaction_id=1)
-        self.streams = StreamCommands(self)
-        self._early = None     # commands that arrived while connect was being decided
+        self.streams = StreamCommands(self, max_streams)
+        #: Commands held while connect is being decided (``maxQueuedCommands``); more closes the connection.
+        self.max_queued_commands = max_queued_commands
+        self._early = None
 
     # -- events from the glue ------------------------------------------------------------
 
@@ -100,8 +100,10 @@ class Session:
                 self.peer.close(f"{command.name!r} before connect")
         elif not self.connected:
             self._early.append(command)
-            if len(self._early) > MAX_EARLY_COMMANDS:
-                self.peer.close(f"more than {MAX_EARLY_COMMANDS} commands before connect was answered")
+            if len(self._early) > self.max_queued_commands:
+                log.warning("%s: more than %d commands before connect was answered (maxQueuedCommands)",
+                            self.peer.address, self.max_queued_commands)
+                self.peer.close("limit hit: maxQueuedCommands")
         elif command.name == "_result":
             self.outgoing_calls.resolve(command.transaction_id, command.arguments[0] if command.arguments else None)
         elif command.name == "_error":

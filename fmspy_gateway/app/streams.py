@@ -11,17 +11,16 @@ from .replies import error, status
 
 log = logging.getLogger(__name__)
 
-#: Streams one connection may create (createStream); more is refused with _error.
-MAX_STREAMS_PER_CONNECTION = 256
-
 
 class StreamCommands:
     """The stream-level commands of one session."""
 
-    __slots__ = ("session", "_next_stream_id", "_open")
+    __slots__ = ("session", "max_streams", "_next_stream_id", "_open")
 
-    def __init__(self, session):
+    def __init__(self, session, max_streams: int):
         self.session = session
+        #: Streams the connection may have open (``maxStreams``); createStream beyond is refused.
+        self.max_streams = max_streams
         self._next_stream_id = 1
         self._open = set()
 
@@ -40,8 +39,8 @@ class StreamCommands:
         self.session.peer.connection.send_command("onStatus", 0, None, [info], stream_id=stream_id)
 
     def create_stream(self, command):
-        if len(self._open) >= MAX_STREAMS_PER_CONNECTION:
-            log.warning("%s: createStream refused: %d streams open (MAX_STREAMS_PER_CONNECTION)",
+        if len(self._open) >= self.max_streams:
+            log.warning("%s: createStream refused: %d streams open (maxStreams)",
                         self.session.peer.address, len(self._open))
             self.session.send_call_error(command, error("NetConnection.Call.Failed", "Too many streams."))
             return

@@ -43,7 +43,9 @@ class RTMPServerProtocol(Protocol):
         self.address = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
         self._started = self._last_received = reactor.seconds()
         self.connection = Connection(Role.SERVER, limits=factory.config.limits, epoch=0)
-        self.session = Session(factory.applications, self, clock=reactor)
+        config = factory.config
+        self.session = Session(factory.applications, self, clock=reactor, call_timeout=config.call_timeout,
+                               max_streams=config.max_streams, max_queued_commands=config.max_queued_commands)
         self._timer = reactor.callLater(factory.config.handshake_timeout, self._handshake_timed_out)
         factory.connections.add(self)
 
@@ -54,9 +56,12 @@ class RTMPServerProtocol(Protocol):
         self._pinged = False
         try:
             events = self.connection.receive_data(data)
+        except LimitExceeded as e:
+            log.warn("{address}: limit hit: {reason}", address=self.address, reason=e.reason)
+            self.close(f"limit hit: {e.limit}")
+            return
         except RemoteProtocolError as e:
-            what = "limit hit" if isinstance(e, LimitExceeded) else "protocol error"
-            self.close(f"{what}: {e.reason}")
+            self.close(f"protocol error: {e.reason}")
             return
         for event in events:
             if isinstance(event, HandshakeCompleted):
