@@ -13,6 +13,13 @@ def _echotest(reactor, args):
     return d
 
 
+def _chat(reactor, args):
+    from .tools.chat import chat
+    d = chat(args.url, args.name, reactor=reactor)
+    d.addCallback(lambda status: sys.exit(status) if status else None)
+    return d
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fmspy-gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -23,6 +30,12 @@ def main(argv=None):
     group.add_argument("--amf3", dest="encoding", action="store_const", const="amf3", help="AMF3 only")
     group.add_argument("--both", dest="encoding", action="store_const", const="both", help="both (default)")
     echo.set_defaults(encoding="both", run=_echotest)
+    talk = commands.add_parser("chat", help="talk in a room of the chat application from the terminal",
+                               description="Lines you type are said to the room; what the room says is "
+                                           "printed. Ctrl+D or /quit leaves.")
+    talk.add_argument("url", help="rtmp://host[:port]/chat[/room]")
+    talk.add_argument("--name", required=True, help="the name the others see")
+    talk.set_defaults(run=_chat)
     args = parser.parse_args(argv)
 
     def run(reactor):
