@@ -62,7 +62,8 @@ class Client:
 
     @property
     def connected(self) -> bool:
-        return self._session is not None and self._session.client is self and not self._session.closed
+        session = self._session
+        return session is not None and session.client is self and session.connected and not session.closed
 
     def call(self, method: str, *args, timeout: Optional[float] = None) -> Deferred:
         """Call ``method`` on the client; fires with its ``_result``, fails with CallFailed/CallTimedOut."""

@@ -15,7 +15,7 @@ from ..rtmp.connection import Connection
 from ..rtmp.events import CommandReceived
 from ..rtmp.messages import PeerBandwidthLimit, UserControl
 from .application import Accept, Application, CallError, ConnectRedirected, ConnectRejected
-from .calls import CallFailed, PendingCalls
+from .calls import CallFailed, CallTimedOut, PendingCalls
 from .client import Client
 from .replies import connect_properties, error, status
 from .streams import StreamCommands
@@ -234,8 +234,12 @@ class Session:
             info = error(reason.code, reason.description)
             if reason.application is not None:
                 info["application"] = reason.application
-        elif isinstance(reason, CallFailed):
+        elif isinstance(reason, CallTimedOut):
             info = error(reason.code, reason.description)
+        elif isinstance(reason, CallFailed):
+            # A call this method made elsewhere failed (e.g. that client left): the caller's call failed,
+            # not its connection, whatever code the inner failure carried.
+            info = error("NetConnection.Call.Failed", reason.description)
         else:
             # Never a stack trace to the client: it goes to the log.
             log.error("method %r of %s raised:\n%s", command.name, self.application.name, failure.getTraceback())

@@ -22,7 +22,7 @@ class StreamCommands:
         #: Streams the connection may have open (``maxStreams``); createStream beyond is refused.
         self.max_streams = max_streams
         self._next_stream_id = 1
-        self._open = set()
+        self._open = None    # stream ids created and not deleted; made on the first createStream
 
     def handles(self, name) -> bool:
         return name in _COMMANDS
@@ -39,6 +39,8 @@ class StreamCommands:
         self.session.peer.connection.send_command("onStatus", 0, None, [info], stream_id=stream_id)
 
     def create_stream(self, command):
+        if self._open is None:
+            self._open = set()
         if len(self._open) >= self.max_streams:
             log.warning("%s: createStream refused: %d streams open (maxStreams)",
                         self.session.peer.address, len(self._open))
@@ -51,10 +53,8 @@ class StreamCommands:
 
     def delete_stream(self, command):
         stream_id = command.arguments[0] if command.arguments else command.stream_id
-        self._open.discard(stream_id)
-
-    def close_stream(self, command):
-        self._open.discard(command.stream_id)
+        if self._open:
+            self._open.discard(stream_id)
 
     def get_stream_length(self, command):
         self._reply(command, 0)
@@ -79,13 +79,13 @@ class StreamCommands:
             "NetStream.Play.StreamNotFound", f"Stream {name!r} not found."))
 
     def ignore(self, command):
-        """Commands that need no answer (receiveAudio, receiveVideo, pause, seek) when nothing plays."""
+        """Commands that need no answer when nothing plays (closeStream, receiveAudio, pause, seek...)."""
 
 
 _COMMANDS = {
     "createStream": StreamCommands.create_stream,
     "deleteStream": StreamCommands.delete_stream,
-    "closeStream": StreamCommands.close_stream,
+    "closeStream": StreamCommands.ignore,     # the stream stays usable until deleteStream
     "getStreamLength": StreamCommands.get_stream_length,
     "releaseStream": StreamCommands.acknowledge,
     "FCPublish": StreamCommands.acknowledge,

@@ -10,7 +10,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from ..app.session import Session
-from ..rtmp.connection import Connection, Role
+from ..rtmp.connection import Connection, Role, State
 from ..rtmp.errors import LimitExceeded, RemoteProtocolError
 from ..rtmp.events import HandshakeCompleted, MessageIgnored
 from ..rtmp.messages import UserControl
@@ -46,7 +46,7 @@ class RTMPServerProtocol(Protocol):
         config = factory.config
         self.session = Session(factory.applications, self, clock=reactor, call_timeout=config.call_timeout,
                                max_streams=config.max_streams, max_queued_commands=config.max_queued_commands)
-        self._timer = reactor.callLater(factory.config.handshake_timeout, self._handshake_timed_out)
+        self._timer = reactor.callLater(factory.config.handshake_timeout, self._on_timer)
         factory.connections.add(self)
 
     def dataReceived(self, data: bytes):
@@ -106,19 +106,21 @@ class RTMPServerProtocol(Protocol):
 
     def _handshake_completed(self, event: HandshakeCompleted):
         self.digest_scheme = event.digest_scheme
-        self._timer.cancel()
-        self._timer = self.factory.reactor.callLater(self.factory.config.ping_interval, self._check_idle)
+        # The same timer goes on as the idle timer (one DelayedCall per connection, ever).
+        self._timer.reset(self.factory.config.ping_interval)
 
-    def _handshake_timed_out(self):
-        self._timer = None
-        self.close(f"handshake not completed within {self.factory.config.handshake_timeout:g} s (handshakeTimeout)")
+    def _on_timer(self):
+        """The connection's one timer: the handshake deadline, then idle checks.
 
-    def _check_idle(self):
-        """One timer per connection, re-armed from the time of the last byte (no reset per read)."""
+        Re-armed from the time of the last byte received, so reads never touch it.
+        """
         config = self.factory.config
         reactor = self.factory.reactor
-        idle = reactor.seconds() - self._last_received
         self._timer = None
+        if self.connection.state is State.HANDSHAKING:
+            self.close(f"handshake not completed within {config.handshake_timeout:g} s (handshakeTimeout)")
+            return
+        idle = reactor.seconds() - self._last_received
         if idle >= config.keepalive_timeout:
             self.close(f"nothing received for {idle:g} s (keepAliveTimeout)")
             return
@@ -128,7 +130,7 @@ class RTMPServerProtocol(Protocol):
             self.connection.send_user_control(UserControl.PING_REQUEST, now_ms)
             self.flush()
         deadline = config.keepalive_timeout if self._pinged else config.ping_interval
-        self._timer = reactor.callLater(max(deadline - idle, 0.001), self._check_idle)
+        self._timer = reactor.callLater(max(deadline - idle, 0.001), self._on_timer)
 
 
 class RTMPServerFactory(Factory):

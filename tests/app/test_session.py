@@ -78,6 +78,11 @@ class HookApp(Application):
         return ["legacy", value]
 
     @remote
+    def callGoneClient(self, client):
+        from twisted.internet.defer import fail
+        return fail(ConnectionClosed("connection closed: that client left", "NetConnection.Connect.Closed"))
+
+    @remote
     def later(self, client):
         self.pending = Deferred()
         return self.pending
@@ -205,6 +210,12 @@ class SessionTests(SynchronousTestCase):
         (reply,) = self.call("refuse", amf3=True)
         self.assertEqual((reply.amf3, reply.arguments[0]["code"], reply.arguments[0]["description"],
                           reply.arguments[0]["application"]), (True, "App.Error.NotAllowed", "not allowed", {"why": 1}))
+
+    def test_inner_call_failure_is_a_call_failure_for_the_caller(self):
+        self.connect()
+        (reply,) = self.call("callGoneClient")
+        self.assertEqual(reply.arguments[0]["code"], "NetConnection.Call.Failed")
+        self.assertIn("that client left", reply.arguments[0]["description"])
 
     def test_transaction_zero_gets_no_reply(self):
         self.connect()
