@@ -13,7 +13,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from ..app.calls import CallFailed, ConnectionClosed, PendingCalls
-from ..app.session import status
+from ..app.replies import status
 from ..rtmp.connection import Connection, Role
 from ..rtmp.errors import RemoteProtocolError
 from ..rtmp.events import CommandReceived, HandshakeCompleted
