@@ -1,0 +1,405 @@
+"""The AMF <-> JSON value mapping between Flash clients and JSON-RPC backends.
+
+``amf_to_json`` turns what a client sent (the value model of
+``fmspy_gateway.rtmp.amf``) into plain JSON-able Python, or raises
+``MappingError`` with a one-line reason and the path of the offending value;
+it never hangs or recurses without bound.  ``json_to_amf`` turns what a
+backend returned or pushed back into AMF values, led by the route's result
+schema where one is given (JSON carries no dates or bytes: the schema says
+which strings are).
+
+AMF (client) -> JSON (backend):
+
+| AMF value                                 | JSON                                                    |
+|-------------------------------------------|---------------------------------------------------------|
+| null, undefined                           | null                                                    |
+| Boolean                                   | true / false                                            |
+| int                                       | integer                                                 |
+| Number (double), integral, abs <= 2**53   | integer (1.0 -> 1, -0.0 -> 0)                           |
+| other Number                              | float; NaN, Infinity, -Infinity -> null (JSON.stringify) |
+| String                                    | string                                                  |
+| XML, XMLDocument                          | its text                                                |
+| Date                                      | "2009-02-13T23:31:30.123Z" (UTC, milliseconds truncated) |
+| ByteArray (and Python bytes)              | base64 string (standard alphabet, padded)               |
+| Array, Vector.<T> (and Python tuple)      | array                                                   |
+| anonymous Object                          | object                                                  |
+| ECMA / mixed Array                        | object; dense indexes become keys "0", "1", ...         |
+| typed object (registered class or not)    | its fields plus "_explicitType": alias (AMFPHP)         |
+| registered externalizable class           | MappingError naming the alias (fields are opaque)       |
+| Dictionary                                | object if every key is a string or number, else MappingError |
+| cycle; nesting deeper than 128 levels     | MappingError with the path                              |
+| anything else                             | MappingError naming the type                            |
+
+A value shared without a cycle is copied at each place.  Object keys must
+be strings; number keys become JavaScript's ``String(n)`` ("1", "1.5"); any
+other key, or two keys naming the same JSON key (1 and "1", or a field
+called "_explicitType" in a typed object), is a MappingError.  A list or
+dict subclass registered with pyamf (Flex's ``ArrayCollection``) maps as
+the array or object it is, its alias dropped.
+
+JSON (backend) -> AMF (client):
+
+| JSON                                           | AMF value                                      |
+|------------------------------------------------|------------------------------------------------|
+| null, true / false, string                     | null, Boolean, String                          |
+| integer / float                                | int / float, as parsed                         |
+| array                                          | Array (list)                                   |
+| object with a non-empty string "_explicitType" | typed object (``TypedObject(alias)``) of the other fields |
+| any other object                               | anonymous Object (``ASObject``)                |
+| string, schema says format "date-time"         | Date (naive UTC); unparsable: stays a string   |
+| string, schema says contentEncoding "base64"   | ByteArray; invalid base64: stays a string      |
+| deeper than 128 levels; not a JSON type        | MappingError                                   |
+
+Date-times are RFC 3339 (the JSON Schema format): "T", "t" or a space
+between date and time, any fraction (kept to the microsecond), "Z" or an
+offset (with or without a colon); no offset at all is read as UTC (what
+Python's ``isoformat`` writes for naive datetimes).  Base64 must be padded,
+standard alphabet, no whitespace.
+
+The schema is walked alongside the value through ``properties``,
+``patternProperties``, ``additionalProperties`` (a schema, for keys the
+other two miss), ``prefixItems`` / ``items`` (and draft 7's list ``items`` /
+``additionalItems``), local ``$ref`` (JSON pointers such as ``#/$defs/x`` or
+``#/definitions/x``; a ref cycle is followed once), ``allOf`` (all apply),
+and ``anyOf`` / ``oneOf``: the one branch whose ``type`` (own or behind its
+``$ref``) admits the value applies; when several branches admit it (a branch
+without ``type`` admits anything) none does, so the value is left as plain
+JSON rather than guessed at.
+"""
+
+import base64
+import binascii
+import datetime
+import json
+import math
+import re
+from typing import Any, Optional
+from urllib.parse import unquote
+
+import pyamf
+
+from fmspy_gateway.rtmp import amf
+
+__all__ = ["MappingError", "amf_to_json", "json_to_amf", "EXPLICIT_TYPE", "MAX_NESTING"]
+
+#: The member naming a typed object's class alias in JSON (AMFPHP's convention).
+EXPLICIT_TYPE = "_explicitType"
+
+#: Deepest container nesting mapped, either way: the AMF codec's own bound.
+MAX_NESTING = amf.MAX_NESTING
+
+_MAX_SAFE = 2 ** 53
+_UTC = datetime.timezone.utc
+_BYTES = (amf.ByteArray, bytes, bytearray, memoryview)
+
+
+class MappingError(Exception):
+    """A value that has no faithful form on the other side; str() is one line with its path."""
+
+
+# -- AMF -> JSON ---------------------------------------------------------------
+
+def amf_to_json(value: Any, *, path: str = "params") -> Any:
+    """``value`` as plain JSON-able Python; ``path`` names it in error messages."""
+    return _ToJson(path).convert(value)
+
+
+def _number(x):
+    """A double as JavaScript means it: integral ones stay integral, non-finite ones are null."""
+    if not math.isfinite(x):
+        return None
+    return int(x) if x.is_integer() and -_MAX_SAFE <= x <= _MAX_SAFE else x
+
+
+def _iso_date(value):
+    if not isinstance(value, datetime.datetime):
+        value = datetime.datetime.combine(value, datetime.time())
+    elif value.utcoffset() is not None:
+        value = value.astimezone(_UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="milliseconds") + "Z"
+
+
+def _render(root, steps):
+    """``params[0].user["first name"]``; very deep paths keep only both ends."""
+    parts = [f"[{step}]" if isinstance(step, int) else f".{step}" if step.isidentifier() else f"[{json.dumps(step)}]"
+             for step in steps]  # json.dumps: a key may hold quotes or newlines, a message must stay one line
+    if len(parts) > 12:
+        parts = parts[:4] + ["..."] + parts[-4:]
+    return root + "".join(parts)
+
+
+class _ToJson:
+    """One conversion: the path walked so far (for messages) and the containers open on it (for cycles)."""
+
+    def __init__(self, root):
+        self.root = root
+        self.steps = []
+        self.open = set()
+
+    def fail(self, message):
+        return MappingError(f"{message} (at {_render(self.root, self.steps)})")
+
+    def convert(self, value):
+        if isinstance(value, str):
+            return str.__str__(value)  # XML too: its text
+        if value is None or value is amf.Undefined:
+            return None
+        if isinstance(value, bool):  # before int: bool is an int
+            return bool(value)
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            return _number(float(value))
+        if isinstance(value, datetime.date):
+            try:
+                return _iso_date(value)
+            except OverflowError:
+                raise self.fail(f"cannot send the date {value!r} to the backend: out of range") from None
+        if isinstance(value, _BYTES):
+            raw = value.getvalue() if isinstance(value, amf.ByteArray) else bytes(value)
+            return base64.b64encode(raw).decode("ascii")
+        return self.container(value)
+
+    def container(self, value):
+        # Only the containers on the current path are open: a value shared by
+        # two branches is no cycle and is simply copied twice.
+        if id(value) in self.open:
+            raise self.fail("cannot send a cyclic structure to the backend")
+        if len(self.open) >= MAX_NESTING:
+            raise self.fail(f"cannot send a value nested deeper than {MAX_NESTING} levels to the backend")
+        self.open.add(id(value))
+        result = self.members(value)
+        self.open.discard(id(value))
+        return result
+
+    def members(self, value):
+        if isinstance(value, (list, tuple)):  # Vector and ArrayCollection too
+            return [self.child(index, item) for index, item in enumerate(value)]
+        if isinstance(value, amf.TypedObject):
+            return self.object(value.items(), value.alias)
+        if isinstance(value, dict):  # ASObject, MixedArray
+            return self.object(value.items())
+        if isinstance(value, amf.Dictionary):
+            return self.object(value.pairs)
+        alias = pyamf.CLASS_CACHE.get(type(value))
+        if alias is not None and alias.external:
+            raise self.fail(f"cannot send a {alias.alias or type(value).__name__} to the backend: "
+                            "it is externalizable, so its fields are opaque")
+        if alias is not None:
+            return self.object(alias.getEncodableAttributes(value).items(), alias.alias)
+        kind = type(value)
+        raise self.fail(f"cannot send a {kind.__module__}.{kind.__qualname__} to the backend")
+
+    def object(self, items, alias=""):
+        result = {EXPLICIT_TYPE: alias} if alias else {}
+        for key, item in items:
+            name = self.key(key)
+            if name in result:
+                raise self.fail(f"cannot send an object with two {name!r} keys to the backend")
+            result[name] = self.child(name, item)
+        return result
+
+    def key(self, key):
+        if isinstance(key, str):
+            return str.__str__(key)
+        if isinstance(key, (int, float)) and not isinstance(key, bool):
+            number = _number(float(key)) if isinstance(key, float) else int(key)
+            if number is None:  # String(NaN), String(Infinity)
+                return "NaN" if math.isnan(key) else ("Infinity" if key > 0 else "-Infinity")
+            return str(number)
+        raise self.fail(f"cannot send an object keyed by a {type(key).__name__} ({key!r}) to the backend: "
+                        "JSON keys are strings")
+
+    def child(self, step, item):
+        self.steps.append(step)
+        result = self.convert(item)
+        self.steps.pop()
+        return result
+
+
+# -- JSON -> AMF ---------------------------------------------------------------
+
+def json_to_amf(value: Any, schema: Optional[dict] = None) -> Any:
+    """The AMF value for a JSON ``value``; ``schema`` (JSON Schema, trusted) marks dates and bytes."""
+    return _ToAmf(schema).convert(value, [] if schema is None else [schema])
+
+
+_DATE_TIME = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:[Zz]|([+-])(\d\d):?(\d\d))?\Z", re.ASCII)
+
+
+def _parse_date_time(text):
+    """A naive UTC datetime, or None when ``text`` is no RFC 3339 date-time datetime can hold."""
+    match = _DATE_TIME.match(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    try:
+        value = datetime.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                                  int((fraction or "").ljust(6, "0")[:6]))
+        if sign:
+            offset = datetime.timedelta(hours=int(off_h), minutes=int(off_m))
+            value = value - offset if sign == "+" else value + offset
+    except (ValueError, OverflowError):  # month 13, a leap second, beyond year 1..9999
+        return None
+    return value
+
+
+def _parse_base64(text):
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII text
+        return None
+
+
+def _json_types(value):
+    if value is None:
+        return {"null"}
+    if isinstance(value, bool):
+        return {"boolean"}
+    if isinstance(value, int):
+        return {"integer", "number"}
+    if isinstance(value, float):
+        return {"integer", "number"} if value.is_integer() else {"number"}
+    if isinstance(value, str):
+        return {"string"}
+    return {"array"} if isinstance(value, list) else {"object"}
+
+
+class _ToAmf:
+    """One conversion: the root schema (for ``$ref``) and the path walked (for messages and the depth bound)."""
+
+    def __init__(self, root):
+        self.root = root
+        self.steps = []
+
+    def convert(self, value, schemas):
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if schemas:
+            schemas = self.applicable(schemas, value)
+        if isinstance(value, str):
+            return self.string(value, schemas) if schemas else value
+        if isinstance(value, (list, dict)) and len(self.steps) >= MAX_NESTING:
+            raise MappingError(f"cannot send a value nested deeper than {MAX_NESTING} levels to the client "
+                               f"(at {_render('$', self.steps)})")
+        if isinstance(value, list):
+            return [self.child(index, item, self.item_schemas(schemas, index)) for index, item in enumerate(value)]
+        if isinstance(value, dict):
+            alias = value.get(EXPLICIT_TYPE)
+            typed = isinstance(alias, str) and alias != ""
+            result = amf.TypedObject(alias) if typed else amf.ASObject()
+            for key, item in value.items():
+                if not (typed and key == EXPLICIT_TYPE):
+                    result[key] = self.child(key, item, self.property_schemas(schemas, key))
+            return result
+        kind = type(value)
+        raise MappingError(f"cannot send a {kind.__module__}.{kind.__qualname__} to the client: not a JSON value "
+                           f"(at {_render('$', self.steps)})")
+
+    def child(self, step, item, schemas):
+        self.steps.append(step)
+        result = self.convert(item, schemas)
+        self.steps.pop()
+        return result
+
+    @staticmethod
+    def string(text, schemas):
+        if any(schema.get("format") == "date-time" for schema in schemas):
+            parsed = _parse_date_time(text)
+            if parsed is not None:
+                return parsed
+        if any(schema.get("contentEncoding") == "base64" for schema in schemas):
+            raw = _parse_base64(text)
+            if raw is not None:
+                return amf.ByteArray(raw)
+        return text
+
+    # -- walking the schema --
+
+    def applicable(self, schemas, value):
+        """Every subschema that applies to ``value`` here: through $ref, allOf and the fitting anyOf/oneOf branch."""
+        found, seen = [], set()
+        pending = list(reversed(schemas))
+        while pending:
+            schema = pending.pop()
+            if not isinstance(schema, dict) or id(schema) in seen:  # each once: ref cycles end here
+                continue
+            seen.add(id(schema))
+            found.append(schema)
+            nested = [self.resolve(schema.get("$ref"))]
+            nested += schema.get("allOf") if isinstance(schema.get("allOf"), list) else []
+            for keyword in ("anyOf", "oneOf"):
+                if isinstance(schema.get(keyword), list):
+                    nested.append(self.branch(schema[keyword], value))
+            pending.extend(reversed(nested))
+        return found
+
+    def branch(self, branches, value):
+        """The one branch admitting ``value``'s JSON type, or None when none or several do."""
+        types = _json_types(value)
+        fitting = [schema for schema in branches if self.admits(schema, types)]
+        return fitting[0] if len(fitting) == 1 else None
+
+    def admits(self, schema, types):
+        seen = set()
+        while isinstance(schema, dict) and id(schema) not in seen:
+            declared = schema.get("type")
+            if isinstance(declared, str):
+                return declared in types
+            if isinstance(declared, list):
+                return not types.isdisjoint(declared)
+            seen.add(id(schema))
+            schema = self.resolve(schema.get("$ref")) if "$ref" in schema else True
+        return schema is not False
+
+    def resolve(self, ref):
+        """The schema a local JSON pointer ("#/$defs/x") names, or None."""
+        if not isinstance(ref, str) or not ref.startswith("#"):
+            return None
+        node = self.root
+        for part in unquote(ref[1:]).split("/")[1:]:
+            part = part.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict):
+                node = node.get(part)
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return None
+        return node
+
+    @staticmethod
+    def property_schemas(schemas, key):
+        found = []
+        for schema in schemas:
+            matched = False
+            properties = schema.get("properties")
+            if isinstance(properties, dict) and key in properties:
+                found.append(properties[key])
+                matched = True
+            patterns = schema.get("patternProperties")
+            for pattern, sub in (patterns.items() if isinstance(patterns, dict) else ()):
+                try:
+                    hit = re.search(pattern, str(key))
+                except re.error:  # ECMA 262 syntax Python does not share: no hint
+                    hit = None
+                if hit:
+                    found.append(sub)
+                    matched = True
+            extra = schema.get("additionalProperties")
+            if not matched and isinstance(extra, dict):
+                found.append(extra)
+        return found
+
+    @staticmethod
+    def item_schemas(schemas, index):
+        found = []
+        for schema in schemas:
+            prefix, items = schema.get("prefixItems"), schema.get("items")
+            if isinstance(items, list):  # draft 7 tuple form
+                prefix, items = items, schema.get("additionalItems")
+            if isinstance(prefix, list) and index < len(prefix):
+                found.append(prefix[index])
+            elif isinstance(items, dict):
+                found.append(items)
+        return found
