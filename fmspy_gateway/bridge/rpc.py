@@ -1,0 +1,729 @@
+"""The JSON-RPC 2.0 client the gateway calls its backends with, over HTTP (treq).
+
+This module owns everything between "send this method to that URL" and "here is
+the ``result``" (or a :class:`BackendError` saying in one line what went wrong):
+the request body and headers, reading the response with a size limit, checking
+it is *our* JSON-RPC answer, one timeout for the whole exchange, and, per
+backend URL, a bound on concurrent requests, a FIFO queue and a circuit breaker.
+
+The HTTP client and the clock are injected: production passes
+:func:`make_http_client` and the reactor, tests pass ``treq.testing.StubTreq``
+and ``task.Clock``.  Nothing here imports the reactor.
+
+What counts against the circuit breaker (the backend looks down): connection
+failures ("refused"), timeouts of requests that were sent, HTTP 5xx and bad
+responses.  What proves the backend is alive and resets the count: a
+``result``, a JSON-RPC error object, and any other HTTP status (3xx, 4xx:
+the backend answered, the request or the route is wrong, and opening the
+circuit would not help).  Neutral: cancellations, and refusals that never
+reached the network (queue full, circuit open, timed out while queued).
+"""
+import enum
+import itertools
+import json
+import logging
+import math
+from collections import deque
+from http.cookiejar import CookiePolicy
+from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple
+from urllib.parse import urlsplit, urlunsplit
+
+from treq.client import HTTPClient
+from treq.cookies import IndexableCookieJar
+from twisted.internet import error as neterror
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.web.client import (Agent, HTTPConnectionPool, RequestNotSent, RequestTransmissionFailed,
+                                ResponseDone, ResponseFailed, ResponseNeverReceived)
+from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BackendError", "RPCError", "HTTPStatusError", "BreakerState", "CircuitBreaker", "Endpoint",
+           "JSONRPCClient", "make_connection_pool", "make_http_client"]
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+class BackendError(Exception):
+    """A backend request failed; ``description`` is one line fit for a Flash client's ``_error``.
+
+    ``kind`` is one of :data:`BackendError.KINDS`, so callers can decide (retry,
+    fail open, log) without parsing text.  Never carries a traceback or a
+    Failure's repr: the description reaches end users.
+    """
+
+    KINDS = frozenset({"refused", "timeout", "http", "bad-response", "overloaded", "unavailable",
+                       "rpc-error", "cancelled"})
+
+    def __init__(self, description: str, kind: str):
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown BackendError kind {kind!r}")
+        super().__init__(description)
+        self.description = description
+        self.kind = kind
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.description!r}, kind={self.kind!r})"
+
+
+class HTTPStatusError(BackendError):
+    """The backend answered with a non-2xx status; ``status`` decides whether the breaker counts it."""
+
+    def __init__(self, description: str, status: int):
+        super().__init__(description, "http")
+        self.status = status
+
+
+class RPCError(BackendError):
+    """The backend answered with a JSON-RPC error object: it is alive, the call failed."""
+
+    def __init__(self, code: int, message: str, data: Any = None):
+        super().__init__(message, "rpc-error")
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def __repr__(self):
+        return f"RPCError(code={self.code!r}, message={self.message!r}, data={self.data!r})"
+
+
+class _BadResponse(Exception):
+    """Raised inside the response pipeline; becomes a "bad-response" BackendError naming the endpoint."""
+
+
+# -- the circuit breaker ------------------------------------------------------------------------
+
+class BreakerState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half-open"
+
+
+class Verdict(enum.Enum):
+    """What one finished exchange says about the backend's health."""
+    ALIVE = "alive"
+    FAILED = "failed"
+    NEUTRAL = "neutral"
+
+
+def _verdict(outcome) -> Verdict:
+    if not isinstance(outcome, Failure):
+        return Verdict.ALIVE
+    err = outcome.value
+    if isinstance(err, RPCError):
+        return Verdict.ALIVE
+    if isinstance(err, HTTPStatusError):
+        return Verdict.FAILED if err.status >= 500 else Verdict.ALIVE
+    if isinstance(err, BackendError) and err.kind in ("refused", "timeout", "bad-response"):
+        return Verdict.FAILED
+    return Verdict.NEUTRAL
+
+
+class CircuitBreaker:
+    """Stops sending to a backend that keeps failing, so callers fail in microseconds, not timeouts.
+
+    Time is read from ``clock`` lazily (no timers): an open circuit becomes
+    half-open when someone looks at it after ``reset`` seconds.  In half-open
+    exactly one request (the probe) may go through; its outcome alone decides.
+    Results of requests sent before the circuit opened are ignored while it is
+    open or half-open: they say nothing about the backend *now*.
+    """
+
+    def __init__(self, name: str, clock, *, threshold: int, reset: float):
+        self.name = name
+        self.threshold = threshold
+        self.reset = reset
+        self._clock = clock
+        self._state = BreakerState.CLOSED
+        self.failures = 0                 # consecutive FAILED verdicts
+        self._retry_at = 0.0              # while OPEN: when it turns half-open
+        self._probe_out = False           # while HALF_OPEN: the probe is in flight
+
+    @property
+    def state(self) -> BreakerState:
+        if self._state is BreakerState.OPEN and self._clock.seconds() >= self._retry_at:
+            self._state = BreakerState.HALF_OPEN
+            self._probe_out = False
+            log.info("backend %s: circuit half-open, the next request probes it", self.name)
+        return self._state
+
+    def refusal(self) -> Optional[str]:
+        """Why a request must fail fast now, or None if it may go ahead."""
+        state = self.state
+        if state is BreakerState.OPEN:
+            wait = max(1, math.ceil(self._retry_at - self._clock.seconds()))
+            return (f"backend {self.name} unavailable (circuit open after {self.failures} failures); "
+                    f"retrying in {wait} s")
+        if state is BreakerState.HALF_OPEN and self._probe_out:
+            return (f"backend {self.name} unavailable (circuit open after {self.failures} failures); "
+                    f"retrying now")
+        return None
+
+    def admit(self) -> Tuple[Optional[str], bool]:
+        """Called as a request is about to be sent: (refusal, is_probe)."""
+        refusal = self.refusal()
+        if refusal is not None:
+            return refusal, False
+        if self._state is BreakerState.HALF_OPEN:
+            self._probe_out = True
+            return None, True
+        return None, False
+
+    def record(self, verdict: Verdict, is_probe: bool) -> None:
+        state = self.state
+        if state is BreakerState.CLOSED:
+            if verdict is Verdict.ALIVE:
+                self.failures = 0
+            elif verdict is Verdict.FAILED:
+                self.failures += 1
+                if self.failures >= self.threshold:
+                    self._open()
+        elif state is BreakerState.HALF_OPEN and is_probe:
+            self._probe_out = False
+            if verdict is Verdict.ALIVE:
+                self._state = BreakerState.CLOSED
+                self.failures = 0
+                log.info("backend %s: circuit closed, the probe request succeeded", self.name)
+            elif verdict is Verdict.FAILED:
+                self.failures += 1
+                self._open()
+            # NEUTRAL (the probe was cancelled): stay half-open, the next request probes.
+
+    def _open(self) -> None:
+        self._state = BreakerState.OPEN
+        self._retry_at = self._clock.seconds() + self.reset
+        log.warning("backend %s: circuit open after %d consecutive failures; retrying in %g s",
+                    self.name, self.failures, self.reset)
+
+
+# -- one backend URL ----------------------------------------------------------------------------
+
+def _display_name(url: str) -> str:
+    """The URL without credentials or query string: descriptions reach clients and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+class Endpoint:
+    """One backend URL: at most ``max_concurrent`` exchanges in flight, a bounded FIFO, a breaker.
+
+    Inspectable for tests and a status page: ``in_flight``, ``queued``,
+    ``breaker.state``, ``breaker.failures``.
+    """
+
+    def __init__(self, url: str, clock, *, max_concurrent: int, max_queued: int, breaker_threshold: int,
+                 breaker_reset: float):
+        self.url = url
+        self.name = _display_name(url)
+        self.max_concurrent = max_concurrent
+        self.max_queued = max_queued
+        self.breaker = CircuitBreaker(self.name, clock, threshold=breaker_threshold, reset=breaker_reset)
+        self.in_flight = 0
+        self._queue: Deque["_Exchange"] = deque()
+        self._pumping = False
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def refusal(self) -> Optional[BackendError]:
+        """Why a new request must fail at once (circuit open, queue full), or None."""
+        why = self.breaker.refusal()
+        if why is not None:
+            return BackendError(why, "unavailable")
+        must_wait = self.in_flight >= self.max_concurrent or self._queue
+        if must_wait and len(self._queue) >= self.max_queued:
+            return BackendError(f"backend {self.name} is overloaded: {len(self._queue)} requests waiting",
+                                "overloaded")
+        return None
+
+    def submit(self, exchange: "_Exchange") -> None:
+        # FIFO: a newcomer never overtakes the queue, even when a slot just freed up.
+        self._queue.append(exchange)
+        self.pump()
+
+    def withdraw(self, exchange: "_Exchange") -> None:
+        """A queued exchange gave up (cancelled, timed out): it leaves the queue."""
+        try:
+            self._queue.remove(exchange)
+        except ValueError:
+            pass
+
+    def finished(self, exchange: "_Exchange", outcome) -> None:
+        """A sent exchange is over: free its slot and tell the breaker."""
+        self.in_flight -= 1
+        self.breaker.record(_verdict(outcome), exchange.is_probe)
+
+    def pump(self) -> None:
+        """Start queued exchanges while slots are free.
+
+        Not re-entrant: with an in-memory HTTP client an exchange can finish
+        inside ``start()``; the outer loop picks up the freed slot instead of
+        recursing once per queued request.
+        """
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while self._queue and self.in_flight < self.max_concurrent:
+                exchange = self._queue.popleft()
+                refusal, is_probe = self.breaker.admit()
+                if refusal is not None:
+                    # The circuit opened while it waited: fail fast like a new request would.
+                    exchange.refuse(BackendError(refusal, "unavailable"))
+                    continue
+                self.in_flight += 1
+                exchange.start(is_probe)
+        finally:
+            self._pumping = False
+
+
+# -- reading the response -----------------------------------------------------------------------
+
+class _BoundedBody(Protocol):
+    """Collects a response body up to ``limit`` bytes, and hangs up as soon as it would exceed it.
+
+    ``treq.content`` buffers whatever the server sends; a backend bug (or a
+    hostile one) must not make the gateway hold gigabytes.  The declared
+    Content-Length is checked before a byte is read.
+    """
+
+    def __init__(self, length, limit: int):
+        self._length = length
+        self._limit = limit
+        self._chunks = []
+        self._size = 0
+        self.finished: Optional[Deferred] = Deferred(self._cancel)
+
+    def connectionMade(self):
+        if self._length is not UNKNOWN_LENGTH and self._length > self._limit:
+            self._give_up(_BadResponse(f"response of {self._length} bytes is larger than the limit "
+                                       f"of {self._limit} bytes"))
+
+    def dataReceived(self, data: bytes):
+        if self.finished is None:
+            return
+        self._size += len(data)
+        if self._size > self._limit:
+            self._give_up(_BadResponse(f"response is larger than the limit of {self._limit} bytes"))
+            return
+        self._chunks.append(data)
+
+    def connectionLost(self, reason=None):
+        if self.finished is None:
+            return
+        d, self.finished = self.finished, None
+        if reason is None or reason.check(ResponseDone, PotentialDataLoss):
+            d.callback(b"".join(self._chunks))
+        else:
+            d.errback(reason)
+
+    def _give_up(self, exc: Exception):
+        d, self.finished = self.finished, None
+        self._chunks = []
+        self._hang_up()
+        if d is not None:
+            d.errback(Failure(exc))
+
+    def _cancel(self, d):
+        self.finished = None
+        self._chunks = []
+        self._hang_up()
+
+    def _hang_up(self):
+        # The rest of the body is unwanted: close the connection rather than drain it.
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+
+def _read_body(response, limit: int) -> Deferred:
+    reader = _BoundedBody(response.length, limit)
+    d = reader.finished
+    response.deliverBody(reader)
+    return d
+
+
+# -- one request --------------------------------------------------------------------------------
+
+class _Phase(enum.Enum):
+    QUEUED = "queued"
+    SENT = "sent"
+    DONE = "done"
+
+
+class _Exchange:
+    """One JSON-RPC request from submission to its outcome; owns its timer and its network Deferred.
+
+    Every way out (response, timeout, caller's cancel, client shutdown) goes
+    through :meth:`_finish`, which runs once: cancel the timer, leave the queue
+    or free the slot, cancel whatever is still on the network, fire the result.
+    """
+
+    def __init__(self, client: "JSONRPCClient", endpoint: Endpoint, key: int, body: bytes, headers: Headers,
+                 timeout: float, interpret: Callable[[int, bytes], Any]):
+        self.client = client
+        self.endpoint = endpoint
+        self.key = key
+        self.body = body
+        self.headers = headers
+        self.timeout = timeout
+        self.interpret = interpret
+        self.phase = _Phase.QUEUED
+        self.is_probe = False
+        self.result: Deferred = Deferred(self._cancelled_by_caller)
+        self._network: Optional[Deferred] = None
+        self._timer = client._clock.callLater(timeout, self._timed_out)
+
+    def start(self, is_probe: bool) -> None:
+        """Send the request (the endpoint gave us a slot)."""
+        self.phase = _Phase.SENT
+        self.is_probe = is_probe
+        try:
+            d = self.client._http.post(self.endpoint.url, data=self.body, headers=self.headers,
+                                       unbuffered=True, allow_redirects=False)
+        except Exception:
+            d = fail()
+        self._network = d
+        d.addCallback(self._got_response)
+        d.addBoth(self._network_done)
+
+    def refuse(self, error: BackendError) -> None:
+        """The endpoint will not send it after all (the circuit opened while it was queued)."""
+        self._finish(Failure(error))
+
+    def _got_response(self, response) -> Deferred:
+        code = response.code
+        d = _read_body(response, self.client.max_response_bytes)
+        if 200 <= code < 300:
+            return d.addCallback(lambda body: self.interpret(code, body))
+
+        def status_error(_):
+            # Whatever happened to the body, the status is the news.
+            raise HTTPStatusError(f"backend {self.endpoint.name} answered HTTP {code}", code)
+        return d.addBoth(status_error)
+
+    def _network_done(self, outcome):
+        if self.phase is not _Phase.DONE:
+            if isinstance(outcome, Failure):
+                outcome = Failure(_describe_failure(outcome, self.endpoint.name))
+            self._network = None
+            self._finish(outcome)
+        # else: we cancelled it on the way out (timeout, caller's cancel); nothing to report.
+        return None
+
+    def _timed_out(self) -> None:
+        self._finish(Failure(BackendError(
+            f"backend {self.endpoint.name} timed out after {self.timeout:g} s", "timeout")))
+
+    def _cancelled_by_caller(self, _result: Deferred) -> None:
+        self._finish(Failure(CancelledError()))
+
+    def abandon(self, reason: str) -> None:
+        """The client is shutting down."""
+        self._finish(Failure(BackendError(f"request to backend {self.endpoint.name} cancelled: {reason}",
+                                          "cancelled")))
+
+    def _finish(self, outcome) -> None:
+        if self.phase is _Phase.DONE:
+            return
+        phase, self.phase = self.phase, _Phase.DONE
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+        self.client._outstanding.pop(self.key, None)
+        if phase is _Phase.QUEUED:
+            self.endpoint.withdraw(self)
+        elif phase is _Phase.SENT:
+            self.endpoint.finished(self, outcome)
+        network, self._network = self._network, None
+        if network is not None:
+            network.cancel()     # aborts the connection, or the body read it waits on
+        # Refill the slot before the caller's callbacks run: they may well call again.
+        self.endpoint.pump()
+        if not self.result.called:
+            if isinstance(outcome, Failure):
+                self.result.errback(outcome)
+            else:
+                self.result.callback(outcome)
+        self.client._maybe_idle()
+
+
+def _describe_failure(failure: Failure, name: str) -> BaseException:
+    """Turn whatever the HTTP stack raised into a BackendError a user may read."""
+    err = failure.value
+    if isinstance(err, BackendError):
+        return err
+    if isinstance(err, _BadResponse):
+        return BackendError(f"backend {name} sent a bad response: {err}", "bad-response")
+    if isinstance(err, neterror.DNSLookupError):
+        return BackendError(f"backend {name}: host not found", "refused")
+    if isinstance(err, neterror.ConnectionRefusedError):
+        return BackendError(f"backend {name} refused the connection", "refused")
+    if isinstance(err, (neterror.TCPTimedOutError, neterror.TimeoutError)):
+        return BackendError(f"backend {name}: connection attempt timed out", "refused")
+    if isinstance(err, neterror.ConnectError):
+        return BackendError(f"could not connect to backend {name}", "refused")
+    if isinstance(err, (ResponseNeverReceived, RequestTransmissionFailed, RequestNotSent,
+                        neterror.ConnectionClosed)):
+        return BackendError(f"backend {name} closed the connection without answering", "refused")
+    if isinstance(err, ResponseFailed):
+        return BackendError(f"backend {name} sent a broken HTTP response", "bad-response")
+    if isinstance(err, CancelledError):
+        return BackendError(f"request to backend {name} was cancelled", "cancelled")
+    log.warning("backend %s: unexpected failure", name, exc_info=(failure.type, failure.value, failure.tb))
+    return BackendError(f"could not reach backend {name}", "refused")
+
+
+# -- interpreting JSON-RPC answers --------------------------------------------------------------
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value, limit: int = 40) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _decode(body: bytes):
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):       # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise _BadResponse("not JSON")
+
+
+def _interpret_call(request_id: int) -> Callable[[int, bytes], Any]:
+    def interpret(_code: int, body: bytes):
+        message = _decode(body)
+        if isinstance(message, list):
+            raise _BadResponse("a batch response to a single request")
+        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+            raise _BadResponse("not a JSON-RPC 2.0 response object")
+        has_result, has_error = "result" in message, "error" in message
+        if has_result == has_error:
+            raise _BadResponse("a JSON-RPC response needs exactly one of 'result' and 'error'")
+        answered = message.get("id", ...)
+        # An error about a request the backend could not parse carries id null (JSON-RPC 2.0, 5).
+        id_ok = (_is_int(answered) and answered == request_id) or (has_error and answered is None)
+        if not id_ok:
+            got = "no id" if answered is ... else _short(answered)
+            raise _BadResponse(f"wrong id (sent {request_id}, got {got})")
+        if has_result:
+            return message["result"]
+        error = message["error"]
+        if not (isinstance(error, dict) and _is_int(error.get("code")) and isinstance(error.get("message"), str)):
+            raise _BadResponse("malformed JSON-RPC error object")
+        raise RPCError(error["code"], error["message"], error.get("data"))
+    return interpret
+
+
+def _interpret_notification(_code: int, _body: bytes) -> None:
+    # A 2xx is all a notification waits for; servers should send no body, some send one anyway.
+    return None
+
+
+# -- the client -----------------------------------------------------------------------------------
+
+class JSONRPCClient:
+    """Calls JSON-RPC 2.0 methods on backend URLs; one per gateway (or per application).
+
+    ``http`` is treq-like (:class:`treq.client.HTTPClient`, ``StubTreq``);
+    ``clock`` provides ``callLater`` and ``seconds``.  Outstanding requests are
+    kept in a table so that :meth:`close` can fail them all at once.
+    """
+
+    def __init__(self, http, clock, *, max_concurrent: int = 32, max_queued: int = 256,
+                 breaker_threshold: int = 5, breaker_reset: float = 10.0,
+                 max_response_bytes: int = 4 * 1024 * 1024, user_agent: str = "fmspy-gateway"):
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be at least 1")
+        if max_queued < 0:
+            raise ValueError("max_queued must not be negative")
+        if breaker_threshold < 1:
+            raise ValueError("breaker_threshold must be at least 1")
+        if breaker_reset <= 0:
+            raise ValueError("breaker_reset must be positive")
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be positive")
+        self._http = http
+        self._clock = clock
+        self.max_concurrent = max_concurrent
+        self.max_queued = max_queued
+        self.breaker_threshold = breaker_threshold
+        self.breaker_reset = breaker_reset
+        self.max_response_bytes = max_response_bytes
+        self.user_agent = user_agent
+        self._ids = itertools.count(1)
+        self._endpoints: Dict[str, Endpoint] = {}
+        self._outstanding: Dict[int, _Exchange] = {}
+        self._closed: Optional[str] = None
+        self._idle_waiters: list = []
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def call(self, endpoint: str, method: str, params, *, timeout: float,
+             headers: Optional[Mapping[str, str]] = None) -> Deferred:
+        """POST a request; fires with its ``result``, fails with BackendError / RPCError.
+
+        Raises at once (TypeError/ValueError) for our own mistakes: params that
+        JSON cannot carry (NaN, objects), a non-positive timeout, a non-HTTP URL.
+        """
+        request_id = next(self._ids)
+        message = {"jsonrpc": "2.0", "method": method, "params": self._params(params), "id": request_id}
+        return self._submit(endpoint, request_id, message, headers, timeout, _interpret_call(request_id))
+
+    def notify(self, endpoint: str, method: str, params, *, timeout: float,
+               headers: Optional[Mapping[str, str]] = None) -> Deferred:
+        """POST a notification (no ``id``); fires with None once the backend answered 2xx."""
+        key = next(self._ids)
+        message = {"jsonrpc": "2.0", "method": method, "params": self._params(params)}
+        return self._submit(endpoint, key, message, headers, timeout, _interpret_notification)
+
+    def endpoint(self, url: str) -> Endpoint:
+        """The state kept for ``url`` (created on first use; routes are a fixed set, so this stays small)."""
+        ep = self._endpoints.get(url)
+        if ep is None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"not an http(s) URL: {_display_name(url)!r}")
+            ep = self._endpoints[url] = Endpoint(
+                url, self._clock, max_concurrent=self.max_concurrent, max_queued=self.max_queued,
+                breaker_threshold=self.breaker_threshold, breaker_reset=self.breaker_reset)
+        return ep
+
+    @property
+    def endpoints(self) -> Mapping[str, Endpoint]:
+        return dict(self._endpoints)
+
+    @property
+    def outstanding(self) -> int:
+        """Requests queued or in flight, over all endpoints."""
+        return len(self._outstanding)
+
+    def when_idle(self) -> Deferred:
+        """Fires once nothing is queued or in flight.
+
+        For a graceful stop: let the last notifications (@disconnect...) finish,
+        each within its own timeout, then :meth:`close` and close the pool.
+        """
+        if not self._outstanding:
+            return succeed(None)
+        d = Deferred()
+        self._idle_waiters.append(d)
+        return d
+
+    def _maybe_idle(self) -> None:
+        if not self._outstanding and self._idle_waiters:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def close(self, reason: str = "the gateway is shutting down") -> None:
+        """Fail every outstanding request (kind "cancelled") and refuse new ones."""
+        self._closed = reason
+        # Queued ones first: failing a sent one frees its slot, which would start the next in line.
+        everything = list(self._outstanding.values())
+        for exchange in [e for e in everything if e.phase is _Phase.QUEUED] + everything:
+            exchange.abandon(reason)
+
+    # -- internals --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _params(params):
+        if isinstance(params, tuple):
+            params = list(params)
+        if not isinstance(params, (list, dict)):
+            raise TypeError(f"JSON-RPC params must be a list or a dict, not {type(params).__name__}")
+        return params
+
+    def _headers(self, extra: Optional[Mapping[str, str]]) -> Headers:
+        headers = Headers()
+        headers.setRawHeaders("User-Agent", [self.user_agent])
+        headers.setRawHeaders("Accept", ["application/json"])
+        for name, value in (extra or {}).items():
+            headers.setRawHeaders(name, [value])
+        # Set last: the caller's context headers must not change what the body is.
+        headers.setRawHeaders("Content-Type", ["application/json"])
+        return headers
+
+    def _submit(self, url, key, message, headers, timeout, interpret) -> Deferred:
+        if not timeout or timeout <= 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
+        try:
+            body = json.dumps(message, separators=(",", ":"), allow_nan=False).encode("ascii")
+        except (TypeError, ValueError) as e:
+            problem = TypeError if isinstance(e, TypeError) else ValueError
+            raise problem(f"cannot encode the params of {message['method']!r} as JSON: {e}") from None
+        ep = self.endpoint(url)
+        if self._closed is not None:
+            return fail(BackendError(f"request to backend {ep.name} cancelled: {self._closed}", "cancelled"))
+        refusal = ep.refusal()
+        if refusal is not None:
+            return fail(refusal)
+        exchange = _Exchange(self, ep, key, body, self._headers(headers), timeout, interpret)
+        self._outstanding[key] = exchange
+        ep.submit(exchange)
+        return exchange.result
+
+
+# -- production HTTP client -----------------------------------------------------------------------
+
+class _NoCookies(CookiePolicy):
+    """Never store or send cookies: one HTTP client serves every Flash user, so a backend's
+    Set-Cookie for one user's call must not ride along on everybody else's."""
+
+    netscape = True          # CookieJar reads these three; the base class only documents them
+    rfc2965 = False
+    hide_cookie2 = True
+
+    def set_ok(self, cookie, request):
+        return False
+
+    def return_ok(self, cookie, request):
+        return False
+
+    def domain_return_ok(self, domain, request):
+        return False
+
+    def path_return_ok(self, path, request):
+        return False
+
+
+def make_connection_pool(reactor, *, max_persistent_per_host: int = 32,
+                         idle_timeout: float = 1.5) -> HTTPConnectionPool:
+    """The gateway's one pool of persistent backend connections.
+
+    ``max_persistent_per_host`` matches the default ``max_concurrent`` so that
+    every busy slot keeps its connection (Twisted's default is 2).  Idle
+    connections are dropped after ``idle_timeout`` seconds, below the
+    keep-alive timeouts backends commonly use (2-5 s): Twisted never retries a
+    POST that hits a connection the server just closed, so we close first.
+    Close it at shutdown with ``pool.closeCachedConnections()``.
+    """
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = max_persistent_per_host
+    pool.cachedConnectionTimeout = idle_timeout
+    return pool
+
+
+def make_http_client(reactor, *, pool: Optional[HTTPConnectionPool] = None, max_persistent_per_host: int = 32,
+                     idle_timeout: float = 1.5) -> HTTPClient:
+    """A treq HTTPClient over a persistent pool, without a cookie jar that would mix users' sessions.
+
+    Pass ``pool`` (from :func:`make_connection_pool`) to be able to close its
+    connections at shutdown; otherwise one is made here.
+    """
+    if pool is None:
+        pool = make_connection_pool(reactor, max_persistent_per_host=max_persistent_per_host,
+                                    idle_timeout=idle_timeout)
+    return HTTPClient(Agent(reactor, pool=pool), cookiejar=IndexableCookieJar(policy=_NoCookies()))
