@@ -7,11 +7,17 @@ import logging
 import sys
 
 from twisted.application import internet, service
+from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.server import Site
 
+from .app.application import Services
 from .app.registry import UnknownApplication, build_applications
+from .app.rooms import LocalDirectory
+from .bridge.application import GatewayApplication
+from .bridge.push import PushAPI, PushResource
+from .bridge.rpc import make_connection_pool, make_http_client
 from .config import ConfigError, load_config, with_overrides
 from .rtmp import amf
 from .server import logging_bridge
@@ -39,6 +45,26 @@ class Options(usage.Options):
     ]
 
 
+class GracefulStop(service.Service):
+    """At stop: close client connections (their hooks run), end backend calls, close the HTTP pool."""
+
+    name = "graceful-stop"
+
+    def __init__(self, factory, applications, pool):
+        self.factory = factory
+        self.applications = applications
+        self.pool = pool
+
+    @inlineCallbacks
+    def stopService(self):
+        super().stopService()
+        yield self.factory.close_all("server stopping")
+        for application in self.applications.values():
+            if isinstance(application, GatewayApplication):
+                application.rpc.close()
+        yield self.pool.closeCachedConnections()
+
+
 def makeService(options, reactor=None) -> service.MultiService:
     if reactor is None:
         from twisted.internet import reactor
@@ -46,7 +72,9 @@ def makeService(options, reactor=None) -> service.MultiService:
     try:
         config = with_overrides(load_config(options["config"]),
                                 rtmp_port=options["rtmp-port"], http_port=options["http-port"])
-        applications = build_applications(config)
+        pool = make_connection_pool(reactor)
+        services = Services(LocalDirectory(), clock=reactor, http_client=make_http_client(reactor, pool=pool))
+        applications = build_applications(config, services, {"GatewayApplication": GatewayApplication})
     except (ConfigError, UnknownApplication) as e:
         # One clear line, not a traceback (FMSPy's FAQ about NoSectionError).
         print(f"fmspy-gateway: {e}", file=sys.stderr)
@@ -60,12 +88,15 @@ def makeService(options, reactor=None) -> service.MultiService:
     top = service.MultiService()
     rtmp = config.rtmp
     factory = RTMPServerFactory(applications, rtmp, reactor=reactor)
+    # Added first, so stopped last: after the listeners have stopped accepting.
+    GracefulStop(factory, applications, pool).setServiceParent(top)
     rtmp_service = internet.TCPServer(rtmp.port, factory, backlog=rtmp.backlog, interface=rtmp.interface,
                                       reactor=reactor)
     rtmp_service.setName("rtmp")
     rtmp_service.setServiceParent(top)
     if config.http.enabled:
-        http_service = internet.TCPServer(config.http.port, Site(build_site_root(config.http, applications)),
+        push = PushResource(PushAPI(applications), config.http.push_token or "")
+        http_service = internet.TCPServer(config.http.port, Site(build_site_root(config.http, applications, push)),
                                           interface=config.http.interface, reactor=reactor)
         http_service.setName("http")
         http_service.setServiceParent(top)

@@ -64,12 +64,29 @@ class ConnectRedirected(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class Services:
+    """What the server hands every application it builds."""
+
+    #: Where clients and rooms are found; one for all applications of a server.
+    directory: Any
+    #: The reactor's clock (``callLater``, ``seconds``), for applications that keep time.
+    clock: Any = None
+    #: The shared HTTP client (a treq ``HTTPClient``) for applications that call backends.
+    http_client: Any = None
+
+
 class Application:
     """Base class of applications; subclasses add ``@remote`` methods and override hooks.
 
     Every hook receives the ``Client`` (see ``app.client``) and may return a
     Deferred.  The default hooks accept everything and do nothing.
     """
+
+    @classmethod
+    def from_config(cls, section, services: Services) -> "Application":
+        """Build the application of an fmspy.cfg section; override to read and check options at start."""
+        return cls(section.name, section.options, services.directory)
 
     def __init__(self, name: str, options: Optional[Mapping[str, str]] = None, directory=None):
         #: The RTMP application name clients connect to.
@@ -127,6 +144,17 @@ class Application:
         return client if client is not None and client.application_name == self.name else None
 
     # -- calls -------------------------------------------------------------------------------
+
+    def handle_call(self, client, name: Optional[str], args: tuple, wants_reply: bool):
+        """Answer a client's call; the result (or a Deferred of it) becomes ``_result``.
+
+        ``wants_reply`` is False for transaction id 0.  The default finds a
+        remote method by name; a gateway overrides this to route calls elsewhere.
+        """
+        method = self.find_method(name)
+        if method is None:
+            raise CallError(f"Method '{name}' not found.")
+        return method(client, *args)
 
     def find_method(self, name: Optional[str]) -> Optional[Callable]:
         """The method a call named ``name`` reaches, or None.

@@ -26,7 +26,7 @@ class Client:
         self.params = params
         #: Extra arguments the client passed to ``NetConnection.connect``.
         self.args = tuple(args)
-        #: The room the URL named (rtmp://host/app/room); "" for the default room.
+        #: The room the URL named (rtmp://host/app/room), then the one the client entered; "" is the default room.
         self.room_name = room_name
         #: The Room the client is in once connected, else None.
         self.room = None

@@ -7,7 +7,7 @@ one never means editing this package.
 from importlib.metadata import entry_points
 from typing import Dict, Type
 
-from .application import Application
+from .application import Application, Services
 from .chat import ChatApplication
 from .echo import EchoApplication
 from .rooms import LocalDirectory
@@ -32,13 +32,15 @@ def application_classes() -> Dict[str, object]:
     return classes
 
 
-def build_applications(config, directory=None) -> Dict[str, Application]:
+def build_applications(config, services: Services = None, extra_classes=None) -> Dict[str, Application]:
     """Instantiate every enabled application section; returns name -> application.
 
-    All applications share one directory of clients and rooms.
+    All applications share ``services`` (one directory of clients and rooms).
+    ``extra_classes`` adds classes by name (the gateway's, from tap.py).
     """
-    directory = directory if directory is not None else LocalDirectory()
+    services = services if services is not None else Services(LocalDirectory())
     classes = application_classes()
+    classes.update(extra_classes or {})
     applications = {}
     for section in config.enabled_applications():
         cls = classes.get(section.class_name)
@@ -50,5 +52,5 @@ def build_applications(config, directory=None) -> Dict[str, Application]:
             cls = cls.load()
         if not (isinstance(cls, type) and issubclass(cls, Application)):
             raise UnknownApplication(f"{section.source}: [{section.section}]: {cls!r} is not an Application class")
-        applications[section.name] = cls(section.name, section.options, directory)
+        applications[section.name] = cls.from_config(section, services)
     return applications

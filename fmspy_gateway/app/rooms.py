@@ -101,6 +101,7 @@ class LocalDirectory:
             created = True
         room._clients[client.id] = client
         client.room = room
+        client.room_name = room.name
         return room, created
 
     def leave(self, client) -> Tuple[Optional[Room], bool]:

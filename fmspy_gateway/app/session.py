@@ -215,11 +215,8 @@ class Session:
     # -- calls from the client ---------------------------------------------------------------
 
     def _on_call(self, command: CommandReceived) -> None:
-        method = self.application.find_method(command.name)
-        if method is None:
-            self.send_call_error(command, error("NetConnection.Call.Failed", f"Method '{command.name}' not found."))
-            return
-        d = maybeDeferred(method, self.client, *command.arguments)
+        d = maybeDeferred(self.application.handle_call, self.client, command.name, command.arguments,
+                          bool(command.transaction_id))
         d.addCallbacks(self._answer_call, self._fail_call, (command,), None, (command,))
         d.addErrback(_log_failure(f"answering {command.name!r}"))
 

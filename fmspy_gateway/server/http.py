@@ -1,4 +1,4 @@
-"""The bundled HTTP site: not needed for RTMP, home of the examples (and later the push API)."""
+"""The bundled HTTP site: not needed for plain RTMP; home of the examples and the gateway's push API."""
 import os
 
 from twisted.web.resource import Resource
@@ -26,8 +26,10 @@ class Index(Resource):
         return f"fmspy-gateway is running. RTMP applications: {names}\n".encode()
 
 
-def build_site_root(http_config, applications, examples_dir: str = EXAMPLES_DIR) -> Resource:
+def build_site_root(http_config, applications, push: Resource = None, examples_dir: str = EXAMPLES_DIR) -> Resource:
     root = Index(applications)
+    if push is not None:
+        root.putChild(b"rpc", push)
     if http_config.examples_enabled and os.path.isdir(examples_dir):
         root.putChild(b"examples", File(examples_dir))
     return root

@@ -1,0 +1,212 @@
+"""GatewayApplication: an RTMP application whose calls and hooks are answered by JSON-RPC backends.
+
+A client's ``nc.call("getUser", responder, 42)`` becomes a POST of
+``{"jsonrpc": "2.0", "method": "users.get", "params": [42], "id": N}`` to the
+route's endpoint; the result goes back as ``_result``, any failure as
+``_error`` naming what went wrong (never a stack trace).  ``@connect`` decides
+who may connect; ``@disconnect``, ``@enter`` and ``@leave`` are notifications.
+"""
+import json
+import logging
+from typing import Any, Dict, Optional
+from urllib.parse import quote
+
+from twisted.internet.defer import CancelledError
+
+from ..app.application import Accept, Application, CallError, ConnectRejected
+from .mapping import MappingError, amf_to_json, json_to_amf
+from .routes import Route, gateway_settings, load_routes
+from .rpc import BackendError, JSONRPCClient, RPCError
+
+log = logging.getLogger(__name__)
+
+#: Headers that tell the backend who is calling, on every request.
+CONTEXT_HEADERS = ("X-RTMP-Client-Id", "X-RTMP-Application", "X-RTMP-Room", "X-RTMP-Client-Address",
+                   "X-RTMP-Session")
+
+
+def _header_value(value: str) -> str:
+    """Header-safe text: non-ASCII and control characters percent-encoded (UTF-8)."""
+    return quote(value, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+class GatewayApplication(Application):
+    """Routes every call of its clients to a JSON-RPC backend, as routes.cfg says."""
+
+    @classmethod
+    def from_config(cls, section, services):
+        settings = gateway_settings(section)
+        routes = load_routes(settings)
+        rpc = JSONRPCClient(services.http_client, services.clock, max_concurrent=settings.max_concurrent,
+                            max_queued=settings.max_queued, breaker_threshold=settings.breaker_threshold,
+                            breaker_reset=settings.breaker_reset,
+                            max_response_bytes=settings.max_response_bytes)
+        return cls(section.name, section.options, services.directory, settings=settings, routes=routes, rpc=rpc)
+
+    def __init__(self, name, options=None, directory=None, *, settings, routes, rpc):
+        super().__init__(name, options, directory)
+        self.settings = settings
+        self.routes = routes
+        self.rpc = rpc
+        self._sessions: Dict[str, Any] = {}     # client id -> what @connect returned as "session"
+        self._in_flight: Dict[str, set] = {}     # client id -> Deferreds of its backend calls
+
+    # -- who is calling ------------------------------------------------------------------
+
+    def context(self, client) -> dict:
+        """What the backend learns about the caller (also the ``context`` parameter of a route)."""
+        return {"client": client.id, "application": self.name, "room": client.room_name, "address": client.address,
+                "session": self._sessions.get(client.id)}
+
+    def _headers(self, client) -> dict:
+        context = self.context(client)
+        headers = {
+            "X-RTMP-Client-Id": client.id,
+            "X-RTMP-Application": self.name,
+            "X-RTMP-Room": client.room_name,
+            "X-RTMP-Client-Address": client.address,
+        }
+        if context["session"] is not None:
+            headers["X-RTMP-Session"] = json.dumps(context["session"], separators=(",", ":"))
+        return {name: _header_value(value) for name, value in headers.items()}
+
+    # -- backend calls ----------------------------------------------------------------------
+
+    def _request(self, route: Route, method: str, params: list, client, wants_reply: bool):
+        """Send one request for ``client``; cancelled if the client disconnects first."""
+        if route.context:
+            params = params + [self.context(client)]
+        if route.params_schema is not None:
+            problems = route.params_schema.errors(params)
+            if problems:
+                raise CallError(f"Invalid parameters for '{method}': {problems[0]}")
+        send = self.rpc.call if wants_reply else self.rpc.notify
+        d = send(route.endpoint, route.backend_name(method), params, timeout=route.timeout,
+                 headers=self._headers(client))
+        calls = self._in_flight.setdefault(client.id, set())
+        calls.add(d)
+
+        def done(result):
+            calls.discard(d)
+            if not calls:
+                self._in_flight.pop(client.id, None)
+            return result
+
+        return d.addBoth(done)
+
+    def handle_call(self, client, name, args, wants_reply):
+        route = self.routes.route(name) if name else None
+        if route is None:
+            raise CallError(f"Method '{name}' not found.")
+        try:
+            params = [amf_to_json(arg, path=f"params[{i}]") for i, arg in enumerate(args)]
+        except MappingError as e:
+            raise CallError(f"Cannot send '{name}' to the backend: {e}")
+        d = self._request(route, name, params, client, wants_reply)
+        if not wants_reply:
+            return d.addErrback(self._log_notification_failure, name)
+        return d.addCallbacks(self._result, self._failure, (route, name), None, (name,))
+
+    def _result(self, result, route: Route, name: str):
+        if route.result_schema is not None:
+            problems = route.result_schema.errors(result, root="result")
+            if problems:
+                log.warning("%s: backend result for %r is invalid (%s): %s", self.name, name,
+                            route.result_schema.path, problems[0])
+                raise CallError(f"The backend returned an invalid result for '{name}'.")
+        try:
+            return json_to_amf(result, route.result_schema.schema if route.result_schema is not None else None)
+        except MappingError as e:
+            log.warning("%s: backend result for %r cannot be sent to the client: %s", self.name, name, e)
+            raise CallError(f"The backend returned a result for '{name}' that cannot be sent to the client.")
+
+    def _failure(self, failure, name: str):
+        error = failure.value
+        if isinstance(error, RPCError):
+            raise CallError(error.message, application={"code": error.code, "message": error.message,
+                                                        "data": _json_to_amf_or_none(error.data)})
+        if isinstance(error, BackendError):
+            raise CallError(f"'{name}' failed: {error.description}")
+        return failure
+
+    def _log_notification_failure(self, failure, name):
+        if not failure.check(CancelledError):
+            log.warning("%s: notification %r failed: %s", self.name, name,
+                        getattr(failure.value, "description", failure.getErrorMessage()))
+
+    def _hook(self, hook: str, client, params: list):
+        """Notify the backend of a lifecycle event, if routes.cfg names a method for it."""
+        route = self.routes.hook(hook)
+        if route is None:
+            return None
+        d = self.rpc.notify(route.endpoint, route.backend_method, params, timeout=route.timeout,
+                            headers=self._headers(client))
+        return d.addErrback(self._log_notification_failure, "@" + hook)
+
+    # -- hooks ----------------------------------------------------------------------------------
+
+    def on_connect(self, client, *args):
+        route = self.routes.hook("connect")
+        if route is None:
+            return True
+        try:
+            connect = {"params": amf_to_json(dict(client.params), path="params"),
+                       "args": [amf_to_json(a, path=f"args[{i}]") for i, a in enumerate(args)]}
+        except MappingError as e:
+            raise ConnectRejected(f"Cannot pass the connect parameters to the backend: {e}")
+        params = [connect["params"], connect["args"]]
+        if route.context:
+            params.append(self.context(client))
+        d = self.rpc.call(route.endpoint, route.backend_method, params, timeout=route.timeout,
+                          headers=self._headers(client))
+        return d.addCallbacks(self._connect_decided, self._connect_failed, (client,))
+
+    def _connect_decided(self, answer, client):
+        if answer is True:
+            return True
+        if isinstance(answer, dict) and answer.get("accept") is True:
+            if answer.get("session") is not None:
+                self._sessions[client.id] = answer["session"]
+            room = answer.get("room")
+            value = answer.get("application")
+            return Accept(application=_json_to_amf_or_none(value),
+                          room=str(room) if room is not None else None)
+        if answer is False or (isinstance(answer, dict) and answer.get("accept") is False):
+            reason = answer.get("reason") if isinstance(answer, dict) else None
+            raise ConnectRejected(str(reason) if reason else "Connection rejected by the backend.")
+        log.warning("%s: @connect answered %r; expected true, false or {\"accept\": ...}", self.name, answer)
+        raise ConnectRejected("Connection rejected: the backend gave no clear answer.")
+
+    def _connect_failed(self, failure):
+        error = failure.value
+        if isinstance(error, RPCError):
+            raise ConnectRejected(error.message)
+        if isinstance(error, BackendError):
+            if self.settings.fail_open:
+                log.warning("%s: @connect backend failed (%s); accepting (fail-open)", self.name, error.description)
+                return True
+            log.warning("%s: @connect backend failed (%s); rejecting", self.name, error.description)
+            raise ConnectRejected("The service is unavailable, please try again later.")
+        return failure
+
+    def on_room_enter(self, room, client):
+        return self._hook("enter", client, [self.context(client)])
+
+    def on_room_leave(self, room, client):
+        return self._hook("leave", client, [self.context(client)])
+
+    def on_disconnect(self, client):
+        for d in list(self._in_flight.pop(client.id, ())):
+            d.cancel()
+        d = self._hook("disconnect", client, [self.context(client)])
+        self._sessions.pop(client.id, None)
+        return d
+
+
+def _json_to_amf_or_none(value):
+    """Extra data for the client (an error's data, connect's value): dropped, with a log line, if unsendable."""
+    try:
+        return json_to_amf(value)
+    except MappingError as e:
+        log.warning("backend data dropped, it cannot be sent to the client: %s", e)
+        return None
