@@ -290,7 +290,19 @@ class ChunkWriter:
         self.chunk_size = DEFAULT_CHUNK_SIZE
         self._streams = {}
 
-    def write(self, message: Message) -> bytes:
+    def write(self, message: Message, shared: dict = None) -> bytes:
+        """The chunks of one message, as bytes."""
+        header, body = self.write_parts(message, shared)
+        return header + body
+
+    def write_parts(self, message: Message, shared: dict = None):
+        """(first chunk header, the rest) of one message.
+
+        Everything after the first header depends only on the payload, the
+        chunk stream and the chunk size, so a message sent to many peers is cut
+        once: pass the same ``shared`` dict for each peer and the body is
+        reused for every peer with the same chunk size and chunk stream.
+        """
         csid = message.chunk_stream_id
         if not FIRST_CHUNK_STREAM_ID <= csid <= LAST_CHUNK_STREAM_ID:
             raise LocalProtocolError(f"chunk stream id {csid} outside 2..65599")
@@ -322,15 +334,27 @@ class ChunkWriter:
                 header += length.to_bytes(3, "big") + bytes((message.type_id,))
                 if fmt == 0:
                     header += message.stream_id.to_bytes(4, "little")
-        ext = field.to_bytes(4, "big") if extended else b""
-        header += ext
-        payload = message.payload
         size = self.chunk_size
-        if length <= size:
-            return header + payload
-        continuation = _basic_header(3, csid) + ext
-        out = [header, payload[:size]]
-        for offset in range(size, length, size):
-            out.append(continuation)
-            out.append(payload[offset:offset + size])
-        return b"".join(out)
+        if extended:
+            # Continuation chunks repeat the extended timestamp: this body is ours alone.
+            ext = field.to_bytes(4, "big")
+            return header + ext, _chunk_body(message.payload, csid, size, ext)
+        if shared is None or length <= size:
+            return header, _chunk_body(message.payload, csid, size, b"")
+        key = (csid, size)
+        body = shared.get(key)
+        if body is None:
+            body = shared[key] = _chunk_body(message.payload, csid, size, b"")
+        return header, body
+
+
+def _chunk_body(payload: bytes, csid: int, size: int, ext: bytes) -> bytes:
+    """The payload cut into chunks after the first header: format 3 headers in between."""
+    if len(payload) <= size:
+        return payload
+    continuation = _basic_header(3, csid) + ext
+    out = [payload[:size]]
+    for offset in range(size, len(payload), size):
+        out.append(continuation)
+        out.append(payload[offset:offset + size])
+    return b"".join(out)

@@ -235,8 +235,12 @@ class Connection:
         type_id = MessageType.DATA_AMF3 if amf3 else MessageType.DATA_AMF0
         self.send_message(Message(type_id, stream_id, timestamp, payload, STREAM_CHUNK_STREAM))
 
-    def send_media(self, type_id: int, stream_id: int, timestamp: int, payload: bytes):
-        self.send_message(Message(type_id, stream_id, timestamp, payload, _MEDIA_CHUNK_STREAMS[type_id]))
+    def send_media(self, type_id: int, stream_id: int, timestamp: int, payload: bytes, shared: dict = None):
+        """Queue an audio or video message; see ``ChunkWriter.write_parts`` for ``shared``."""
+        if self.state is not State.OPEN:
+            raise LocalProtocolError(f"cannot send messages while {self.state.value}")
+        message = Message(type_id, stream_id, timestamp, payload, _MEDIA_CHUNK_STREAMS[type_id])
+        self._outgoing.extend(self._writer.write_parts(message, shared))
 
     def send_shared_object(self, name: str, version: int, persistence: int, events, *,
                            stream_id: int = 0, amf3: bool = False):

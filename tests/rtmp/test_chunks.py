@@ -213,3 +213,31 @@ def test_round_trip_any_messages_any_chunk_size(raw, chunk_size, read_size):
         got.extend(reader.feed(wire[i:i + read_size]))
     assert got == messages
     assert reader.buffered_bytes == 0
+
+
+def test_shared_bodies_are_cut_once_and_read_back_per_peer():
+    payload = bytes(range(256)) * 40
+    shared = {}
+    peers = [ChunkWriter() for _ in range(3)]
+    wires = []
+    for n, writer in enumerate(peers):
+        writer.chunk_size = 4096
+        # Each peer has its own stream id and timestamps; only the first header differs.
+        header, body = writer.write_parts(Message(9, n + 1, 1000 * n, payload, 7), shared)
+        wires.append(header + body)
+    assert len(shared) == 1
+    bodies = [w[-len(shared[(7, 4096)]):] for w in wires]
+    assert all(b is not None for b in bodies) and bodies[0] == bodies[1] == bodies[2]
+    for n, wire in enumerate(wires):
+        reader = ChunkReader()
+        reader.chunk_size = 4096
+        assert reader.feed(wire) == [Message(9, n + 1, 1000 * n, payload, 7)]
+
+
+def test_extended_timestamps_never_share_bodies():
+    shared = {}
+    writer = ChunkWriter()
+    header, body = writer.write_parts(Message(9, 1, 0x01000000, b"x" * 300, 7), shared)
+    assert shared == {}
+    reader = ChunkReader()
+    assert reader.feed(header + body) == [Message(9, 1, 0x01000000, b"x" * 300, 7)]
