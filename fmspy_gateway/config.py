@@ -95,6 +95,10 @@ class RTMPConfig:
     max_streams: int = 256
     #: Commands a client may send while its connect is still being decided (``maxQueuedCommands``).
     max_queued_commands: int = 32
+    #: Bytes of each live stream kept since its latest keyframe, for players joining (``maxGopBytes``).
+    max_gop_bytes: int = 8 * 1024 * 1024
+    #: Seconds a player may stay unable to take data before it is disconnected (``slowPlayerTimeout``).
+    slow_player_timeout: float = 10.0
     #: ``maxMessageSize``, ``maxChunkSize``, ``maxChunkStreams``, ``maxBufferedBytes``.
     limits: Limits = field(default_factory=Limits)
 
@@ -481,6 +485,8 @@ def _rtmp_config(section: _Section) -> RTMPConfig:
         call_timeout=get("callTimeout", _parse_seconds, _SECONDS, default.call_timeout),
         max_streams=get("maxStreams", _parse_positive_int, _POSITIVE, default.max_streams),
         max_queued_commands=get("maxQueuedCommands", _parse_positive_int, _POSITIVE, default.max_queued_commands),
+        max_gop_bytes=get("maxGopBytes", _parse_buffer_size, _size_expected(None), default.max_gop_bytes),
+        slow_player_timeout=get("slowPlayerTimeout", _parse_seconds, _SECONDS, default.slow_player_timeout),
         limits=Limits(
             max_message_size=get("maxMessageSize", _parse_message_size, _size_expected(_MAX_MESSAGE_SIZE),
                                  limits.max_message_size),

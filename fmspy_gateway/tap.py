@@ -73,7 +73,8 @@ def makeService(options, reactor=None) -> service.MultiService:
         config = with_overrides(load_config(options["config"]),
                                 rtmp_port=options["rtmp-port"], http_port=options["http-port"])
         pool = make_connection_pool(reactor)
-        services = Services(LocalDirectory(), clock=reactor, http_client=make_http_client(reactor, pool=pool))
+        services = Services(LocalDirectory(), clock=reactor, http_client=make_http_client(reactor, pool=pool),
+                            rtmp=config.rtmp)
         applications = build_applications(config, services, {"GatewayApplication": GatewayApplication})
     except (ConfigError, UnknownApplication) as e:
         # One clear line, not a traceback (FMSPy's FAQ about NoSectionError).

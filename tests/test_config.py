@@ -506,8 +506,9 @@ def test_bundled_file_loads_with_defaults_and_enables_echotest():
     assert config.rtmp == RTMPConfig()
     # As FMSPy shipped it: the web server and its examples on, on loopback.
     assert config.http == HTTPConfig(enabled=True, examples_enabled=True)
-    echo, chat = config.enabled_applications()
+    echo, live, chat = config.enabled_applications()
     assert (echo.class_name, echo.label, echo.name) == ("EchoApplication", None, "echotest")
+    assert (live.class_name, live.label, live.name) == ("LiveApplication", None, "live")
     assert (chat.class_name, chat.label, chat.name) == ("ChatApplication", None, "chat")
     assert dict(echo.options) == {}
 
@@ -516,4 +517,4 @@ def test_a_user_file_layers_over_the_bundled_one(tmp_path):
     user = write(tmp_path, "[RTMP]\nport = 2935\n[EchoApplication]\nenabled = no\n")
     config = load_config(search_path=[BUNDLED, user])
     assert config.rtmp.port == 2935 and config.rtmp.backlog == 50
-    assert [a.name for a in config.enabled_applications()] == ["chat"]
+    assert [a.name for a in config.enabled_applications()] == ["live", "chat"]

@@ -6,9 +6,12 @@ a client can never call hooks, private helpers or attributes.  Hooks may
 return a Deferred; one that raises or fails is logged, and the client gets
 the proper error, never the server going down.
 """
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, List, Mapping, Optional
 
+from .live import LiveStreams
+from .recording import safe_stream_path
 from .rooms import DEFAULT_ROOM, LocalDirectory, Room
 
 
@@ -55,6 +58,14 @@ class ConnectRejected(Exception):
         self.application = application
 
 
+class StreamRejected(Exception):
+    """Raise from ``on_publish`` / ``on_play`` to refuse; ``reason`` reaches the client's onStatus."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class ConnectRedirected(Exception):
     """Raise from ``on_connect`` to send the client elsewhere, as FMS does (code 302)."""
 
@@ -74,6 +85,8 @@ class Services:
     clock: Any = None
     #: The shared HTTP client (a treq ``HTTPClient``) for applications that call backends.
     http_client: Any = None
+    #: The [RTMP] configuration (streaming limits among it).
+    rtmp: Any = None
 
 
 class Application:
@@ -86,7 +99,9 @@ class Application:
     @classmethod
     def from_config(cls, section, services: Services) -> "Application":
         """Build the application of an fmspy.cfg section; override to read and check options at start."""
-        return cls(section.name, section.options, services.directory)
+        application = cls(section.name, section.options, services.directory)
+        application.configure_streaming(section, services)
+        return application
 
     def __init__(self, name: str, options: Optional[Mapping[str, str]] = None, directory=None):
         #: The RTMP application name clients connect to.
@@ -95,6 +110,26 @@ class Application:
         self.options = dict(options or {})
         #: Where clients and rooms are found (shared by all applications of a server).
         self.directory = directory if directory is not None else LocalDirectory()
+        #: The application's live streams: every application streams, as on FMS.
+        self.live = LiveStreams()
+        #: Where ``publish(name, "record")`` writes and recorded streams play from; None: no recording.
+        self.record_dir: Optional[str] = None
+
+    def configure_streaming(self, section, services: Services) -> None:
+        """Streaming limits from [RTMP] and the section's ``recordDir`` (relative to its fmspy.cfg)."""
+        rtmp = services.rtmp
+        if rtmp is not None:
+            self.live = LiveStreams(services.clock, rtmp.max_gop_bytes, rtmp.slow_player_timeout)
+        record_dir = section.get_str("recordDir", "") if hasattr(section, "get_str") else ""
+        if record_dir:
+            source = section.option_sources.get("recordDir", section.source) if hasattr(
+                section, "option_sources") else section.source
+            self.record_dir = os.path.join(os.path.dirname(os.path.abspath(source)), record_dir)
+            os.makedirs(self.record_dir, exist_ok=True)
+
+    def record_path(self, name: str) -> Optional[str]:
+        """The file a stream name records to and plays from, or None when that cannot be."""
+        return safe_stream_path(self.record_dir, name) if self.record_dir else None
 
     # -- hooks -------------------------------------------------------------------------
 
@@ -120,6 +155,20 @@ class Application:
 
     def on_room_destroy(self, room: Room):
         """A named room lost its last client."""
+
+    def on_publish(self, client, name: str, mode: str, query: str = ""):
+        """A client wants to publish ``name`` ("live", "record" or "append"); ``query`` is what followed '?'.
+
+        Return None/True to allow; False or ``raise StreamRejected(reason)`` to refuse.
+        """
+        return True
+
+    def on_unpublish(self, client, name: str):
+        """A client stopped publishing ``name``."""
+
+    def on_play(self, client, name: str, query: str = ""):
+        """A client wants to play ``name``; same answers as ``on_publish``."""
+        return True
 
     # -- rooms and clients ---------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from typing import Dict, Type
 from .application import Application, Services
 from .chat import ChatApplication
 from .echo import EchoApplication
+from .live_application import LiveApplication
 from .rooms import LocalDirectory
 
 ENTRY_POINT_GROUP = "fmspy_gateway.applications"
@@ -17,6 +18,7 @@ ENTRY_POINT_GROUP = "fmspy_gateway.applications"
 BUILTIN_APPLICATIONS: Dict[str, Type[Application]] = {
     "EchoApplication": EchoApplication,
     "ChatApplication": ChatApplication,
+    "LiveApplication": LiveApplication,
 }
 
 

@@ -12,11 +12,12 @@ from typing import Any, Iterable, Mapping, Optional, Protocol
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 
 from ..rtmp.connection import Connection
-from ..rtmp.events import CommandReceived
+from ..rtmp.events import CommandReceived, DataReceived, MediaReceived
 from ..rtmp.messages import PeerBandwidthLimit, UserControl
 from .application import Accept, Application, CallError, ConnectRedirected, ConnectRejected
 from .calls import CallFailed, CallTimedOut, PendingCalls
 from .client import Client
+from .logs import log_failure
 from .replies import connect_properties, error, status
 from .streams import StreamCommands
 
@@ -50,12 +51,6 @@ def split_app_path(app: str):
     return name, room
 
 
-def _log_failure(what: str):
-    def errback(failure):
-        log.error("%s failed:\n%s", what, failure.getTraceback())
-    return errback
-
-
 class Session:
     """Connect, then calls in both directions, for one peer.
 
@@ -73,7 +68,7 @@ class Session:
         self.connected = False
         self.closed = False
         self.outgoing_calls = PendingCalls(clock, call_timeout, first_transaction_id=1)
-        self.streams = StreamCommands(self, max_streams)
+        self.streams = StreamCommands(self, max_streams, clock)
         #: Commands held while connect is being decided (``maxQueuedCommands``); more closes the connection.
         self.max_queued_commands = max_queued_commands
         self._early = None
@@ -81,8 +76,27 @@ class Session:
     # -- events from the glue ------------------------------------------------------------
 
     def handle(self, event) -> None:
-        if isinstance(event, CommandReceived):
+        if isinstance(event, MediaReceived):
+            if self.connected:
+                self.streams.on_media(event)
+        elif isinstance(event, CommandReceived):
             self._on_command(event)
+        elif isinstance(event, DataReceived):
+            if self.connected:
+                self.streams.on_data(event)
+
+    def events_handled(self) -> None:
+        """The glue handled one read's events: players fed by them get their bytes now, once."""
+        if self.application is not None:
+            self.application.live.flush()
+
+    def writing_paused(self, paused: bool) -> None:
+        """The transport's buffer is full (or drained again): live media for this client waits or flows."""
+        if self.application is not None:
+            if paused:
+                self.application.live.block(self)
+            else:
+                self.application.live.unblock(self)
 
     def connection_lost(self, reason: str) -> None:
         if self.closed:
@@ -90,6 +104,8 @@ class Session:
         self.closed = True
         self.outgoing_calls.fail_all(f"connection closed: {reason}")
         if self.connected:
+            self.streams.close_all()
+            self.application.live.unblock(self)
             self._leave()
 
     def _on_command(self, command: CommandReceived) -> None:
@@ -133,7 +149,7 @@ class Session:
         self._early = []
         d = maybeDeferred(application.on_connect, self.client, *command.arguments)
         d.addCallbacks(self._connect_decided, self._connect_failed)
-        d.addErrback(_log_failure(f"connect of {self.client!r}"))
+        d.addErrback(log_failure(log, f"connect of {self.client!r}"))
 
     def _connect_decided(self, decision) -> None:
         if self.closed:
@@ -196,20 +212,20 @@ class Session:
         application, client = self.application, self.client
         room, created = application.directory.join(client, room_name)
         d = maybeDeferred(application.on_room_create, room) if created else succeed(None)
-        d.addErrback(_log_failure(f"on_room_create of {room!r}"))
+        d.addErrback(log_failure(log, f"on_room_create of {room!r}"))
         d.addCallback(lambda _: application.on_room_enter(room, client))
-        d.addErrback(_log_failure(f"on_room_enter of {client!r}"))
+        d.addErrback(log_failure(log, f"on_room_enter of {client!r}"))
 
     def _leave(self) -> None:
         application, client = self.application, self.client
         room, destroyed = application.directory.leave(client)
         d = maybeDeferred(application.on_room_leave, room, client) if room is not None else succeed(None)
-        d.addErrback(_log_failure(f"on_room_leave of {client!r}"))
+        d.addErrback(log_failure(log, f"on_room_leave of {client!r}"))
         if destroyed:
             d.addCallback(lambda _: application.on_room_destroy(room))
-            d.addErrback(_log_failure(f"on_room_destroy of {room!r}"))
+            d.addErrback(log_failure(log, f"on_room_destroy of {room!r}"))
         d.addCallback(lambda _: application.on_disconnect(client))
-        d.addErrback(_log_failure(f"on_disconnect of {client!r}"))
+        d.addErrback(log_failure(log, f"on_disconnect of {client!r}"))
         log.info("client %s (%s) left %s", client.id, client.address, application.name)
 
     # -- calls from the client ---------------------------------------------------------------
@@ -218,7 +234,7 @@ class Session:
         d = maybeDeferred(self.application.handle_call, self.client, command.name, command.arguments,
                           bool(command.transaction_id))
         d.addCallbacks(self._answer_call, self._fail_call, (command,), None, (command,))
-        d.addErrback(_log_failure(f"answering {command.name!r}"))
+        d.addErrback(log_failure(log, f"answering {command.name!r}"))
 
     def _answer_call(self, value: Any, command: CommandReceived) -> None:
         if command.transaction_id and not self.closed:

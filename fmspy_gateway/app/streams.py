@@ -1,28 +1,73 @@
-"""NetStream commands answered before streaming exists, so clients never stall on them.
+"""NetStream commands of one session: create, publish, play, pause, seek, close.
 
-ffmpeg, OBS and Flash send these around connect, publish and play; each gets
-the reply those clients wait for.  publish and play are refused with the
-status codes FMS uses until the server streams.
+Live streams are the application's ``LiveStreams``; recordings go to the
+application's record directory (``recordDir``) and play back from it.  Each
+command gets the replies and onStatus codes Flash clients, ffmpeg and OBS
+wait for; publish and play pass through the application's hooks first.
 """
 import logging
+import os
+from typing import Dict, Optional
 
-from ..rtmp.events import CommandReceived
+from twisted.internet.defer import maybeDeferred
+
+from ..rtmp.events import CommandReceived, DataReceived, MediaReceived
+from ..rtmp.messages import UserControl
+from .application import StreamRejected
+from .live import LiveStream, Player
+from .logs import log_failure
+from .recording import RecordedStream, Recorder, safe_stream_path
 from .replies import error, status
 
 log = logging.getLogger(__name__)
+
+#: Longest stream name accepted (query string excluded).
+MAX_STREAM_NAME = 256
+#: How far ahead of real time recorded streams are sent, in ms.
+VOD_LEAD_MS = 1000
+#: How often a recorded stream's sender wakes up, in seconds.
+VOD_TICK = 0.1
+
+
+def split_stream_name(name) -> tuple:
+    """'cam1?key=abc' -> ('cam1', 'key=abc'): the query is for hooks, not part of the name."""
+    name = name if isinstance(name, str) else ""
+    base, _, query = name.partition("?")
+    return base, query
+
+
+class NetStream:
+    """One stream id of a connection and what it is doing."""
+
+    __slots__ = ("stream_id", "live", "player", "recorder", "vod", "name")
+
+    def __init__(self, stream_id: int):
+        self.stream_id = stream_id
+        self.live: Optional[LiveStream] = None    # the stream this NetStream publishes
+        self.player: Optional[Player] = None      # set while it plays a live stream
+        self.recorder: Optional[Recorder] = None
+        self.vod: Optional["RecordedPlayback"] = None
+        self.name = None
 
 
 class StreamCommands:
     """The stream-level commands of one session."""
 
-    __slots__ = ("session", "max_streams", "_next_stream_id", "_open")
-
-    def __init__(self, session, max_streams: int):
+    def __init__(self, session, max_streams: int, clock=None):
         self.session = session
         #: Streams the connection may have open (``maxStreams``); createStream beyond is refused.
         self.max_streams = max_streams
+        self.clock = clock
         self._next_stream_id = 1
-        self._open = None    # stream ids created and not deleted; made on the first createStream
+        self._streams: Dict[int, NetStream] = {}
+
+    @property
+    def application(self):
+        return self.session.application
+
+    @property
+    def connection(self):
+        return self.session.peer.connection
 
     def handles(self, name) -> bool:
         return name in _COMMANDS
@@ -30,72 +75,428 @@ class StreamCommands:
     def handle(self, command: CommandReceived):
         _COMMANDS[command.name](self, command)
 
+    # -- replies ---------------------------------------------------------------------------
+
     def _reply(self, command, value=None):
         if command.transaction_id:
-            self.session.peer.connection.send_command("_result", command.transaction_id, None, [value],
-                                                      amf3=command.amf3)
+            self.connection.send_command("_result", command.transaction_id, None, [value], amf3=command.amf3)
 
-    def _on_status(self, stream_id, info):
-        self.session.peer.connection.send_command("onStatus", 0, None, [info], stream_id=stream_id)
+    def _status(self, stream_id, code, description, level="status", **extra):
+        self.connection.send_command("onStatus", 0, None, [status(code, description, level, **extra)],
+                                     stream_id=stream_id)
+        self.session.peer.flush()
+
+    @staticmethod
+    def _argument(command, index, default=None):
+        return command.arguments[index] if len(command.arguments) > index else default
+
+    # -- stream ids -------------------------------------------------------------------------
 
     def create_stream(self, command):
-        if self._open is None:
-            self._open = set()
-        if len(self._open) >= self.max_streams:
+        if len(self._streams) >= self.max_streams:
             log.warning("%s: createStream refused: %d streams open (maxStreams)",
-                        self.session.peer.address, len(self._open))
+                        self.session.peer.address, len(self._streams))
             self.session.send_call_error(command, error("NetConnection.Call.Failed", "Too many streams."))
             return
         stream_id = self._next_stream_id
         self._next_stream_id += 1
-        self._open.add(stream_id)
+        self._streams[stream_id] = NetStream(stream_id)
         self._reply(command, stream_id)
 
     def delete_stream(self, command):
-        stream_id = command.arguments[0] if command.arguments else command.stream_id
-        if self._open:
-            self._open.discard(stream_id)
+        stream_id = self._argument(command, 0, command.stream_id)
+        stream = self._streams.pop(stream_id, None) if isinstance(stream_id, (int, float)) else None
+        if stream is not None:
+            self._stop(stream, "deleteStream")
 
-    def get_stream_length(self, command):
-        self._reply(command, 0)
+    def close_stream(self, command):
+        stream = self._streams.get(command.stream_id)
+        if stream is not None:
+            self._stop(stream, "closeStream")
 
-    def acknowledge(self, command):
-        """releaseStream, FCPublish, FCUnpublish: nothing to do yet, but an answer is awaited."""
+    def close_all(self):
+        """The connection is gone: end whatever its streams were doing."""
+        for stream in list(self._streams.values()):
+            self._stop(stream, "disconnect", quiet=True)
+        self._streams.clear()
+
+    def _stop(self, stream: NetStream, why: str, quiet: bool = False):
+        if stream.live is not None:
+            self._unpublish(stream, quiet)
+        if stream.player is not None:
+            stream.player.live.remove_player(stream.player)
+            stream.player = None
+        if stream.vod is not None:
+            stream.vod.stop()
+            stream.vod = None
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def release_stream(self, command):
         self._reply(command)
 
-    def fc_subscribe(self, command):
-        name = command.arguments[0] if command.arguments else ""
-        self.session.peer.connection.send_command("onFCSubscribe", 0, None, [status(
-            "NetStream.Play.Start", f"Subscribed to {name}.")])
+    def fc_publish(self, command):
+        self._reply(command)
+        name = self._argument(command, 0, "")
+        self.connection.send_command("onFCPublish", 0, None, [status("NetStream.Publish.Start", f"FCPublish to {name}")])
+
+    def fc_unpublish(self, command):
+        self._reply(command)
+        name, _ = split_stream_name(self._argument(command, 0, ""))
+        for stream in self._streams.values():
+            if stream.live is not None and stream.name == name:
+                self._unpublish(stream)
+        self.connection.send_command("onFCUnpublish", 0, None, [status("NetStream.Unpublish.Success", name)])
 
     def publish(self, command):
-        name = command.arguments[0] if command.arguments else ""
-        self._on_status(command.stream_id, error(
-            "NetStream.Publish.BadName", f"Publishing {name!r} is not available on this server."))
+        stream = self._streams.get(command.stream_id)
+        raw = self._argument(command, 0, "")
+        name, query = split_stream_name(raw)
+        mode = self._argument(command, 1, "live")
+        mode = mode if mode in ("live", "record", "append") else "live"
+        if stream is None:
+            self._status(command.stream_id, "NetStream.Publish.BadName", "publish on a stream that was not created",
+                         "error")
+            return
+        if not name or len(name) > MAX_STREAM_NAME:
+            self._status(stream.stream_id, "NetStream.Publish.BadName", f"Invalid stream name {raw!r}.", "error")
+            return
+        d = maybeDeferred(self.application.on_publish, self.session.client, name, mode, query)
+        d.addCallbacks(self._publish_allowed, self._publish_refused, (stream, name, mode), None, (stream, name))
+        d.addErrback(log_failure(log, f"publish {name!r}"))
+
+    def _publish_allowed(self, decision, stream: NetStream, name: str, mode: str):
+        if self.session.closed:
+            return
+        if decision is False:
+            return self._publish_refused(None, stream, name)
+        live = self.application.live.stream(name)
+        if live.publisher is not None:
+            self._status(stream.stream_id, "NetStream.Publish.BadName", f"{name} is already being published.",
+                         "error")
+            self.application.live.forget_if_idle(live)
+            return
+        if stream.live is not None or stream.player is not None:
+            self._stop(stream, "publish")
+        if mode in ("record", "append"):
+            path = self.application.record_path(name)
+            if path is None:
+                self._status(stream.stream_id, "NetStream.Publish.BadName",
+                             f"Cannot record {name!r} here (no record directory, or not a valid file name).", "error")
+                self.application.live.forget_if_idle(live)
+                return
+            try:
+                stream.recorder = Recorder(path, mode)
+            except (OSError, ValueError) as e:
+                log.warning("%s: cannot record to %s: %s", self.application.name, path, e)
+                self._status(stream.stream_id, "NetStream.Record.Failed", f"Cannot record {name}.", "error")
+                self.application.live.forget_if_idle(live)
+                return
+            live.taps.append(lambda message: self._record(stream, message))
+        stream.live, stream.name = live, name
+        live.start(self)
+        self.connection.send_user_control(UserControl.STREAM_BEGIN, stream.stream_id)
+        self._status(stream.stream_id, "NetStream.Publish.Start", f"{name} is now published.")
+        if stream.recorder is not None:
+            self._status(stream.stream_id, "NetStream.Record.Start", f"Recording {name}.")
+        log.info("client %s publishes %s/%s (%s)", self.session.client.id, self.application.name, name, mode)
+
+    def _record(self, stream: NetStream, message):
+        try:
+            stream.recorder.write(message.type_id, message.timestamp, message.payload)
+        except OSError as e:
+            # A full disk ends the recording, not the live stream.
+            log.warning("%s: recording %s failed: %s", self.application.name, stream.name, e)
+            stream.live.taps.clear()
+            self._close_recorder(stream)
+            self._status(stream.stream_id, "NetStream.Record.Failed", f"Recording {stream.name} failed.", "error")
+
+    def _close_recorder(self, stream: NetStream):
+        recorder, stream.recorder = stream.recorder, None
+        if recorder is not None:
+            try:
+                recorder.close()
+            except OSError as e:
+                log.warning("%s: closing the recording of %s failed: %s", self.application.name, stream.name, e)
+
+    def _publish_refused(self, failure, stream: NetStream, name: str):
+        if self.session.closed:
+            return
+        reason = failure.value if failure is not None else None
+        if failure is not None and not isinstance(reason, StreamRejected):
+            log.error("on_publish of %s raised:\n%s", self.application.name, failure.getTraceback())
+        description = reason.reason if isinstance(reason, StreamRejected) else f"Publishing {name} is not allowed."
+        self._status(stream.stream_id, "NetStream.Publish.Denied", description, "error")
+
+    def _unpublish(self, stream: NetStream, quiet: bool = False):
+        live, name = stream.live, stream.name
+        stream.live = None
+        if stream.recorder is not None:
+            live.taps.clear()
+            self._close_recorder(stream)
+        live.stop()
+        self.application.live.forget_if_idle(live)
+        if not quiet:
+            self._status(stream.stream_id, "NetStream.Unpublish.Success", f"{name} is now unpublished.")
+        d = maybeDeferred(self.application.on_unpublish, self.session.client, name)
+        d.addErrback(log_failure(log, f"on_unpublish of {name!r}"))
+
+    def on_media(self, event: MediaReceived):
+        stream = self._streams.get(event.stream_id)
+        if stream is not None and stream.live is not None:
+            stream.live.publish(event.type_id, event.timestamp, event.payload)
+
+    def on_data(self, event: DataReceived):
+        stream = self._streams.get(event.stream_id)
+        if stream is None and event.stream_id == 0:
+            # ffmpeg may send @setDataFrame on stream 0 (as Red5 notes): it means its one published stream.
+            publishing = [s for s in self._streams.values() if s.live is not None]
+            stream = publishing[0] if len(publishing) == 1 else None
+        if stream is None or stream.live is None or not event.values:
+            return
+        values = event.values
+        if values[0] == "@setDataFrame":
+            values = values[1:]
+        if values and values[0] == "onMetaData":
+            stream.live.set_metadata(tuple(values))
+            if stream.recorder is not None:
+                stream.recorder.write_metadata(values)
+        elif values and values[0] != "@clearDataFrame":
+            for player in stream.live.players:
+                player.send_data(values)
+            stream.live.registry.touch(stream.live.players)
+
+    # -- playing ------------------------------------------------------------------------------
 
     def play(self, command):
-        name = command.arguments[0] if command.arguments else ""
-        self._on_status(command.stream_id, error(
-            "NetStream.Play.StreamNotFound", f"Stream {name!r} not found."))
+        stream = self._streams.get(command.stream_id)
+        raw = self._argument(command, 0, "")
+        start = self._argument(command, 1, -2)
+        if isinstance(raw, dict):      # play2 passes NetStreamPlayOptions
+            raw, start = raw.get("streamName", ""), raw.get("start", -2)
+        name, query = split_stream_name(raw)
+        start = start if isinstance(start, (int, float)) and not isinstance(start, bool) else -2
+        reset = self._argument(command, 3, True) is not False
+        if stream is None or not name:
+            self._status(command.stream_id, "NetStream.Play.StreamNotFound", f"Stream {raw!r} not found.", "error")
+            return
+        d = maybeDeferred(self.application.on_play, self.session.client, name, query)
+        d.addCallbacks(self._play_allowed, self._play_refused, (stream, name, start, reset), None, (stream, name))
+        d.addErrback(log_failure(log, f"play {name!r}"))
 
-    def ignore(self, command):
-        """Commands that need no answer when nothing plays (closeStream, receiveAudio, pause, seek...)."""
+    def _play_allowed(self, decision, stream: NetStream, name: str, start, reset: bool):
+        if self.session.closed:
+            return
+        if decision is False:
+            return self._play_refused(None, stream, name)
+        self._stop(stream, "play")
+        stream.name = name
+        live = self.application.live.get(name)
+        if live is not None and live.publisher is not None and start < 0:
+            return self._play_live(stream, live, reset)
+        path = self.application.record_path(name) if start != -1 else None
+        if path is not None and os.path.isfile(path):
+            return self._play_recorded(stream, name, path, max(start, 0), reset)
+        if start >= 0:
+            self._status(stream.stream_id, "NetStream.Play.StreamNotFound", f"Stream {name!r} not found.", "error")
+            return
+        # Live, not published yet: wait for it, as FMS does.
+        self._play_live(stream, self.application.live.stream(name), reset)
+
+    def _play_live(self, stream: NetStream, live: LiveStream, reset: bool):
+        stream.player = Player(self.session, stream.stream_id)
+        live.add_player(stream.player, reset)
+
+    def _play_recorded(self, stream: NetStream, name: str, path: str, start_ms, reset: bool):
+        try:
+            recorded = RecordedStream(path)
+        except (OSError, ValueError) as e:
+            log.warning("%s: cannot play %s: %s", self.application.name, path, e)
+            self._status(stream.stream_id, "NetStream.Play.Failed", f"Cannot play {name}.", "error")
+            return
+        stream.vod = RecordedPlayback(self, stream, name, recorded, self.clock)
+        stream.vod.start(int(start_ms), reset)
+
+    def _play_refused(self, failure, stream: NetStream, name: str):
+        if self.session.closed:
+            return
+        reason = failure.value if failure is not None else None
+        if failure is not None and not isinstance(reason, StreamRejected):
+            log.error("on_play of %s raised:\n%s", self.application.name, failure.getTraceback())
+        description = reason.reason if isinstance(reason, StreamRejected) else f"Playing {name} is not allowed."
+        self._status(stream.stream_id, "NetStream.Play.Failed", description, "error")
+
+    def pause(self, command):
+        stream = self._streams.get(command.stream_id)
+        if stream is None:
+            return
+        paused = bool(self._argument(command, 0, True))
+        if stream.player is not None:
+            stream.player.paused = paused
+            if not paused:
+                stream.player.need_keyframe = True
+        elif stream.vod is not None:
+            stream.vod.pause(paused, self._argument(command, 1, 0))
+        code = "NetStream.Pause.Notify" if paused else "NetStream.Unpause.Notify"
+        self._status(stream.stream_id, code, f"{'Paused' if paused else 'Unpaused'} {stream.name}.")
+
+    def seek(self, command):
+        stream = self._streams.get(command.stream_id)
+        if stream is None:
+            return
+        position = self._argument(command, 0, 0)
+        if stream.vod is None or not isinstance(position, (int, float)):
+            self._status(stream.stream_id, "NetStream.Seek.Failed", "Only recorded streams can seek.", "error")
+            return
+        stream.vod.seek(int(position))
+
+    def receive_audio(self, command):
+        stream = self._streams.get(command.stream_id)
+        if stream is not None and stream.player is not None:
+            stream.player.audio = bool(self._argument(command, 0, True))
+
+    def receive_video(self, command):
+        stream = self._streams.get(command.stream_id)
+        if stream is not None and stream.player is not None:
+            stream.player.video = bool(self._argument(command, 0, True))
+            stream.player.need_keyframe = True
+
+    def get_stream_length(self, command):
+        name, _ = split_stream_name(self._argument(command, 0, ""))
+        path = self.application.record_path(name) if name else None
+        length = 0
+        if path is not None and os.path.isfile(path):
+            try:
+                with RecordedStream(path) as recorded:
+                    length = recorded.duration_ms / 1000
+            except (OSError, ValueError):
+                length = 0
+        self._reply(command, length)
+
+    def fc_subscribe(self, command):
+        name = self._argument(command, 0, "")
+        self.connection.send_command("onFCSubscribe", 0, None,
+                                     [status("NetStream.Play.Start", f"Subscribed to {name}.")])
+
+
+class RecordedPlayback:
+    """Sends a recorded stream at its own pace, a little ahead of real time; seek and pause move it."""
+
+    def __init__(self, commands: StreamCommands, stream: NetStream, name: str, recorded: RecordedStream, clock):
+        self.commands = commands
+        self.stream = stream
+        self.name = name
+        self.recorded = recorded
+        self.clock = clock
+        self._tags = None
+        self._pending = None
+        self._origin = 0.0       # clock time at which the playhead was at _start_ms
+        self._start_ms = 0
+        self._timer = None
+        self.paused = False
+
+    @property
+    def connection(self):
+        return self.commands.connection
+
+    def start(self, start_ms: int, reset: bool):
+        connection = self.connection
+        connection.send_user_control(UserControl.STREAM_BEGIN, self.stream.stream_id)
+        connection.send_user_control(UserControl.STREAM_IS_RECORDED, self.stream.stream_id)
+        if reset:
+            self._send_status("NetStream.Play.Reset", f"Playing and resetting {self.name}.")
+        self._send_status("NetStream.Play.Start", f"Started playing {self.name}.")
+        connection.send_data(["|RtmpSampleAccess", True, True], stream_id=self.stream.stream_id)
+        if self.recorded.metadata is not None:
+            connection.send_data(["onMetaData", self.recorded.metadata], stream_id=self.stream.stream_id)
+        self._position(start_ms)
+        self._tick()
+
+    def _send_status(self, code, description, level="status"):
+        self.connection.send_command("onStatus", 0, None, [status(code, description, level)],
+                                     stream_id=self.stream.stream_id)
+
+    def _position(self, start_ms: int):
+        self._tags = self.recorded.tags_from(start_ms)
+        self._pending = next(self._tags, None)
+        # The stream restarts at a keyframe at or before start_ms: headers go out stamped with its time.
+        first = self._pending.timestamp if self._pending is not None else start_ms
+        for tag in self.recorded.sequence_headers_at(start_ms):
+            self.connection.send_media(tag.type_id, self.stream.stream_id, first, tag.body)
+        self._start_ms = first
+        self._origin = self.clock.seconds()
+
+    def _tick(self):
+        self._timer = None
+        if self.commands.session.closed or self.paused:
+            return
+        if self.commands.session in self.commands.application.live.blocked:
+            self._timer = self.clock.callLater(VOD_TICK, self._tick)
+            return
+        horizon = self._start_ms + (self.clock.seconds() - self._origin) * 1000 + VOD_LEAD_MS
+        while True:
+            tag = self._pending if self._pending is not None else next(self._tags, None)
+            self._pending = None
+            if tag is None:
+                self._complete()
+                return
+            if tag.timestamp > horizon:
+                self._pending = tag
+                break
+            if tag.type_id == 18:
+                continue       # metadata was sent at start
+            self.connection.send_media(tag.type_id, self.stream.stream_id, tag.timestamp, tag.body)
+        self.commands.session.peer.flush()
+        self._timer = self.clock.callLater(VOD_TICK, self._tick)
+
+    def _complete(self):
+        self._send_status("NetStream.Play.Stop", f"Stopped playing {self.name}.")
+        self.connection.send_user_control(UserControl.STREAM_EOF, self.stream.stream_id)
+        self.connection.send_command("onPlayStatus", 0, None,
+                                     [{"level": "status", "code": "NetStream.Play.Complete", "duration":
+                                       self.recorded.duration_ms / 1000, "bytes": 0}], stream_id=self.stream.stream_id)
+        self.commands.session.peer.flush()
+
+    def seek(self, position_ms: int):
+        self._cancel()
+        self._send_status("NetStream.Seek.Notify", f"Seeking {position_ms} (stream ID: {self.stream.stream_id}).")
+        self._send_status("NetStream.Play.Start", f"Started playing {self.name}.")
+        self._position(max(0, position_ms))
+        if not self.paused:
+            self._tick()
+
+    def pause(self, paused: bool, position_ms):
+        self._cancel()
+        self.paused = paused
+        if not paused:
+            self._position(int(position_ms) if isinstance(position_ms, (int, float)) else self._start_ms)
+            self._tick()
+
+    def _cancel(self):
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def stop(self):
+        self._cancel()
+        self.paused = True
+        self.recorded.close()
 
 
 _COMMANDS = {
     "createStream": StreamCommands.create_stream,
     "deleteStream": StreamCommands.delete_stream,
-    "closeStream": StreamCommands.ignore,     # the stream stays usable until deleteStream
+    "closeStream": StreamCommands.close_stream,
     "getStreamLength": StreamCommands.get_stream_length,
-    "releaseStream": StreamCommands.acknowledge,
-    "FCPublish": StreamCommands.acknowledge,
-    "FCUnpublish": StreamCommands.acknowledge,
+    "releaseStream": StreamCommands.release_stream,
+    "FCPublish": StreamCommands.fc_publish,
+    "FCUnpublish": StreamCommands.fc_unpublish,
     "FCSubscribe": StreamCommands.fc_subscribe,
     "publish": StreamCommands.publish,
     "play": StreamCommands.play,
     "play2": StreamCommands.play,
-    "receiveAudio": StreamCommands.ignore,
-    "receiveVideo": StreamCommands.ignore,
-    "pause": StreamCommands.ignore,
-    "seek": StreamCommands.ignore,
+    "pause": StreamCommands.pause,
+    "seek": StreamCommands.seek,
+    "receiveAudio": StreamCommands.receive_audio,
+    "receiveVideo": StreamCommands.receive_video,
 }

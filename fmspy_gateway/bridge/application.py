@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from twisted.internet.defer import CancelledError
 
-from ..app.application import Accept, Application, CallError, ConnectRejected
+from ..app.application import Accept, Application, CallError, ConnectRejected, StreamRejected
 from .mapping import MappingError, amf_to_json, json_to_amf
 from .routes import Route, gateway_settings, load_routes
 from .rpc import BackendError, JSONRPCClient, RPCError
@@ -41,7 +41,10 @@ class GatewayApplication(Application):
                             max_queued=settings.max_queued, breaker_threshold=settings.breaker_threshold,
                             breaker_reset=settings.breaker_reset,
                             max_response_bytes=settings.max_response_bytes)
-        return cls(section.name, section.options, services.directory, settings=settings, routes=routes, rpc=rpc)
+        application = cls(section.name, section.options, services.directory, settings=settings, routes=routes,
+                          rpc=rpc)
+        application.configure_streaming(section, services)
+        return application
 
     def __init__(self, name, options=None, directory=None, *, settings, routes, rpc):
         super().__init__(name, options, directory)
@@ -188,6 +191,42 @@ class GatewayApplication(Application):
             log.warning("%s: @connect backend failed (%s); rejecting", self.name, error.description)
             raise ConnectRejected("The service is unavailable, please try again later.")
         return failure
+
+    def on_publish(self, client, name, mode, query=""):
+        return self._stream_decision("publish", client, {"name": name, "mode": mode, "query": query})
+
+    def on_play(self, client, name, query=""):
+        return self._stream_decision("play", client, {"name": name, "query": query})
+
+    def on_unpublish(self, client, name):
+        return self._hook("unpublish", client, [{"name": name}, self.context(client)])
+
+    def _stream_decision(self, hook: str, client, stream: dict):
+        """@publish / @play: the backend allows or refuses a stream, as nginx-rtmp's on_publish does."""
+        route = self.routes.hook(hook)
+        if route is None:
+            return True
+        d = self.rpc.call(route.endpoint, route.backend_method, [stream, self.context(client)],
+                          timeout=route.timeout, headers=self._headers(client))
+
+        def decided(answer):
+            if answer is True or (isinstance(answer, dict) and answer.get("accept") is True):
+                return True
+            reason = answer.get("reason") if isinstance(answer, dict) else None
+            raise StreamRejected(str(reason) if reason else f"The backend refused to {hook} {stream['name']}.")
+
+        def failed(failure):
+            error = failure.value
+            if isinstance(error, RPCError):
+                raise StreamRejected(error.message)
+            if isinstance(error, BackendError):
+                if self.settings.fail_open:
+                    return True
+                log.warning("%s: @%s backend failed (%s); refusing", self.name, hook, error.description)
+                raise StreamRejected("The service is unavailable, please try again later.")
+            return failure
+
+        return d.addCallbacks(decided, failed)
 
     def on_room_enter(self, room, client):
         return self._hook("enter", client, [self.context(client)])

@@ -285,7 +285,8 @@ def gateway_settings(app: ApplicationConfig) -> GatewaySettings:
     default = GatewaySettings(application="", source="", routes_section="", routes_file="")
     get = app._get  # the getters' machinery, with this module's parsers for URLs, seconds and sizes
     known = ("endpoint", "timeout", "routes", "routes-file", "fail-open", "max-concurrent", "max-queued",
-             "breaker-threshold", "breaker-reset", "max-response-bytes")
+             "breaker-threshold", "breaker-reset", "max-response-bytes",
+             "recordDir")   # read by every application (Application.configure_streaming)
     for option in app.options:
         if option not in known:
             source = app.option_sources.get(option, app.source)

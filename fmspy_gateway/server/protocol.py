@@ -48,6 +48,8 @@ class RTMPServerProtocol(Protocol):
                                max_streams=config.max_streams, max_queued_commands=config.max_queued_commands)
         self._timer = reactor.callLater(factory.config.handshake_timeout, self._on_timer)
         factory.connections.add(self)
+        # As a streaming producer we hear when the socket's buffer is full: live media then waits.
+        self.transport.registerProducer(self, True)
 
     def dataReceived(self, data: bytes):
         if self._closing:
@@ -76,6 +78,19 @@ class RTMPServerProtocol(Protocol):
                 self.close("internal error")
                 return
         self.flush()
+        if events:
+            self.session.events_handled()
+
+    # -- IPushProducer: the transport tells us when its buffer is full -----------------
+
+    def pauseProducing(self):
+        self.session.writing_paused(True)
+
+    def resumeProducing(self):
+        self.session.writing_paused(False)
+
+    def stopProducing(self):
+        pass
 
     def connectionLost(self, reason):
         self._closing = True

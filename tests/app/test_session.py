@@ -276,10 +276,15 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual(self.call("getStreamLength", "x", transaction_id=7)[0].arguments, (0,))
         self.assertEqual(self.call("releaseStream", "x", transaction_id=8)[0].name, "_result")
         self.assertEqual(self.call("deleteStream", 1, transaction_id=0), [])
-        self.client.send_command("play", 0, None, ["missing"], stream_id=2)
+        # start >= 0 asks for a recording: there is none.
+        self.client.send_command("play", 0, None, ["missing", 0], stream_id=2)
         (status,) = self.pump()
         self.assertEqual((status.name, status.stream_id, status.arguments[0]["code"]),
                          ("onStatus", 2, "NetStream.Play.StreamNotFound"))
+        # The default (-2, live or recorded) waits for a publisher, as FMS does.
+        self.client.send_command("play", 0, None, ["missing"], stream_id=2)
+        codes = [c.arguments[0]["code"] for c in self.pump() if c.name == "onStatus"]
+        self.assertEqual(codes, ["NetStream.Play.Reset", "NetStream.Play.Start"])
 
     def test_commands_before_connect_close(self):
         self.call("service.method", 1)

@@ -1,0 +1,11 @@
+"""live: an application that streams and does nothing else (FMS's "live" application)."""
+from .application import Application
+
+
+class LiveApplication(Application):
+    """Publish with ffmpeg or OBS to rtmp://host/live/<stream>, play it with Flash, ffplay or rtmpdump.
+
+    Every application streams; this one adds nothing, so it is the place to
+    publish when no application logic is wanted.  ``recordDir`` in its section
+    enables ``publish(name, "record")``.
+    """
