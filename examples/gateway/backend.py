@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 TOKEN = "let-me-in"
 carts = {}
@@ -95,9 +96,11 @@ class Handler(BaseHTTPRequestHandler):
             request = json.loads(body)
         except ValueError:
             return self.reply({"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": None})
-        ctx = {"client": self.headers.get("X-RTMP-Client-Id"), "application": self.headers.get("X-RTMP-Application"),
-               "room": self.headers.get("X-RTMP-Room"), "address": self.headers.get("X-RTMP-Client-Address"),
-               "session": json.loads(self.headers.get("X-RTMP-Session") or "null")}
+        # The gateway percent-encodes these headers (UTF-8): unquote them.
+        header = lambda name: unquote(self.headers.get(name) or "")
+        ctx = {"client": header("X-RTMP-Client-Id"), "application": header("X-RTMP-Application"),
+               "room": header("X-RTMP-Room"), "address": header("X-RTMP-Client-Address"),
+               "session": json.loads(header("X-RTMP-Session") or "null")}
         method = METHODS.get(request.get("method"))
         try:
             if method is None:

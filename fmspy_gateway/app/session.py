@@ -72,6 +72,7 @@ class Session:
         #: Commands held while connect is being decided (``maxQueuedCommands``); more closes the connection.
         self.max_queued_commands = max_queued_commands
         self._early = None
+        self._deciding = None  # the application's on_connect answer, while it is awaited
 
     # -- events from the glue ------------------------------------------------------------
 
@@ -107,6 +108,9 @@ class Session:
             self.streams.close_all()
             self.application.live.unblock(self)
             self._leave()
+        elif self._deciding is not None:
+            # Gone before the application decided: stop asking it (a backend's @connect, say).
+            self._deciding.cancel()
 
     def _on_command(self, command: CommandReceived) -> None:
         if self.client is None:
@@ -147,9 +151,14 @@ class Session:
         self.application = application
         self.client = Client(secrets.token_hex(8), self.peer.address, name, params, command.arguments, room, self)
         self._early = []
-        d = maybeDeferred(application.on_connect, self.client, *command.arguments)
+        d = self._deciding = maybeDeferred(application.on_connect, self.client, *command.arguments)
+        d.addBoth(self._decided)
         d.addCallbacks(self._connect_decided, self._connect_failed)
         d.addErrback(log_failure(log, f"connect of {self.client!r}"))
+
+    def _decided(self, result):
+        self._deciding = None
+        return result
 
     def _connect_decided(self, decision) -> None:
         if self.closed:
@@ -179,7 +188,7 @@ class Session:
 
     def _connect_failed(self, failure) -> None:
         if self.closed:
-            return
+            return None
         reason = failure.value
         if isinstance(reason, (ConnectRejected, ConnectRedirected)):
             self._reject(reason)

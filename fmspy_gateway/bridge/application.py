@@ -125,6 +125,9 @@ class GatewayApplication(Application):
 
     def _failure(self, failure, name: str):
         error = failure.value
+        if isinstance(error, CancelledError):
+            # The client left; nothing will be sent, and it is no error of ours.
+            raise CallError(f"'{name}' was cancelled.")
         if isinstance(error, RPCError):
             raise CallError(error.message, application={"code": error.code, "message": error.message,
                                                         "data": _json_to_amf_or_none(error.data)})
@@ -232,11 +235,16 @@ class GatewayApplication(Application):
         return self._hook("enter", client, [self.context(client)])
 
     def on_room_leave(self, room, client):
+        # Leaving means the client is gone: its calls stop now, not after the @leave notification.
+        self._cancel_calls(client)
         return self._hook("leave", client, [self.context(client)])
 
-    def on_disconnect(self, client):
+    def _cancel_calls(self, client):
         for d in list(self._in_flight.pop(client.id, ())):
             d.cancel()
+
+    def on_disconnect(self, client):
+        self._cancel_calls(client)
         d = self._hook("disconnect", client, [self.context(client)])
         self._sessions.pop(client.id, None)
         return d

@@ -17,6 +17,9 @@ from ..rtmp.messages import UserControl
 
 log = Logger()
 
+#: Seconds a closing connection's late bytes are read and dropped before the socket closes.
+CLOSE_LINGER = 2.0
+
 
 class RTMPServerProtocol(Protocol):
     """One accepted RTMP connection."""
@@ -109,13 +112,26 @@ class RTMPServerProtocol(Protocol):
             self.transport.write(data)
 
     def close(self, reason: str):
-        """Flush what is queued, then close; only this connection is affected."""
+        """Flush what is queued, then close; only this connection is affected.
+
+        Our side is shut first and what the peer still sends is read and
+        dropped for a moment: closing a socket with unread data resets it,
+        and the reset could destroy the reply (a rejection, say) on its way.
+        """
         if self._closing:
             return
         log.info("{address}: closing: {reason}", address=self.address, reason=reason)
         self.flush()
         self._closing = True
-        self.transport.loseConnection()
+        half_close = getattr(self.transport, "loseWriteConnection", None)
+        if half_close is None:
+            self.transport.loseConnection()
+            return
+        half_close()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        # The peer's own close ends it sooner (its EOF reaches connectionLost).
+        self._timer = self.factory.reactor.callLater(CLOSE_LINGER, self.transport.loseConnection)
 
     # -- timers ------------------------------------------------------------------------
 
