@@ -77,8 +77,12 @@ class Player:
             return False
         if self.base is None:
             self.base = message.timestamp
-        self.session.peer.connection.send_media(message.type_id, self.stream_id,
-                                                (message.timestamp - self.base) & 0xFFFFFFFF,
+        timestamp = (message.timestamp - self.base) & 0xFFFFFFFF
+        if timestamp >= 0x80000000:
+            # Before this player's 0 (sequence headers, audio interleaved just ahead of the
+            # keyframe it started at): 0, not 49 days later.
+            timestamp = 0
+        self.session.peer.connection.send_media(message.type_id, self.stream_id, timestamp,
                                                 message.payload, message.shared)
         return True
 
@@ -122,6 +126,8 @@ class LiveStream:
             return
         if is_sequence_header(type_id, payload):
             message = MediaMessage(type_id, timestamp, payload)
+            for tap in self.taps:
+                tap(message)       # a recording without its sequence headers cannot be decoded
             if type_id == VIDEO:
                 self.video_header = message
             else:
@@ -170,6 +176,8 @@ class LiveStream:
             player.status("NetStream.Play.UnpublishNotify", f"{self.name} is now unpublished.")
             player.session.peer.connection.send_user_control(UserControl.STREAM_EOF, player.stream_id)
         self.registry.touch(self.players)
+        # A dropped publisher is no read of anyone's, so no flush would follow: flush now.
+        self.registry.flush()
 
     # -- the players' side -----------------------------------------------------------------
 
@@ -241,7 +249,8 @@ class LiveStreams:
             del self.blocked[session]
             log.warning("%s: player could not keep up for %.0f s (slowPlayerTimeout); disconnecting",
                         session.peer.address, self.slow_player_timeout)
-            session.peer.close("limit hit: slowPlayerTimeout")
+            # Not close(): that lets the socket drain first, which a player that stopped reading never does.
+            session.peer.abort("limit hit: slowPlayerTimeout")
 
     def get(self, name: str) -> Optional[LiveStream]:
         return self.streams.get(name)

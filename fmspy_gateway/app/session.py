@@ -43,6 +43,9 @@ class Peer(Protocol):
     def close(self, reason: str) -> None:
         """Flush, then drop the connection; ``reason`` is logged."""
 
+    def abort(self, reason: str) -> None:
+        """Drop the connection at once, whatever is still unsent; ``reason`` is logged."""
+
 
 def split_app_path(app: str):
     """'chat/room1?token=x' -> ('chat', 'room1'); the query string is part of neither."""

@@ -276,6 +276,8 @@ class StreamCommands:
             raw, start = raw.get("streamName", ""), raw.get("start", -2)
         name, query = split_stream_name(raw)
         start = start if isinstance(start, (int, float)) and not isinstance(start, bool) else -2
+        if start in (-1000, -2000):
+            start //= 1000      # ffmpeg and librtmp send FMS's -1 (live only) and -2 (any) times 1000
         reset = self._argument(command, 3, True) is not False
         if stream is None or not name:
             self._status(command.stream_id, "NetStream.Play.StreamNotFound", f"Stream {raw!r} not found.", "error")
@@ -306,6 +308,8 @@ class StreamCommands:
     def _play_live(self, stream: NetStream, live: LiveStream, reset: bool):
         stream.player = Player(self.session, stream.stream_id)
         live.add_player(stream.player, reset)
+        # on_play may have answered later than the read that asked: nothing else would flush this.
+        self.session.peer.flush()
 
     def _play_recorded(self, stream: NetStream, name: str, path: str, start_ms, reset: bool):
         try:

@@ -133,6 +133,12 @@ class RTMPServerProtocol(Protocol):
         # The peer's own close ends it sooner (its EOF reaches connectionLost).
         self._timer = self.factory.reactor.callLater(CLOSE_LINGER, self.transport.loseConnection)
 
+    def abort(self, reason: str):
+        """Drop the connection now, unsent data and all (a peer that stopped reading)."""
+        log.info("{address}: aborting: {reason}", address=self.address, reason=reason)
+        self._closing = True
+        self.transport.abortConnection()
+
     # -- timers ------------------------------------------------------------------------
 
     def _handshake_completed(self, event: HandshakeCompleted):

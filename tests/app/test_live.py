@@ -1,0 +1,495 @@
+"""LiveStreams, LiveStream and Player without sockets.
+
+Each player's session holds a fake peer with a real server ``Connection``
+paired to a client ``Connection``, so what a player would receive is decoded
+from the bytes actually queued for it.  Time is a ``task.Clock``.
+"""
+import os
+import shutil
+import tempfile
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from fmspy_gateway.app.application import Application
+from fmspy_gateway.app.live import LiveStreams, MediaMessage, Player
+from fmspy_gateway.app.recording import Recorder
+from fmspy_gateway.app.rooms import LocalDirectory
+from fmspy_gateway.app.session import Session
+from fmspy_gateway.rtmp.connection import VIDEO_CHUNK_STREAM, Connection, Role
+from fmspy_gateway.rtmp.events import CommandReceived, DataReceived, MediaReceived, UserControlReceived
+from fmspy_gateway.rtmp.flv import is_video_keyframe
+from fmspy_gateway.rtmp.messages import MessageType, UserControl
+
+AUDIO, VIDEO = MessageType.AUDIO, MessageType.VIDEO
+
+# Legacy FLV payloads: AVC (codec 7) and AAC (sound format 10) with their packet types.
+VIDEO_HEADER = b"\x17\x00\x00\x00\x00" + b"avcC-config"
+AUDIO_HEADER = b"\xaf\x00" + b"\x12\x10"
+
+
+def keyframe(size=1000, fill=b"K"):
+    return b"\x17\x01\x00\x00\x00" + fill * size
+
+
+def inter(size=300, fill=b"P"):
+    return b"\x27\x01\x00\x00\x00" + fill * size
+
+
+def audio(size=50, fill=b"A"):
+    return b"\xaf\x01" + fill * size
+
+
+class FakePeer:
+    """A Peer: a server Connection paired with a client one, handshake done."""
+
+    def __init__(self, address="127.0.0.1:1000", chunk_size=None):
+        self.connection = Connection(Role.SERVER)
+        self.aborted_because = None
+        self.client = Connection(Role.CLIENT)
+        self.address = address
+        self.closed_because = None
+        self.flushes = 0
+        while True:
+            out = self.client.data_to_send()
+            if out:
+                self.connection.receive_data(out)
+            back = self.connection.data_to_send()
+            if back:
+                self.client.receive_data(back)
+            if not out and not back:
+                break
+        if chunk_size is not None:
+            self.connection.set_chunk_size(chunk_size)
+            self.received()
+
+    def flush(self):
+        self.flushes += 1
+
+    def close(self, reason):
+        self.closed_because = reason
+
+    def abort(self, reason):
+        self.aborted_because = reason
+
+    def received(self):
+        """Decode what the server queued for this peer since the last call (events the client would see)."""
+        data = self.connection.data_to_send()
+        return self.client.receive_data(data) if data else []
+
+
+class FakeSession:
+    def __init__(self, **peer_options):
+        self.peer = FakePeer(**peer_options)
+        self.closed = False
+
+
+def media(events):
+    return [e for e in events if isinstance(e, MediaReceived)]
+
+
+def codes(events):
+    return [e.arguments[0]["code"] for e in events if isinstance(e, CommandReceived) and e.name == "onStatus"]
+
+
+class LiveStreamTestCase(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.registry = LiveStreams(self.clock, max_gop_bytes=64 * 1024, slow_player_timeout=5)
+        self.live = self.registry.stream("cam")
+        self.publisher = object()
+
+    def add(self, stream_id=1, **peer_options):
+        session = FakeSession(**peer_options)
+        player = Player(session, stream_id)
+        self.live.add_player(player)
+        return player
+
+    def publish(self, type_id, timestamp, payload):
+        self.live.publish(type_id, timestamp, payload)
+        self.registry.flush()
+
+    def start_with_headers(self):
+        self.live.start(self.publisher)
+        self.live.set_metadata(("onMetaData", {"width": 320.0, "height": 240.0}))
+        self.publish(VIDEO, 0, VIDEO_HEADER)
+        self.publish(AUDIO, 0, AUDIO_HEADER)
+
+
+class FanOutTests(LiveStreamTestCase):
+    def test_one_message_is_cut_once_per_chunk_size_and_shared(self):
+        self.start_with_headers()
+        # Two players with the default chunk size of 128, one with 4096.
+        small = [self.add(stream_id=1), self.add(stream_id=7)]
+        large = self.add(stream_id=3, chunk_size=4096)
+        players = small + [large]
+        for player in players:
+            player.session.peer.received()
+
+        payload = keyframe(size=9000)
+        self.live.publish(VIDEO, 40, payload)
+        message = self.live.gop[-1]
+        self.assertIsInstance(message, MediaMessage)
+        self.assertEqual(message.payload, payload)
+        # One cut per (chunk stream, chunk size), not one per player.
+        self.assertEqual(sorted(message.shared), [(VIDEO_CHUNK_STREAM, 128), (VIDEO_CHUNK_STREAM, 4096)])
+        # Every player of a chunk size has that very body object queued, not a copy.
+        for player in players:
+            size = player.session.peer.connection.chunk_size
+            body = message.shared[(VIDEO_CHUNK_STREAM, size)]
+            queued = player.session.peer.connection._outgoing
+            self.assertTrue(any(part is body for part in queued), f"player {player.stream_id} got its own copy")
+
+        self.registry.flush()
+        for player in players:
+            got = media(player.session.peer.received())
+            self.assertEqual(len(got), 1)
+            self.assertEqual(got[0].payload, payload)
+            self.assertEqual(got[0].type_id, VIDEO)
+            self.assertEqual(got[0].stream_id, player.stream_id)
+            self.assertEqual(got[0].timestamp, 40)
+            self.assertGreaterEqual(player.session.peer.flushes, 1)
+
+    def test_audio_and_small_video_reach_every_player(self):
+        self.start_with_headers()
+        players = [self.add(stream_id=n) for n in (1, 2, 5)]
+        for player in players:
+            player.session.peer.received()
+        self.publish(VIDEO, 0, keyframe(size=100))
+        self.publish(AUDIO, 23, audio())
+        self.publish(VIDEO, 40, inter(size=100))
+        for player in players:
+            got = media(player.session.peer.received())
+            self.assertEqual([(m.type_id, m.timestamp, m.stream_id) for m in got],
+                             [(VIDEO, 0, player.stream_id), (AUDIO, 23, player.stream_id),
+                              (VIDEO, 40, player.stream_id)])
+            self.assertEqual([m.payload for m in got], [keyframe(size=100), audio(), inter(size=100)])
+
+    def test_flush_happens_once_per_read_and_skips_closed_sessions(self):
+        self.start_with_headers()
+        open_player, closed_player = self.add(stream_id=1), self.add(stream_id=1)
+        self.registry.flush()
+        before = open_player.session.peer.flushes, closed_player.session.peer.flushes
+        closed_player.session.closed = True
+        for t in (0, 10, 20):
+            self.live.publish(AUDIO, t, audio())
+        self.registry.flush()
+        self.assertEqual(open_player.session.peer.flushes, before[0] + 1)
+        self.assertEqual(closed_player.session.peer.flushes, before[1])
+
+
+class JoiningTests(LiveStreamTestCase):
+    def publish_two_gops(self):
+        self.start_with_headers()
+        self.publish(VIDEO, 0, keyframe(fill=b"1"))
+        self.publish(AUDIO, 20, audio())
+        self.publish(VIDEO, 1000, keyframe(fill=b"2"))
+        self.publish(AUDIO, 1020, audio(fill=b"a"))
+        self.publish(VIDEO, 1040, inter(fill=b"p"))
+        self.publish(AUDIO, 1043, audio(fill=b"b"))
+
+    def test_player_joining_mid_stream_gets_metadata_headers_then_the_gop_rebased_to_zero(self):
+        self.publish_two_gops()
+        player = self.add(stream_id=4)
+        events = player.session.peer.received()
+        self.assertEqual(codes(events), ["NetStream.Play.Reset", "NetStream.Play.Start"])
+        begin = [e for e in events if isinstance(e, UserControlReceived)]
+        self.assertEqual([(e.event_type, e.value) for e in begin], [(UserControl.STREAM_BEGIN, 4)])
+        data = [e.values for e in events if isinstance(e, DataReceived)]
+        self.assertEqual(data[-1], ("onMetaData", {"width": 320.0, "height": 240.0}))
+        # After the play replies: metadata, then media; nothing out of that order.
+        kinds = [type(e).__name__ for e in events if isinstance(e, (DataReceived, MediaReceived))]
+        self.assertEqual(kinds, ["DataReceived", "DataReceived"] + ["MediaReceived"] * 6)
+        got = media(events)
+        self.assertEqual([(m.type_id, m.payload) for m in got],
+                         [(VIDEO, VIDEO_HEADER), (AUDIO, AUDIO_HEADER), (VIDEO, keyframe(fill=b"2")),
+                          (AUDIO, audio(fill=b"a")), (VIDEO, inter(fill=b"p")), (AUDIO, audio(fill=b"b"))])
+        self.assertTrue(is_video_keyframe(got[2].payload))
+        # The GOP's keyframe is the player's 0; the headers cannot be before it.
+        self.assertEqual([m.timestamp for m in got], [0, 0, 0, 20, 40, 43])
+        self.assertEqual({m.stream_id for m in got}, {4})
+
+        # Live messages after the catch-up continue on the same time line.
+        self.publish(VIDEO, 1080, inter(fill=b"q"))
+        self.assertEqual([(m.timestamp, m.payload) for m in media(player.session.peer.received())],
+                         [(80, inter(fill=b"q"))])
+
+    def test_audio_slightly_before_the_keyframe_is_not_sent_wrapped_around(self):
+        self.start_with_headers()
+        self.publish(VIDEO, 2000, keyframe())
+        player = self.add()
+        player.session.peer.received()
+        # Interleaving may put an audio frame a few ms before the video a player started at.
+        self.publish(AUDIO, 1990, audio())
+        got = media(player.session.peer.received())
+        self.assertEqual(len(got), 1)
+        self.assertLess(got[0].timestamp, 1000)
+
+    def test_player_joining_before_any_keyframe_waits_for_one(self):
+        self.start_with_headers()
+        self.publish(VIDEO, 0, inter())         # a stream joined between keyframes has no GOP yet
+        self.assertEqual(self.live.gop, [])
+        player = self.add()
+        got = media(player.session.peer.received())
+        self.assertEqual([m.payload for m in got], [VIDEO_HEADER, AUDIO_HEADER])
+        self.publish(VIDEO, 40, inter())
+        self.assertEqual(media(player.session.peer.received()), [])
+        self.publish(AUDIO, 50, audio())
+        self.publish(VIDEO, 80, keyframe())
+        got = media(player.session.peer.received())
+        self.assertEqual([m.payload for m in got], [audio(), keyframe()])
+
+    def test_gop_cache_is_bounded_by_max_gop_bytes(self):
+        self.registry.max_gop_bytes = 5000
+        self.start_with_headers()
+        self.publish(VIDEO, 0, keyframe(size=2000))
+        self.publish(VIDEO, 40, inter(size=2000))
+        self.assertEqual(len(self.live.gop), 2)
+        self.assertLessEqual(sum(len(m.payload) for m in self.live.gop), 5000)
+        self.publish(VIDEO, 80, inter(size=2000))     # would pass 5000 bytes: the cache is dropped
+        self.assertEqual(self.live.gop, [])
+        self.publish(VIDEO, 120, inter(size=10))       # no keyframe to start from: not kept
+        self.assertEqual(self.live.gop, [])
+
+        late = self.add()
+        got = media(late.session.peer.received())
+        self.assertEqual([m.payload for m in got], [VIDEO_HEADER, AUDIO_HEADER])
+        self.publish(VIDEO, 160, inter(size=10))
+        self.assertEqual(media(late.session.peer.received()), [])
+
+        self.publish(VIDEO, 1000, keyframe(size=100))
+        self.assertEqual([m.payload for m in self.live.gop], [keyframe(size=100)])
+        self.assertEqual([m.payload for m in media(late.session.peer.received())], [keyframe(size=100)])
+        # A keyframe alone larger than the bound is not kept either.
+        self.publish(VIDEO, 2000, keyframe(size=6000))
+        self.assertEqual(self.live.gop, [])
+
+    def test_sequence_headers_and_media_reach_the_taps(self):
+        tapped = []
+        self.live.taps.append(lambda message: tapped.append((message.type_id, message.timestamp,
+                                                             message.payload)))
+        self.start_with_headers()
+        self.publish(VIDEO, 0, keyframe())
+        self.publish(AUDIO, 10, audio())
+        # A recording without the sequence headers could not be decoded.
+        self.assertEqual(tapped, [(VIDEO, 0, VIDEO_HEADER), (AUDIO, 0, AUDIO_HEADER),
+                                  (VIDEO, 0, keyframe()), (AUDIO, 10, audio())])
+
+    def test_new_sequence_header_replaces_the_cached_one_and_reaches_players(self):
+        self.start_with_headers()
+        player = self.add()
+        player.session.peer.received()
+        new_header = b"\x17\x00\x00\x00\x00" + b"other-config"
+        self.publish(VIDEO, 500, new_header)
+        self.assertEqual([m.payload for m in media(player.session.peer.received())], [new_header])
+        late = self.add(stream_id=2)
+        self.assertEqual([m.payload for m in media(late.session.peer.received())], [new_header, AUDIO_HEADER])
+
+
+class SlowPlayerTests(LiveStreamTestCase):
+    def test_blocked_player_gets_nothing_then_resumes_at_the_next_keyframe(self):
+        self.start_with_headers()
+        self.publish(VIDEO, 0, keyframe())
+        slow, fast = self.add(stream_id=1), self.add(stream_id=2)
+        slow.session.peer.received(), fast.session.peer.received()
+
+        self.registry.block(slow.session)
+        self.assertIn(slow.session, self.registry.blocked)
+        self.publish(VIDEO, 40, inter(fill=b"1"))
+        self.publish(AUDIO, 50, audio(fill=b"1"))
+        self.publish(VIDEO, 1000, keyframe(fill=b"2"))
+        self.publish(VIDEO, 1040, inter(fill=b"2"))
+        self.assertEqual(media(slow.session.peer.received()), [])
+        self.assertEqual(len(media(fast.session.peer.received())), 4)
+
+        self.registry.unblock(slow.session)
+        self.publish(VIDEO, 1080, inter(fill=b"3"))    # mid-GOP: its references were dropped
+        self.publish(AUDIO, 1090, audio(fill=b"3"))    # audio needs no keyframe
+        self.publish(VIDEO, 2000, keyframe(fill=b"4"))
+        self.publish(VIDEO, 2040, inter(fill=b"4"))
+        got = media(slow.session.peer.received())
+        self.assertEqual([(m.type_id, m.timestamp, m.payload) for m in got],
+                         [(AUDIO, 1090, audio(fill=b"3")), (VIDEO, 2000, keyframe(fill=b"4")),
+                          (VIDEO, 2040, inter(fill=b"4"))])
+        self.assertEqual(len(media(fast.session.peer.received())), 4)
+        self.assertIsNone(slow.session.peer.closed_because)
+
+    def test_player_blocked_longer_than_slow_player_timeout_is_disconnected(self):
+        self.start_with_headers()
+        slow, fast = self.add(stream_id=1), self.add(stream_id=2)
+        self.registry.block(slow.session)
+        self.clock.advance(4.9)
+        self.publish(VIDEO, 0, keyframe())
+        self.assertIsNone(slow.session.peer.closed_because)
+        self.assertIn(slow.session, self.registry.blocked)
+        self.clock.advance(0.2)
+        self.publish(VIDEO, 40, inter())
+        # Aborted, not closed: a close would wait for its full socket to drain, which it never does.
+        self.assertIsNone(slow.session.peer.closed_because)
+        self.assertIn("slowPlayerTimeout", slow.session.peer.aborted_because)
+        self.assertIsNone(fast.session.peer.aborted_because)
+        self.assertNotIn(slow.session, self.registry.blocked)
+        self.assertIsNone(fast.session.peer.closed_because)
+
+    def test_block_keeps_the_first_time_and_unblock_resets_it(self):
+        self.start_with_headers()
+        player = self.add()
+        self.registry.block(player.session)
+        self.clock.advance(3)
+        self.registry.block(player.session)       # paused again while still paused: same episode
+        self.clock.advance(3)
+        self.publish(AUDIO, 0, audio())
+        self.assertIsNotNone(player.session.peer.aborted_because)
+
+        other = self.add(stream_id=2)
+        self.registry.block(other.session)
+        self.clock.advance(4)
+        self.registry.unblock(other.session)
+        self.registry.block(other.session)         # a new episode starts its own count
+        self.clock.advance(4)
+        self.publish(AUDIO, 10, audio())
+        self.assertIsNone(other.session.peer.closed_because)
+
+    def test_paused_and_muted_players(self):
+        self.start_with_headers()
+        player = self.add()
+        player.session.peer.received()
+        player.paused = True
+        self.publish(VIDEO, 0, keyframe())
+        self.publish(AUDIO, 10, audio())
+        self.assertEqual(media(player.session.peer.received()), [])
+        player.paused, player.need_keyframe = False, True
+        player.audio = False
+        self.publish(AUDIO, 20, audio())
+        self.publish(VIDEO, 40, inter())
+        self.publish(VIDEO, 1000, keyframe())
+        self.assertEqual([m.timestamp for m in media(player.session.peer.received())], [1000])
+
+
+class PublisherTests(LiveStreamTestCase):
+    def test_stop_tells_players_and_flushes_them(self):
+        self.start_with_headers()
+        self.publish(VIDEO, 0, keyframe())
+        players = [self.add(stream_id=1), self.add(stream_id=6)]
+        for player in players:
+            player.session.peer.received()
+        flushes = [p.session.peer.flushes for p in players]
+        # The publisher's connection dropped: no read of any player's is under way to flush after.
+        self.live.stop()
+        for player, before in zip(players, flushes):
+            self.assertGreater(player.session.peer.flushes, before)
+            events = player.session.peer.received()
+            self.assertEqual(codes(events), ["NetStream.Play.UnpublishNotify"])
+            eof = [(e.event_type, e.value) for e in events if isinstance(e, UserControlReceived)]
+            self.assertEqual(eof, [(UserControl.STREAM_EOF, player.stream_id)])
+            status = [e for e in events if isinstance(e, CommandReceived)][0]
+            self.assertEqual(status.stream_id, player.stream_id)
+        self.assertIsNone(self.live.publisher)
+        self.assertEqual(self.live.gop, [])
+        self.assertIsNone(self.live.video_header)
+        self.assertIsNone(self.live.metadata)
+        # The players wait on: the stream stays known until they leave.
+        self.assertIs(self.registry.get("cam"), self.live)
+        for player in players:
+            self.live.remove_player(player)
+        self.assertIsNone(self.registry.get("cam"))
+
+    def test_waiting_players_get_publish_notify_then_the_stream(self):
+        waiting = self.add(stream_id=2)
+        events = waiting.session.peer.received()
+        self.assertEqual(codes(events), ["NetStream.Play.Reset", "NetStream.Play.Start"])
+        self.assertEqual(media(events), [])
+
+        self.live.start(self.publisher)
+        self.registry.flush()
+        events = waiting.session.peer.received()
+        self.assertEqual(codes(events), ["NetStream.Play.PublishNotify"])
+        self.assertEqual([(e.event_type, e.value) for e in events if isinstance(e, UserControlReceived)],
+                         [(UserControl.STREAM_BEGIN, 2)])
+
+        self.live.set_metadata(("onMetaData", {"duration": 0.0}))
+        self.publish(VIDEO, 5000, VIDEO_HEADER)
+        self.publish(AUDIO, 5000, AUDIO_HEADER)
+        self.publish(VIDEO, 5000, inter())          # before the first keyframe: not for a new player
+        self.publish(VIDEO, 5040, keyframe())
+        events = waiting.session.peer.received()
+        self.assertEqual([e.values[0] for e in events if isinstance(e, DataReceived)], ["onMetaData"])
+        got = media(events)
+        self.assertEqual([(m.payload, m.timestamp) for m in got],
+                         [(VIDEO_HEADER, 0), (AUDIO_HEADER, 0), (keyframe(), 40)])
+
+    def test_republish_restarts_players_at_a_keyframe_and_at_zero(self):
+        self.start_with_headers()
+        self.publish(VIDEO, 0, keyframe())
+        player = self.add()
+        self.publish(VIDEO, 40, inter())
+        self.live.stop()
+        player.session.peer.received()
+        self.live.start(object())
+        self.publish(VIDEO, 7000, inter())
+        self.publish(VIDEO, 7040, keyframe())
+        got = media(player.session.peer.received())
+        self.assertEqual([(m.timestamp, m.payload) for m in got], [(0, keyframe())])
+
+    def test_idle_streams_are_forgotten(self):
+        live = self.registry.stream("other")
+        self.assertIs(self.registry.get("other"), live)
+        self.registry.forget_if_idle(live)
+        self.assertIsNone(self.registry.get("other"))
+
+
+class PlayCommandTests(SynchronousTestCase):
+    """How play's start argument and a late on_play answer reach live players (through a Session)."""
+
+    def setUp(self):
+        self.clock = Clock()
+        test = self
+
+        class App(Application):
+            def on_play(self, client, name, query=""):
+                return test.decision
+
+        self.decision = True
+        self.app = App("live", directory=LocalDirectory())
+        self.app.live = LiveStreams(self.clock)
+        self.app.record_dir = tempfile.mkdtemp(prefix="fmspy-live-")
+        self.addCleanup(shutil.rmtree, self.app.record_dir, True)
+        with Recorder(self.app.record_path("cam")) as recorder:
+            recorder.write(VIDEO, 0, VIDEO_HEADER)
+            recorder.write(VIDEO, 0, keyframe())
+        self.peer = FakePeer()
+        self.session = Session({"live": self.app}, self.peer, clock=self.clock)
+        self.send("connect", 1, {"app": "live", "tcUrl": "rtmp://h/live"})
+        self.send("createStream", 2, None)
+        self.addCleanup(self.session.connection_lost, "test over")
+
+    def send(self, name, transaction_id, command_object, *args, stream_id=0):
+        self.peer.client.send_command(name, transaction_id, command_object, args, stream_id=stream_id)
+        for event in self.peer.connection.receive_data(self.peer.client.data_to_send()):
+            self.session.handle(event)
+        self.session.events_handled()
+        return self.peer.received()
+
+    def recorded(self, events):
+        return [e for e in events if isinstance(e, UserControlReceived)
+                and e.event_type == UserControl.STREAM_IS_RECORDED]
+
+    def test_minus_1000_means_live_only_as_ffmpeg_and_librtmp_send_it(self):
+        events = self.send("play", 0, None, "cam", -1000, stream_id=1)
+        self.assertEqual(codes(events), ["NetStream.Play.Reset", "NetStream.Play.Start"])
+        self.assertEqual(self.recorded(events), [])
+        self.assertIsNotNone(self.app.live.get("cam"))      # waiting for a publisher
+
+    def test_minus_2000_plays_the_recording_when_nothing_is_live(self):
+        events = self.send("play", 0, None, "cam", -2000, stream_id=1)
+        self.assertEqual(len(self.recorded(events)), 1)
+        self.assertIsNone(self.app.live.get("cam"))
+
+    def test_a_late_on_play_answer_is_flushed(self):
+        self.decision = Deferred()
+        self.send("play", 0, None, "cam", -1, stream_id=1)
+        flushes = self.peer.flushes
+        self.decision.callback(True)
+        self.assertGreater(self.peer.flushes, flushes)
+        self.assertEqual(codes(self.peer.received()), ["NetStream.Play.Reset", "NetStream.Play.Start"])

@@ -1,0 +1,568 @@
+"""Live streaming, recording and VOD end to end, with real ffmpeg, rtmpdump and ffprobe on loopback.
+
+What the players write is checked with ffprobe's packets (not the metadata):
+both codecs, the duration, timestamps that never go back, and a first video
+packet that is a keyframe.  ffmpeg players run with ``-copyinkf`` so that
+ffmpeg itself does not hide non-keyframes the server sent first.
+"""
+import json
+import os
+import shutil
+import tempfile
+import socket
+from collections import Counter
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, returnValue, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.protocol import Factory, ProcessProtocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import TestCase
+
+from fmspy_gateway.app.application import Application, Services, StreamRejected
+from fmspy_gateway.app.live import LiveStream, LiveStreams
+from fmspy_gateway.app.live_application import LiveApplication
+from fmspy_gateway.app.rooms import LocalDirectory
+from fmspy_gateway.config import RTMPConfig
+from fmspy_gateway.rtmp.connection import Connection, Role
+from fmspy_gateway.rtmp.events import MediaReceived
+from fmspy_gateway.rtmp.flv import is_sequence_header, is_video_keyframe, iter_tags
+from fmspy_gateway.rtmp.messages import MessageType
+from fmspy_gateway.server.client import RTMPClientProtocol, parse_rtmp_url
+
+from ..conftest import require_tool
+from .publisher import publish_flv
+from .server import LoopbackServerMixin
+
+SLOW_PLAYER_TIMEOUT = 2.0
+#: Seconds of the generated sources.
+SOURCE_SECONDS = 6
+#: An external tool still running after this many seconds is killed and the test fails.
+TOOL_DEADLINE = 25
+#: Waits on what a tool makes the server do (its first keyframe arriving...).
+WAIT = 15
+
+LAVFI_SOURCE = ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440",
+                "-t", str(SOURCE_SECONDS)]
+H264_AAC = ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-c:a", "aac"]
+
+
+# -- the server side ---------------------------------------------------------------------
+
+class WatchedStream(LiveStream):
+    def publish(self, type_id, timestamp, payload):
+        super().publish(type_id, timestamp, payload)
+        self.registry.published(self.name, type_id, payload)
+
+
+class WatchedStreams(LiveStreams):
+    """LiveStreams that tell the test what publishers sent: keyframes and bytes per stream name."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.keyframes = Counter()
+        self.media_bytes = Counter()
+        self._waiting = []
+
+    def stream(self, name):
+        live = self.streams.get(name)
+        if live is None:
+            live = self.streams[name] = WatchedStream(self, name)
+        return live
+
+    def published(self, name, type_id, payload):
+        self.media_bytes[name] += len(payload)
+        if type_id == MessageType.VIDEO and is_video_keyframe(payload):
+            self.keyframes[name] += 1
+            for entry in list(self._waiting):
+                if entry[0] == name and self.keyframes[name] >= entry[1]:
+                    self._waiting.remove(entry)
+                    entry[2].callback(self.keyframes[name])
+
+    def wait_keyframes(self, name, count, timeout=WAIT) -> Deferred:
+        """Fires once ``count`` keyframes of ``name`` were published (the stream is that far in)."""
+        if self.keyframes[name] >= count:
+            return succeed(self.keyframes[name])
+        d = Deferred()
+        self._waiting.append((name, count, d))
+        return d.addTimeout(timeout, reactor)
+
+
+class GuardedApplication(Application):
+    """Refuses every publish, and playing "secret"."""
+
+    def on_publish(self, client, name, mode, query=""):
+        raise StreamRejected("no publishing here")
+
+    def on_play(self, client, name, query=""):
+        if name == "secret":
+            raise StreamRejected("secret is not for you")
+        return True
+
+
+# -- external tools ----------------------------------------------------------------------
+
+class _Collected(ProcessProtocol):
+    def __init__(self, tool):
+        self.tool = tool
+        self.out, self.err = [], []
+
+    def outReceived(self, data):
+        self.out.append(data)
+
+    def errReceived(self, data):
+        self.err.append(data)
+
+    def processEnded(self, reason):
+        self.tool._ended(b"".join(self.out), b"".join(self.err), reason.value.exitCode)
+
+
+class Tool:
+    """A running process, killed if it outlives its deadline; ``done`` fires with the Tool when it ended."""
+
+    def __init__(self, path, args, deadline=TOOL_DEADLINE):
+        self.name = os.path.basename(path)
+        self.args = args
+        self.out = self.err = b""
+        self.code = None
+        self.overdue = False
+        self.done = Deferred()
+        self._timer = reactor.callLater(deadline, self._overdue)
+        self.transport = reactor.spawnProcess(_Collected(self), path, [path, *args], env=dict(os.environ))
+
+    @property
+    def running(self):
+        return self.code is None and not self.done.called
+
+    def kill(self):
+        try:
+            self.transport.signalProcess("KILL")
+        except ProcessExitedAlready:
+            pass
+
+    def _overdue(self):
+        self.overdue = True
+        self.kill()
+
+    def _ended(self, out, err, code):
+        if self._timer.active():
+            self._timer.cancel()
+        self.out, self.err, self.code = out, err, code
+        self.done.callback(self)
+
+    @property
+    def log(self):
+        return self.err.decode(errors="replace")
+
+    def describe(self):
+        return f"{self.name} {' '.join(self.args)}\nexit {self.code}, overdue {self.overdue}\n{self.log[-3000:]}"
+
+
+class Probe:
+    """ffprobe's streams and packets of one file."""
+
+    def __init__(self, data):
+        self.streams = {s["index"]: s for s in data.get("streams", [])}
+        self.packets = data.get("packets", [])
+
+    def codec(self, kind):
+        return sorted(s.get("codec_name") for s in self.streams.values() if s.get("codec_type") == kind)
+
+    def packets_of(self, kind):
+        return [p for p in self.packets if self.streams[p["stream_index"]].get("codec_type") == kind]
+
+    def times(self, kind):
+        """Decoding times in seconds, in file order."""
+        return [float(p["dts_time"]) for p in self.packets_of(kind) if p.get("dts_time", "N/A") != "N/A"]
+
+    def span(self, kind):
+        times = self.times(kind)
+        return times[-1] - times[0] if times else 0.0
+
+
+# -- our own client, keeping media ---------------------------------------------------------
+
+class _TappedConnection(Connection):
+    def __init__(self, sink):
+        super().__init__(Role.CLIENT)
+        self.sink = sink
+
+    def receive_data(self, data):
+        events = super().receive_data(data)
+        self.sink(events)
+        return events
+
+
+class MediaClient(RTMPClientProtocol):
+    """Our client, also keeping the audio and video it receives (the base class handles commands only)."""
+
+    def __init__(self):
+        super().__init__(reactor, handlers={"onStatus": self._on_status})
+        self.connection = _TappedConnection(self._on_events)
+        self.statuses = []
+        self.media = []
+        self._waiting = []
+
+    def _on_status(self, info=None, *rest):
+        self.statuses.append(info)
+        self._check()
+
+    def _on_events(self, events):
+        self.media.extend(e for e in events if isinstance(e, MediaReceived))
+        self._check()
+
+    def _check(self):
+        for entry in list(self._waiting):
+            found = entry[0]()
+            if found is not None:
+                self._waiting.remove(entry)
+                entry[1].callback(found)
+
+    def wait(self, find, timeout=WAIT) -> Deferred:
+        found = find()
+        if found is not None:
+            return succeed(found)
+        d = Deferred()
+        self._waiting.append((find, d))
+        return d.addTimeout(timeout, reactor)
+
+    def wait_status(self, code):
+        return self.wait(lambda: next((s for s in self.statuses if s.get("code") == code), None))
+
+    def first_video_frame(self):
+        """The first video message that is a picture (not a sequence header), or None yet."""
+        return next((m for m in self.media if m.type_id == MessageType.VIDEO
+                     and not is_sequence_header(MessageType.VIDEO, m.payload)), None)
+
+    @inlineCallbacks
+    def play(self, name, start=-2):
+        stream_id = yield self.call("createStream")
+        self.connection.send_command("play", 0, None, [name, start], stream_id=stream_id)
+        self.flush()
+        returnValue(stream_id)
+
+
+@inlineCallbacks
+def connect_media_client(url):
+    host, port, app = parse_rtmp_url(url)
+    endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=10)
+    client = yield endpoint.connect(Factory.forProtocol(MediaClient))
+    yield client.connect(app, tc_url=url)
+    returnValue(client)
+
+
+# -- the tests ---------------------------------------------------------------------------------
+
+class StreamingTests(LoopbackServerMixin, TestCase):
+    timeout = 60
+    rtmp_config = RTMPConfig(slow_player_timeout=SLOW_PLAYER_TIMEOUT)
+
+    def applications(self):
+        self.work = tempfile.mkdtemp(prefix="fmspy-streaming-")
+        self.addCleanup(shutil.rmtree, self.work, True)
+        self.record_dir = os.path.join(self.work, "records")
+        os.makedirs(self.record_dir)
+        live = LiveApplication("live")
+        # The wiring every configured application gets: its LiveStreams from [RTMP].
+        live.configure_streaming(object(), Services(LocalDirectory(), clock=reactor, rtmp=self.rtmp_config))
+        self.assertEqual(live.live.slow_player_timeout, SLOW_PLAYER_TIMEOUT)
+        live.live = WatchedStreams(reactor, self.rtmp_config.max_gop_bytes, self.rtmp_config.slow_player_timeout)
+        live.record_dir = self.record_dir
+        self.live_app = live
+        return {"live": live, "guarded": GuardedApplication("guarded")}
+
+    def setUp(self):
+        self.ffmpeg = require_tool("ffmpeg")
+        self.ffprobe = require_tool("ffprobe")
+        super().setUp()
+        self.tools = []
+        self.addCleanup(self._stop_tools)
+
+    def _stop_tools(self):
+        running = [t for t in self.tools if t.running]
+        for tool in running:
+            tool.kill()
+        return gatherResults([t.done for t in running])
+
+    def run_tool(self, path, args, deadline=TOOL_DEADLINE) -> Tool:
+        tool = Tool(path, args, deadline)
+        self.tools.append(tool)
+        return tool
+
+    def path(self, name):
+        return os.path.join(self.work, name)
+
+    def ffmpeg_args(self, *args):
+        return ["-hide_banner", "-nostdin", "-loglevel", "verbose", "-y", *args]
+
+    def publish_ffmpeg(self, name, source=None) -> Tool:
+        """ffmpeg publishing live, as an encoder would: the lavfi source in real time, or a file copied (-re)."""
+        if source is None:
+            args = ["-re", *LAVFI_SOURCE, *H264_AAC]
+        else:
+            args = ["-re", "-i", source, "-c", "copy"]
+        return self.run_tool(self.ffmpeg, self.ffmpeg_args(*args, "-f", "flv", self.url(f"live/{name}")))
+
+    def play_ffmpeg(self, name, out, *extra, app="live") -> Tool:
+        return self.run_tool(self.ffmpeg, self.ffmpeg_args(
+            "-rw_timeout", "10000000", "-i", self.url(f"{app}/{name}"), *extra,
+            "-c", "copy", "-copyinkf", "-f", "flv", out))
+
+    @inlineCallbacks
+    def make_source(self, name="source.flv", filters="", seconds=SOURCE_SECONDS, quality=()):
+        """An H.264/AAC FLV file, generated as fast as ffmpeg can (no -re)."""
+        out = self.path(name)
+        video = "testsrc=size=320x240:rate=25" if not filters else filters
+        tool = self.run_tool(self.ffmpeg, self.ffmpeg_args(
+            "-f", "lavfi", "-i", video, "-f", "lavfi", "-i", "sine=frequency=440", "-t", str(seconds),
+            "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", *quality, "-c:a", "aac", "-f", "flv", out))
+        yield tool.done
+        self.assertEqual(tool.code, 0, tool.describe())
+        returnValue(out)
+
+    @inlineCallbacks
+    def probe(self, path):
+        tool = self.run_tool(self.ffprobe, ["-v", "error", "-show_streams", "-show_packets", "-of", "json", path])
+        yield tool.done
+        self.assertEqual(tool.code, 0, tool.describe())
+        returnValue(Probe(json.loads(tool.out)))
+
+    @inlineCallbacks
+    def check_media_file(self, path, min_seconds, max_seconds, why=""):
+        """Both codecs, a duration (from packet times) within bounds, monotonic times, a keyframe first."""
+        self.assertTrue(os.path.isfile(path) and os.path.getsize(path) > 0, f"{path} missing or empty. {why}")
+        probe = yield self.probe(path)
+        self.assertEqual(probe.codec("video"), ["h264"], why)
+        self.assertEqual(probe.codec("audio"), ["aac"], why)
+        for kind in ("video", "audio"):
+            times = probe.times(kind)
+            self.assertGreater(len(times), 10, f"{kind} packets of {path}. {why}")
+            backwards = [(a, b) for a, b in zip(times, times[1:]) if b < a]
+            self.assertEqual(backwards, [], f"{kind} timestamps go back in {path}. {why}")
+            self.assertGreaterEqual(probe.span(kind), min_seconds, f"{kind} of {path}. {why}")
+            self.assertLessEqual(probe.span(kind), max_seconds, f"{kind} of {path}. {why}")
+        first_video = probe.packets_of("video")[0]
+        self.assertIn("K", first_video["flags"], f"first video packet of {path}. {why}")
+        returnValue(probe)
+
+    def server_protocol_of(self, client):
+        port = client.transport.getHost().port
+        [protocol] = [p for p in self.factory.connections if p.transport.getPeer().port == port]
+        return protocol
+
+    # -- live ------------------------------------------------------------------------------
+
+    @inlineCallbacks
+    def test_ffmpeg_publishes_and_ffmpeg_and_rtmpdump_play(self):
+        rtmpdump = require_tool("rtmpdump")
+        publisher = self.publish_ffmpeg("cam")
+        yield self.live_app.live.wait_keyframes("cam", 1)
+        ffmpeg_out, dump_out = self.path("ffmpeg.flv"), self.path("dump.flv")
+        player = self.play_ffmpeg("cam", ffmpeg_out, "-t", "3")
+        # Live (-v), ends at NetStream.Play.UnpublishNotify; -m bounds its network waits.
+        dump = self.run_tool(rtmpdump, ["-r", self.url("live/cam"), "-v", "-m", "10", "-o", dump_out])
+        yield gatherResults([publisher.done, player.done, dump.done])
+
+        self.assertEqual(publisher.code, 0, publisher.describe())
+        self.assertEqual(player.code, 0, player.describe())
+        self.assertFalse(dump.overdue, dump.describe())
+        self.assertIn(dump.code, (0, 2), dump.describe())       # 2: "incomplete", as live streams always are
+        yield self.check_media_file(ffmpeg_out, 2.5, 3.5, player.describe())
+        # rtmpdump joined at the first keyframe and stayed to the end: the whole stream, as sent.
+        probe = yield self.check_media_file(dump_out, SOURCE_SECONDS - 1.5, SOURCE_SECONDS + 0.5, dump.describe())
+        self.assertLess(probe.times("video")[0], 0.5)
+        self.assertIsNone(self.live_app.live.get("cam"))
+
+    @inlineCallbacks
+    def test_player_joining_mid_stream_starts_on_a_keyframe(self):
+        rtmpdump = require_tool("rtmpdump")
+        publisher = self.publish_ffmpeg("cam")
+        # A keyframe a second: the third one is 2 s into the stream.
+        yield self.live_app.live.wait_keyframes("cam", 3)
+        ffmpeg_out, dump_out = self.path("late-ffmpeg.flv"), self.path("late-dump.flv")
+        player = self.play_ffmpeg("cam", ffmpeg_out)
+        dump = self.run_tool(rtmpdump, ["-r", self.url("live/cam"), "-v", "-m", "10", "-o", dump_out])
+        yield gatherResults([publisher.done, player.done, dump.done])
+
+        self.assertEqual(publisher.code, 0, publisher.describe())
+        self.assertEqual(player.code, 0, player.describe())
+        self.assertFalse(dump.overdue, dump.describe())
+        # They missed the first 2 s (give or take a GOP): what is left, no more.
+        for out, tool in ((ffmpeg_out, player), (dump_out, dump)):
+            probe = yield self.check_media_file(out, 1.5, SOURCE_SECONDS - 1.5, tool.describe())
+            # The server rebased the stream to the player's start (rtmpdump writes times as received).
+            self.assertLess(probe.times("video")[0], 0.5, tool.describe())
+            self.assertLess(probe.times("audio")[0], 0.5, tool.describe())
+        # Every tag as rtmpdump received it, sequence headers included (ffprobe shows those as no packet).
+        with open(dump_out, "rb") as f:
+            stamps = [(tag.type_id, tag.timestamp) for tag in iter_tags(f) if tag.type_id in (8, 9)]
+        self.assertLessEqual(max(t for _, t in stamps), SOURCE_SECONDS * 1000, stamps[:5])
+
+    @inlineCallbacks
+    def test_players_hear_at_once_when_the_publisher_is_killed(self):
+        publisher = self.publish_ffmpeg("cam")
+        yield self.live_app.live.wait_keyframes("cam", 1)
+        player = yield connect_media_client(self.url("live"))
+        self.addCleanup(self._close_paused, player)
+        yield player.play("cam", -1)
+        yield player.wait(player.first_video_frame)
+        publisher.kill()            # no FCUnpublish, no deleteStream: the socket just goes
+        yield publisher.done
+        notify = yield player.wait_status("NetStream.Play.UnpublishNotify")
+        self.assertEqual(notify["level"], "status")
+        self.assertTrue(player.connected)
+        # It waits for the next publisher, as FMS players do.
+        self.assertIsNotNone(self.live_app.live.get("cam"))
+        self.assertIsNone(self.live_app.live.get("cam").publisher)
+        yield player.close()
+
+    @inlineCallbacks
+    def test_slow_player_stays_bounded_and_is_dropped_while_a_fast_one_gets_everything(self):
+        # About 4 MB of video in 6 s, so that a player that stops reading falls behind quickly.
+        source = yield self.make_source("heavy.flv", "testsrc=size=640x360:rate=25,noise=alls=40:allf=t",
+                                        quality=("-qp", "30"))
+        source_probe = yield self.probe(source)
+        live = self.live_app.live
+        closings = []
+        observer = lambda event: closings.append(event) if "slowPlayerTimeout" in str(event.get("reason")) else None
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+        publisher = self.publish_ffmpeg("heavy", source)
+        yield live.wait_keyframes("heavy", 1)
+        fast_out = self.path("fast.flv")
+        fast = self.play_ffmpeg("heavy", fast_out)
+
+        slow = yield connect_media_client(self.url("live"))
+        self.addCleanup(self._close_paused, slow)
+        server_side = self.server_protocol_of(slow)
+        # Small socket buffers at both ends of this one connection stand in for a slow link: otherwise
+        # the kernel's autotuning (megabytes on loopback) absorbs the stream before our buffer fills.
+        slow.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        server_side.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        lost = Deferred()
+        connection_lost = server_side.connectionLost
+        server_side.connectionLost = lambda reason: (connection_lost(reason), lost.callback(reactor.seconds()))
+        yield slow.play("heavy", -1)
+        yield slow.wait_status("NetStream.Play.Start")
+        slow.transport.pauseProducing()          # from now on it reads nothing
+
+        transport = server_side.transport
+        samples = {"max_buffered": 0, "blocked": 0, "sent_while_blocked": None}
+
+        def sample():
+            buffered = len(transport.dataBuffer) + transport._tempDataLen
+            samples["max_buffered"] = max(samples["max_buffered"], buffered)
+            if server_side.session in live.blocked:
+                samples["blocked"] += 1
+                if samples["sent_while_blocked"] is None:
+                    samples["sent_while_blocked"] = live.media_bytes["heavy"]
+
+        sampler = LoopingCall(sample)
+        sampler.start(0.01)
+        self.addCleanup(lambda: sampler.running and sampler.stop())
+        yield lost.addTimeout(SOURCE_SECONDS + WAIT, reactor)
+        publishing = publisher.running
+        sampler.stop()
+        sent_when_dropped = live.media_bytes["heavy"]
+        yield gatherResults([publisher.done, fast.done])
+
+        self.assertEqual(publisher.code, 0, publisher.describe())
+        self.assertEqual(fast.code, 0, fast.describe())
+        self.assertGreater(samples["blocked"], 0, "the slow player's socket never filled up")
+        self.assertTrue(publishing, "the slow player was not dropped while the stream went on")
+        self.assertEqual(len(closings), 1, "no close for slowPlayerTimeout was logged")
+        self.assertEqual(closings[0].get("address"), server_side.address)
+        # It was dropped after it had been blocked while media went on, not at once.
+        self.assertGreater(sent_when_dropped, samples["sent_while_blocked"])
+        total = live.media_bytes["heavy"]
+        self.assertGreater(total, 3_000_000, "the publisher was meant to send several MB")
+        self.assertLess(samples["max_buffered"], 1_000_000)
+        # The fast player got everything, at full rate.
+        yield self.check_media_file(fast_out, source_probe.span("video") - 1.2, source_probe.span("video") + 0.5,
+                                    fast.describe())
+        # Reading again, the client finds its connection closed.
+        slow.transport.resumeProducing()
+        yield slow.closed.addTimeout(WAIT, reactor)
+
+    def _close_paused(self, client):
+        if client.connected:
+            client.transport.resumeProducing()
+            client.transport.abortConnection()
+            return client.closed
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    @inlineCallbacks
+    def test_publish_refused_by_the_application_hook(self):
+        publisher = self.run_tool(self.ffmpeg, self.ffmpeg_args(
+            *LAVFI_SOURCE, *H264_AAC, "-f", "flv", self.url("guarded/cam")))
+        yield publisher.done
+        self.assertNotEqual(publisher.code, 0, publisher.describe())
+        self.assertIn("no publishing here", publisher.log)
+        self.assertIn("Server error", publisher.log)
+
+    @inlineCallbacks
+    def test_play_refused_by_the_application_hook(self):
+        client = yield connect_media_client(self.url("guarded"))
+        yield client.play("secret")
+        refused = yield client.wait_status("NetStream.Play.Failed")
+        self.assertEqual(refused["description"], "secret is not for you")
+        self.assertEqual(refused["level"], "error")
+        yield client.close()
+        player = self.play_ffmpeg("secret", self.path("secret.flv"), app="guarded")
+        yield player.done
+        self.assertNotEqual(player.code, 0, player.describe())
+        self.assertIn("secret is not for you", player.log)
+        self.assertFalse(os.path.exists(self.path("secret.flv")) and os.path.getsize(self.path("secret.flv")))
+
+    # -- recording and VOD -------------------------------------------------------------------
+
+    @inlineCallbacks
+    def test_record_then_play_back_and_seek(self):
+        source = yield self.make_source()
+        source_probe = yield self.probe(source)
+        result = yield publish_flv(self.url("live"), "show", source, "record", reactor=reactor)
+        self.assertEqual(result.answer, "NetStream.Publish.Start", result.codes)
+        self.assertIn("NetStream.Record.Start", result.codes)
+        self.assertGreater(result.messages, 200)
+        recorded = os.path.join(self.record_dir, "show.flv")
+        self.assertEqual(os.listdir(self.record_dir), ["show.flv"])
+        expected = source_probe.span("video")
+        yield self.check_media_file(recorded, expected - 0.1, expected + 0.1, "the recording")
+        self.assertIsNone(self.live_app.live.get("show"))
+
+        # Nothing is live under that name: ffmpeg's default play ("any", -2000) plays the recording.
+        vod_out = self.path("vod.flv")
+        player = self.play_ffmpeg("show", vod_out)
+        yield player.done
+        self.assertEqual(player.code, 0, player.describe())
+        yield self.check_media_file(vod_out, expected - 0.5, expected + 0.5, player.describe())
+
+        # Playing from 2 s starts at the keyframe at or before it.
+        client = yield connect_media_client(self.url("live"))
+        yield client.play("show", 2000)
+        yield client.wait_status("NetStream.Play.Start")
+        frame = yield client.wait(client.first_video_frame)
+        self.assertTrue(is_video_keyframe(frame.payload))
+        self.assertGreater(frame.timestamp, 0)
+        self.assertLessEqual(frame.timestamp, 2000)
+        headers = [m for m in client.media if is_sequence_header(m.type_id, m.payload)]
+        self.assertEqual(sorted(m.type_id for m in headers), [MessageType.AUDIO, MessageType.VIDEO])
+        self.assertLess(client.media.index(headers[-1]), client.media.index(frame))
+        yield client.close()
+
+    @inlineCallbacks
+    def test_record_name_escaping_the_record_dir_is_refused(self):
+        source = yield self.make_source(seconds=1)
+        before = sorted(os.listdir(self.work))
+        for name in ("../evil", "../records/evil", "/tmp/evil"):
+            result = yield publish_flv(self.url("live"), name, source, "record", reactor=reactor)
+            self.assertEqual(result.answer, "NetStream.Publish.BadName", (name, result.codes))
+            self.assertEqual(result.messages, 0)
+        self.assertEqual(os.listdir(self.record_dir), [])
+        self.assertEqual(sorted(os.listdir(self.work)), before)
+        self.assertFalse(os.path.exists(os.path.join(os.path.dirname(self.work), "evil.flv")))
+        self.assertEqual(self.live_app.live.streams, {})
