@@ -23,6 +23,7 @@ from .rtmp import amf
 from .server import logging_bridge
 from .server.http import build_site_root
 from .server.protocol import RTMPServerFactory
+from .server.transport import listen_direct
 
 log = Logger()
 
@@ -43,6 +44,19 @@ class Options(usage.Options):
         ["rtmp-port", None, None, "Listen for RTMP on this port ([RTMP] port).", _port],
         ["http-port", None, None, "Serve HTTP on this port ([HTTP] port).", _port],
     ]
+
+
+class RTMPListener(internet.TCPServer):
+    """``internet.TCPServer`` whose connections write directly to their sockets (server.transport)."""
+
+    def _getPort(self):
+        port, factory = self.args
+        return listen_direct(self.reactor or _global_reactor(), port, factory, **self.kwargs)
+
+
+def _global_reactor():
+    from twisted.internet import reactor
+    return reactor
 
 
 class GracefulStop(service.Service):
@@ -91,8 +105,8 @@ def makeService(options, reactor=None) -> service.MultiService:
     factory = RTMPServerFactory(applications, rtmp, reactor=reactor)
     # Added first, so stopped last: after the listeners have stopped accepting.
     GracefulStop(factory, applications, pool).setServiceParent(top)
-    rtmp_service = internet.TCPServer(rtmp.port, factory, backlog=rtmp.backlog, interface=rtmp.interface,
-                                      reactor=reactor)
+    rtmp_service = RTMPListener(rtmp.port, factory, backlog=rtmp.backlog, interface=rtmp.interface,
+                                reactor=reactor)
     rtmp_service.setName("rtmp")
     rtmp_service.setServiceParent(top)
     if config.http.enabled:

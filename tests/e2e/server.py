@@ -4,6 +4,7 @@ from twisted.internet import reactor
 from fmspy_gateway.app.echo import EchoApplication
 from fmspy_gateway.config import RTMPConfig
 from fmspy_gateway.server.protocol import RTMPServerFactory
+from fmspy_gateway.server.transport import listen_direct
 
 
 class LoopbackServerMixin:
@@ -16,7 +17,7 @@ class LoopbackServerMixin:
 
     def setUp(self):
         self.factory = RTMPServerFactory(self.applications(), self.rtmp_config, reactor=reactor)
-        self.listening = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
+        self.listening = listen_direct(reactor, 0, self.factory, interface="127.0.0.1")
         self.port = self.listening.getHost().port
         self.addCleanup(self.listening.stopListening)
         self.addCleanup(self.factory.close_all)
