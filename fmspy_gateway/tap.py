@@ -90,6 +90,9 @@ def makeService(options, reactor=None) -> service.MultiService:
         services = Services(LocalDirectory(), clock=reactor, http_client=make_http_client(reactor, pool=pool),
                             rtmp=config.rtmp)
         applications = build_applications(config, services, {"GatewayApplication": GatewayApplication})
+        # Keep a persistent backend connection for every request a gateway may have in flight.
+        pool.maxPersistentPerHost = max([pool.maxPersistentPerHost] + [
+            app.settings.max_concurrent for app in applications.values() if isinstance(app, GatewayApplication)])
     except (ConfigError, UnknownApplication) as e:
         # One clear line, not a traceback (FMSPy's FAQ about NoSectionError).
         print(f"fmspy-gateway: {e}", file=sys.stderr)
