@@ -827,3 +827,63 @@ class RegressionTests(GatewayTestCase):
         self.session.connection_lost("client went away")
         self.pump()
         self.assertEqual(len(self.backend.lost), 1)     # the call, not the @leave notification
+
+
+# -- streams: @publish, @play, @unpublish ------------------------------------------------------------
+
+class StreamHookTests(GatewayTestCase):
+    routes = ROUTES + """
+@publish    = stream.publish
+@play       = stream.play
+@unpublish  = stream.unpublish
+"""
+
+    def statuses(self, command, *args, stream_id=1):
+        self.client.send_command(command, 0, None, args, stream_id=stream_id)
+        return [(c.arguments[0]["code"], c.arguments[0]["description"]) for c in self.pump() if c.name == "onStatus"]
+
+    def setUp(self):
+        super().setUp()
+        self.backend.answers["stream.unpublish"] = no_content
+        self.connected()
+        (created,) = self.call("createStream", transaction_id=3)
+        self.assertEqual(created.arguments, (1,))
+
+    def test_publish_allowed_by_the_backend(self):
+        self.backend.answers["stream.publish"] = result(True)
+        codes = self.statuses("publish", "cam?key=k1", "live")
+        self.assertEqual(codes[0][0], "NetStream.Publish.Start")
+        (request, _, _), = [r for r in self.backend.requests if r[0]["method"] == "stream.publish"]
+        stream, context = request["params"]
+        self.assertEqual(stream, {"name": "cam", "mode": "live", "query": "key=k1"})
+        self.assertEqual((context["application"], context["room"]), ("shop", "lobby"))
+        self.assertIsNotNone(self.app.live.get("cam").publisher)
+
+    def test_publish_refused_with_the_backends_reason(self):
+        self.backend.answers["stream.publish"] = result({"accept": False, "reason": "bad stream key"})
+        self.assertEqual(self.statuses("publish", "cam", "live"), [("NetStream.Publish.Denied", "bad stream key")])
+        self.assertIsNone(self.app.live.get("cam"))
+
+    def test_publish_refused_by_a_json_rpc_error_and_when_the_backend_is_down(self):
+        self.backend.answers["stream.publish"] = rpc_error(403, "not yours")
+        self.assertEqual(self.statuses("publish", "cam", "live"), [("NetStream.Publish.Denied", "not yours")])
+        self.backend.answers["stream.publish"] = raw(b"oops", 500)
+        (code, description), = self.statuses("publish", "cam", "live")
+        self.assertEqual(code, "NetStream.Publish.Denied")
+        self.assertIn("unavailable", description)
+
+    def test_play_refused_and_allowed(self):
+        self.backend.answers["stream.play"] = result(False)
+        (code, _), = self.statuses("play", "cam")
+        self.assertEqual(code, "NetStream.Play.Failed")
+        self.backend.answers["stream.play"] = result({"accept": True})
+        codes = [code for code, _ in self.statuses("play", "cam")]
+        self.assertEqual(codes, ["NetStream.Play.Reset", "NetStream.Play.Start"])
+
+    def test_unpublish_is_a_notification(self):
+        self.backend.answers["stream.publish"] = result(True)
+        self.statuses("publish", "cam", "live")
+        self.assertIn(("NetStream.Unpublish.Success", "cam is now unpublished."), self.statuses("closeStream"))
+        (message, _, _), = [r for r in self.backend.requests if r[0]["method"] == "stream.unpublish"]
+        self.assertNotIn("id", message)
+        self.assertEqual(message["params"][0], {"name": "cam"})
