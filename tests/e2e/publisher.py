@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from twisted.internet.defer import Deferred, inlineCallbacks, returnValue, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.task import deferLater
 
 from fmspy_gateway.rtmp import flv
@@ -98,7 +98,7 @@ def publish_flv(url: str, name: str, path: str, mode: str = "record", *, reactor
         answer = yield statuses.wait(PUBLISH_ANSWERS, reactor, timeout)
         result.answer = answer.get("code")
         if result.answer != "NetStream.Publish.Start":
-            returnValue(result)
+            return result
         if metadata is not None:
             connection.send_data(["@setDataFrame", "onMetaData", metadata], stream_id=stream_id)
         started = time.monotonic()
@@ -115,7 +115,7 @@ def publish_flv(url: str, name: str, path: str, mode: str = "record", *, reactor
         connection.send_command("deleteStream", 0, None, [stream_id])
         client.flush()
         yield statuses.wait(("NetStream.Unpublish.Success",), reactor, timeout)
-        returnValue(result)
+        return result
     finally:
         if client.connected:
             yield client.close()

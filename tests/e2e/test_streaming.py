@@ -13,7 +13,7 @@ import socket
 from collections import Counter
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, returnValue, succeed
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import Factory, ProcessProtocol
@@ -241,7 +241,7 @@ class MediaClient(RTMPClientProtocol):
         stream_id = yield self.call("createStream")
         self.connection.send_command("play", 0, None, [name, start], stream_id=stream_id)
         self.flush()
-        returnValue(stream_id)
+        return stream_id
 
 
 @inlineCallbacks
@@ -250,7 +250,7 @@ def connect_media_client(url):
     endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=10)
     client = yield endpoint.connect(Factory.forProtocol(MediaClient))
     yield client.connect(app, tc_url=url)
-    returnValue(client)
+    return client
 
 
 # -- the tests ---------------------------------------------------------------------------------
@@ -320,14 +320,14 @@ class StreamingTests(LoopbackServerMixin, TestCase):
             "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", *quality, "-c:a", "aac", "-f", "flv", out))
         yield tool.done
         self.assertEqual(tool.code, 0, tool.describe())
-        returnValue(out)
+        return out
 
     @inlineCallbacks
     def probe(self, path):
         tool = self.run_tool(self.ffprobe, ["-v", "error", "-show_streams", "-show_packets", "-of", "json", path])
         yield tool.done
         self.assertEqual(tool.code, 0, tool.describe())
-        returnValue(Probe(json.loads(tool.out)))
+        return Probe(json.loads(tool.out))
 
     @inlineCallbacks
     def check_media_file(self, path, min_seconds, max_seconds, why=""):
@@ -345,7 +345,7 @@ class StreamingTests(LoopbackServerMixin, TestCase):
             self.assertLessEqual(probe.span(kind), max_seconds, f"{kind} of {path}. {why}")
         first_video = probe.packets_of("video")[0]
         self.assertIn("K", first_video["flags"], f"first video packet of {path}. {why}")
-        returnValue(probe)
+        return probe
 
     def server_protocol_of(self, client):
         port = client.transport.getHost().port
