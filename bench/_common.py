@@ -1,5 +1,7 @@
 """Helpers the benchmark scripts share: /proc readings, child processes with a line-based
-control channel, and the real server built the way ``twistd fmspy-gateway`` builds it.
+control channel, the real server built the way ``twistd fmspy-gateway`` builds it (and the
+fmspy.cfg it is built from), the pieces of a lean raw RTMP client, and the formatting of
+profiler output.
 
 Benchmarks import this as ``_common`` (``bench/`` is on ``sys.path`` when a script in it
 runs).  Nothing here measures anything by itself.
@@ -10,17 +12,37 @@ import os
 import resource
 import sys
 
+HOST = "127.0.0.1"           # everything the benchmarks run listens here
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 COMMAND_TIMEOUT = 120.0      # seconds for a child to answer a control command
 
 
 # -- /proc ------------------------------------------------------------------------------
 
+def _stat_fields(pid: int) -> list:
+    """The fields of /proc/<pid>/stat after the command name: [0] is the state, [11] utime."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 def read_cpu_seconds(pid: int) -> float:
     """utime + stime of the process (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def read_user_system(pid: int) -> tuple:
+    """(utime, stime) of the process in seconds: Python's own work vs the kernel's (sockets, epoll)."""
+    fields = _stat_fields(pid)
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def process_alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        return _stat_fields(pid)[0] != "Z"
+    except OSError:
+        return False
 
 
 def read_rss_kb(pid: int) -> int:
@@ -98,8 +120,14 @@ class Child:
         return await self.read_line(timeout)
 
     async def ask_lines(self, command: str, timeout=COMMAND_TIMEOUT) -> list:
-        """A command answered by several lines, the last one ``end`` (not returned)."""
+        """A command answered by several lines, the last one ``end`` (not returned).
+
+        A one-line ``error ...`` answer (the command failed in the child) raises
+        RuntimeError at once instead of waiting for an ``end`` that will not come.
+        """
         lines = [await self.ask(command, timeout)]
+        if lines[0].startswith("error "):
+            raise RuntimeError(f"{self.name} child answered {command!r} with: {lines[0]}")
         while lines[-1] != "end":
             lines.append(await self.read_line(timeout))
         return lines[:-1]
@@ -125,7 +153,41 @@ def script_args(script: str, *args) -> list:
     return [sys.executable, os.path.abspath(script), *args]
 
 
+def say(line: str):
+    """A line to the parent on stdout, flushed at once (for children that are not Twisted)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 # -- inside a Twisted child ------------------------------------------------------------------
+
+FMSPY_CFG = """\
+[RTMP]
+port = 0
+interface = {host}
+backlog = 1024
+pingInterval = 3600
+keepAliveTimeout = 7200
+{rtmp}
+[HTTP]
+enabled = no
+
+"""
+
+
+def write_fmspy_config(work_dir: str, sections: str, **rtmp) -> str:
+    """Write ``work_dir``/fmspy.cfg for a benchmark server; returns its path.
+
+    RTMP on HOST port 0, backlog 1024, pingInterval 3600 s and keepAliveTimeout
+    7200 s (idle clients are never pinged or closed), HTTP off; ``rtmp`` adds
+    options to [RTMP] and ``sections`` (config text) follows: the applications.
+    """
+    extra = "".join(f"{key} = {value}\n" for key, value in rtmp.items())
+    path = os.path.join(work_dir, "fmspy.cfg")
+    with open(path, "w") as f:
+        f.write(FMSPY_CFG.format(host=HOST, rtmp=extra) + sections)
+    return path
+
 
 def begin_file_logging(log_path: str):
     """Log to a file, as twistd does.
@@ -203,3 +265,69 @@ def twisted_control(reactor, ready_line: str, commands: dict, stop):
                 stop().addBoth(lambda _: reactor.stop())
 
     return stdio.StandardIO(Control(), reactor=reactor)
+
+
+# -- a lean raw RTMP client (asyncio, bytes encoded once) ------------------------------------
+
+S0_S1_S2 = 1 + 2 * 1536      # what the server sends back for the handshake
+
+
+def handshake_c0c1() -> bytes:
+    """C0 + C1 for the simple handshake: version 3, time 0, zero version field, random bytes."""
+    return b"\x03" + bytes(8) + os.urandom(1528)
+
+
+def connect_object(port: int, app: str) -> dict:
+    """The command object of ``connect`` to ``app`` on HOST:``port``, as Flash Player sends it."""
+    return {"app": app, "flashVer": "LNX 32,0,0,465", "swfUrl": "", "tcUrl": f"rtmp://{HOST}:{port}/{app}",
+            "fpad": False, "capabilities": 239, "audioCodecs": 3575, "videoCodecs": 252,
+            "videoFunction": 1, "pageUrl": "", "objectEncoding": 0}
+
+
+def command_chunks(values) -> bytes:
+    """An AMF0 command message (message stream 0) as chunks, encoded with the core's ``amf`` and ``ChunkWriter``."""
+    from fmspy_gateway.rtmp import amf
+    from fmspy_gateway.rtmp.chunks import ChunkWriter, Message
+    from fmspy_gateway.rtmp.connection import COMMAND_CHUNK_STREAM
+    from fmspy_gateway.rtmp.messages import MessageType
+
+    payload = amf.encode_values(values, amf3=False)
+    return ChunkWriter().write(Message(MessageType.COMMAND_AMF0, 0, 0, payload, COMMAND_CHUNK_STREAM))
+
+
+# -- profiler and tracemalloc output ---------------------------------------------------------
+
+def short_path(path: str) -> str:
+    """A source file's path as it reads best in a report: from the package (or the checkout) down."""
+    if "/fmspy_gateway/" in path:
+        return "fmspy_gateway/" + path.rsplit("/fmspy_gateway/", 1)[1]
+    for marker in ("site-packages/", "/work/main/", "/lib/python3.11/", "/lib/python3"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return path
+
+
+def where(path: str, line: int, name: str) -> str:
+    """A pstats function key as ``file:line name`` (a built-in, whose path is ``~``, as its name)."""
+    if path == "~":
+        return name                   # a built-in: "<method 'send' of '_socket.socket' objects>"
+    return f"{short_path(path)}:{line} {name}"
+
+
+def package(path: str, name: str, depth: int, built_ins, other: str) -> str:
+    """A bucket for a function's own time: the package of its code.
+
+    Our code, Twisted's and treq's are split ``depth`` levels deep (2:
+    ``fmspy_gateway.rtmp``, 3: ``fmspy_gateway.rtmp.connection``).  A built-in
+    goes to ``"built-in: " + bucket`` for the first ``(word, bucket)`` of
+    ``built_ins`` whose word is in its name, else to ``"built-in: " + other``.
+    """
+    if path == "~":
+        for word, bucket in built_ins:
+            if word in name:
+                return "built-in: " + bucket
+        return "built-in: " + other
+    parts = short_path(path).removesuffix(".py").split("/")
+    if parts[0] in ("fmspy_gateway", "twisted", "treq") and len(parts) > 2:
+        return ".".join(parts[:depth])
+    return parts[0]

@@ -57,43 +57,21 @@ import sys
 import tempfile
 import time
 
-HOST = "127.0.0.1"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import (HOST, S0_S1_S2, Child, begin_file_logging, command_chunks,  # noqa: E402
+                     connect_object, handshake_c0c1, raise_open_files_limit, read_cpu_seconds, read_rss_kb,
+                     script_args, short_path, start_fmspy_service, twisted_control, write_fmspy_config)
+
 APP = "echotest"
 WARM_UP_CLIENTS = 50
 BATCH_TIMEOUT = 60.0         # seconds for one batch of clients to connect
-COMMAND_TIMEOUT = 120.0      # seconds for the child to answer a control command
 RSS_SAMPLES = 3
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-CONFIG = """\
-[RTMP]
-port = 0
-interface = 127.0.0.1
-backlog = 1024
-handshakeTimeout = 30
-pingInterval = 3600
-keepAliveTimeout = 7200
-
-[HTTP]
-enabled = no
-
+APPLICATIONS = """\
 [EchoApplication]
 enabled = yes
 name = echotest
 """
-
-
-def raise_open_files_limit() -> int:
-    """Soft RLIMIT_NOFILE up to the hard limit; returns the soft limit now in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    return soft
 
 
 # ======================================================================================
@@ -106,36 +84,30 @@ def serve(mode: str, config_path: str, log_path: str, trace: bool, work_dir: str
         tracemalloc.start(8)
     raise_open_files_limit()
 
-    from twisted.internet import reactor, stdio
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+    from twisted.internet import reactor
 
-    # As twistd does: without beginLoggingTo, Twisted keeps the first 65,536
-    # log events in memory, which would show up as per-connection memory.
-    log_file = open(log_path, "a")
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(log_file)], redirectStandardIO=False)
+    # As twistd does: without it, Twisted's first 65,536 log events would show up as memory.
+    log_file = begin_file_logging(log_path)
 
     if mode == "rtmp":
-        port, count, stop, codec = _start_rtmp(reactor, config_path)
+        top, listening, factory, codec = start_fmspy_service(reactor, config_path)
+        port, count, stop = listening.getHost().port, lambda: len(factory.connections), top.stopService
     else:
         port, count, stop, codec = _start_baseline(reactor)
+
+    def snapshot(label):
+        _snapshot(work_dir, label)
+        return ["ok"]
+
+    commands = {"count": lambda: [f"count {count()}"],
+                "gc": lambda: [f"gc {gc.collect()}"],
+                "snapshot": snapshot,
+                "report": lambda sites, clients: [*_report(work_dir, int(sites), int(clients)), "end"]}
     info = "ready " + json.dumps({"port": port, "pid": os.getpid(), "python": platform.python_version(),
                                   "codec": codec, "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0]})
-    stdio.StandardIO(_control_protocol(reactor, info, count, stop, work_dir))
+    twisted_control(reactor, info, commands, stop)
     reactor.run()
     log_file.close()
-
-
-def _start_rtmp(reactor, config_path):
-    from fmspy_gateway import tap
-    from fmspy_gateway.rtmp import amf
-
-    options = tap.Options()
-    options.parseOptions(["--config", config_path])
-    top = tap.makeService(options, reactor=reactor)
-    top.startService()
-    listening = top.getServiceNamed("rtmp")._port
-    factory = listening.factory
-    return listening.getHost().port, lambda: len(factory.connections), top.stopService, amf.codec_name()
 
 
 def _start_baseline(reactor):
@@ -163,50 +135,6 @@ def _start_baseline(reactor):
         return succeed(None)
 
     return listening.getHost().port, lambda: len(factory.live), stop, "-"
-
-
-def _control_protocol(reactor, ready_line, count, stop, work_dir):
-    """Line commands from the parent on stdin; one answer per command (``report`` ends with 'end')."""
-    from twisted.protocols.basic import LineReceiver
-
-    class Control(LineReceiver):
-        delimiter = b"\n"
-
-        def connectionMade(self):
-            self.say(ready_line)
-
-        def say(self, line):
-            self.sendLine(line.encode())
-
-        def lineReceived(self, line):
-            command, *args = line.decode().split()
-            if command == "count":
-                self.say(f"count {count()}")
-            elif command == "gc":
-                self.say(f"gc {gc.collect()}")
-            elif command == "snapshot":
-                _snapshot(work_dir, args[0])
-                self.say("ok")
-            elif command == "report":
-                for text in _report(work_dir, int(args[0]), int(args[1])):
-                    self.say(text)
-                self.say("end")
-            elif command == "quit":
-                self.say("bye")
-                self.stop_all()
-            else:
-                self.say(f"error unknown command {command!r}")
-
-        def connectionLost(self, reason):
-            # The parent is gone (or said quit): stop, whatever state we are in.
-            self.stop_all()
-
-        def stop_all(self):
-            if reactor.running and not getattr(self, "_stopping", False):
-                self._stopping = True
-                stop().addBoth(lambda _: reactor.stop())
-
-    return Control()
 
 
 def _snapshot(work_dir, label):
@@ -249,14 +177,14 @@ def _report(work_dir, top, clients):
         frame = stat.traceback[0]
         source = linecache.getline(frame.filename, frame.lineno).strip()
         yield (f"  {stat.size_diff / n:7.0f} B  {stat.count_diff / n:5.2f} blocks  "
-               f"{_short_path(frame.filename)}:{frame.lineno}  {source[:70]}")
+               f"{short_path(frame.filename)}:{frame.lineno}  {source[:70]}")
 
     yield "call paths of the top 5 (allocation site first, then its callers):"
     by_trace = sorted(after.compare_to(before, "traceback"), key=lambda s: s.size_diff, reverse=True)
     for stat in by_trace[:5]:
         yield f"  {stat.size_diff / n:7.0f} B  {stat.count_diff / n:5.2f} blocks"
         for frame in list(stat.traceback)[-5:][::-1]:
-            yield f"      {_short_path(frame.filename)}:{frame.lineno}"
+            yield f"      {short_path(frame.filename)}:{frame.lineno}"
 
     with open(os.path.join(work_dir, "before.types"), "rb") as f:
         types_before = pickle.load(f)
@@ -270,62 +198,20 @@ def _report(work_dir, top, clients):
         yield f"  {delta / n:6.2f}  {name}"
 
 
-def _short_path(path):
-    for marker in ("site-packages/", "/work/main/", "/lib/python3"):
-        if marker in path:
-            return path.split(marker, 1)[1]
-    return path
-
-
 # ======================================================================================
 # The parent: clients and measurements
 # ======================================================================================
 
-class Child:
-    """The server child process and its line-based control channel."""
-
-    def __init__(self, process):
-        self.process = process
-        self.pid = None
-        self.info = {}
+class Server(Child):
+    """The server child (``--serve``) and the live connection count it reports."""
 
     @classmethod
-    async def start(cls, mode, config_path, log_path, trace, work_dir):
-        args = [sys.executable, os.path.abspath(__file__), "--serve", mode, "--config", config_path,
-                "--log", log_path, "--work-dir", work_dir]
+    async def launch(cls, mode, config_path, log_path, trace, work_dir):
+        args = script_args(__file__, "--serve", mode, "--config", config_path, "--log", log_path,
+                           "--work-dir", work_dir)
         if trace:
             args.append("--tracemalloc")
-        process = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.PIPE,
-                                                       stdout=asyncio.subprocess.PIPE)
-        child = cls(process)
-        try:
-            line = await child.read_line(timeout=60)
-            if not line.startswith("ready "):
-                raise RuntimeError(f"server child did not start: {line!r}")
-        except BaseException:
-            await child.stop()
-            raise
-        child.info = json.loads(line.split(" ", 1)[1])
-        child.pid = int(child.info["pid"])
-        return child
-
-    async def read_line(self, timeout=COMMAND_TIMEOUT) -> str:
-        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
-        if not line:
-            raise RuntimeError("server child exited (see its stderr above)")
-        return line.decode().rstrip("\n")
-
-    async def ask(self, command: str) -> str:
-        self.process.stdin.write(command.encode() + b"\n")
-        await self.process.stdin.drain()
-        return await self.read_line()
-
-    async def ask_lines(self, command: str) -> list:
-        first = await self.ask(command)
-        lines = [first]
-        while lines[-1] != "end":
-            lines.append(await self.read_line())
-        return lines[:-1]
+        return await cls.start("server", args)
 
     async def count(self) -> int:
         return int((await self.ask("count")).split()[1])
@@ -339,39 +225,8 @@ class Child:
                 return n
             await asyncio.sleep(0.1)
 
-    async def stop(self):
-        """Ask it to quit; close its stdin (which also stops it); kill it if it lingers."""
-        process = self.process
-        if process.returncode is None:
-            try:
-                process.stdin.write(b"quit\n")
-                await process.stdin.drain()
-                process.stdin.close()
-            except (ConnectionError, RuntimeError):
-                pass
-            try:
-                await asyncio.wait_for(process.wait(), 15)
-            except asyncio.TimeoutError:
-                process.kill()
-                await process.wait()
 
-
-def read_rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS in /proc/pid/status")
-
-
-def read_cpu_seconds(pid: int) -> float:
-    """utime + stime of the process, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-async def settled_rss_kb(child: Child, settle: float = 1.0) -> int:
+async def settled_rss_kb(child: Server, settle: float = 1.0) -> int:
     """The child's RSS after a gc.collect and ``settle`` seconds of quiet: median of a few readings."""
     await asyncio.sleep(settle)
     await child.ask("gc")
@@ -384,29 +239,9 @@ async def settled_rss_kb(child: Child, settle: float = 1.0) -> int:
 
 # -- the bulk client --------------------------------------------------------------------
 
-def handshake_c0c1() -> bytes:
-    """C0 + C1 for the simple handshake: version 3, time 0, zero version field, random bytes."""
-    return b"\x03" + bytes(8) + os.urandom(1528)
-
-
 def connect_chunk(port: int) -> bytes:
     """The connect command (AMF0, transaction 1) as chunks, encoded once with the core and reused."""
-    from fmspy_gateway.rtmp import amf
-    from fmspy_gateway.rtmp.chunks import ChunkWriter, Message
-    from fmspy_gateway.rtmp.connection import COMMAND_CHUNK_STREAM
-    from fmspy_gateway.rtmp.messages import MessageType
-
-    payload = amf.encode_values(["connect", 1, connect_object(port)], amf3=False)
-    return ChunkWriter().write(Message(MessageType.COMMAND_AMF0, 0, 0, payload, COMMAND_CHUNK_STREAM))
-
-
-def connect_object(port: int) -> dict:
-    return {"app": APP, "flashVer": "LNX 32,0,0,465", "swfUrl": "", "tcUrl": f"rtmp://{HOST}:{port}/{APP}",
-            "fpad": False, "capabilities": 239, "audioCodecs": 3575, "videoCodecs": 252,
-            "videoFunction": 1, "pageUrl": "", "objectEncoding": 0}
-
-
-S0_S1_S2 = 1 + 2 * 1536
+    return command_chunks(["connect", 1, connect_object(port, APP)])
 
 
 class IdleClient(asyncio.Protocol):
@@ -513,7 +348,7 @@ async def echo_check(port, timeout=15.0) -> float:
                 raise RuntimeError("server closed the connection")
             for event in connection.receive_data(data):
                 if isinstance(event, HandshakeCompleted):
-                    connection.send_command("connect", 1, connect_object(port))
+                    connection.send_command("connect", 1, connect_object(port, APP))
                 elif isinstance(event, CommandReceived) and event.transaction_id == 1:
                     if event.name != "_result":
                         raise RuntimeError(f"connect answered {event.name}: {event.arguments}")
@@ -535,11 +370,9 @@ async def run(args):
         raise SystemExit(f"--clients {args.clients} needs more open files than RLIMIT_NOFILE allows ({nofile})")
     mode = "baseline" if args.baseline else "rtmp"
     with tempfile.TemporaryDirectory(prefix="bench-connections-") as work_dir:
-        config_path = os.path.join(work_dir, "fmspy.cfg")
-        with open(config_path, "w") as f:
-            f.write(CONFIG)
+        config_path = write_fmspy_config(work_dir, APPLICATIONS, handshakeTimeout=30)
         log_path = os.path.join(work_dir, "server.log")
-        child = await Child.start(mode, config_path, log_path, args.tracemalloc, work_dir)
+        child = await Server.launch(mode, config_path, log_path, args.tracemalloc, work_dir)
         transports = []
         try:
             await measure(args, mode, child, transports)

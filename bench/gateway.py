@@ -75,26 +75,16 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (Child, begin_file_logging, raise_open_files_limit, read_cpu_seconds,  # noqa: E402
-                     read_system_cpu, script_args, start_fmspy_service, twisted_control)
+from _common import (HOST, S0_S1_S2, Child, begin_file_logging, command_chunks, connect_object,  # noqa: E402
+                     handshake_c0c1, package, raise_open_files_limit, read_cpu_seconds, read_system_cpu, say,
+                     script_args, start_fmspy_service, twisted_control, where, write_fmspy_config)
 
-HOST = "127.0.0.1"
 APP = "bench"
 BACKEND_PATH = "/rpc"
 CONNECT_TIMEOUT = 30.0       # seconds for all load clients to connect
 DRAIN_TIMEOUT = 15.0         # seconds for the last calls to come back after the window
 
-FMSPY_CFG = """\
-[RTMP]
-port = 0
-interface = 127.0.0.1
-backlog = 1024
-pingInterval = 3600
-keepAliveTimeout = 7200
-
-[HTTP]
-enabled = no
-
+APPLICATIONS = """\
 [GatewayApplication:{app}]
 enabled = yes
 name = {app}
@@ -198,11 +188,6 @@ async def _serve_backend():
     port = server.sockets[0].getsockname()[1]
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-
-    def say(line):
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-
     say("ready " + json.dumps({"port": port, "pid": os.getpid()}))
     try:
         while True:
@@ -274,6 +259,11 @@ class Profiler:
         return lines + ["end"]
 
 
+# Own time of built-ins: the bucket of the first word in the built-in's name.
+BUILT_INS = (("socket", "socket I/O"), ("epoll", "epoll"), ("json", "json (C)"), ("amf", "cpyamf (C)"),
+             ("builtins.", "builtins (isinstance, len...)"))
+
+
 def profile_report(profile, calls, top):
     import pstats
 
@@ -285,7 +275,7 @@ def profile_report(profile, calls, top):
     yield "own time by package (us per bridged call, share):"
     by_package = {}
     for (path, _, name), (_, _, tt, _, _) in stats.items():
-        key = _package(path, name)
+        key = package(path, name, 2, BUILT_INS, "methods of dict, list, bytes...")
         by_package[key] = by_package.get(key, 0.0) + tt
     for key, tt in sorted(by_package.items(), key=lambda kv: kv[1], reverse=True)[:15]:
         yield f"  {tt / calls * 1e6:7.1f} us  {tt / total * 100:5.1f}%  {key}"
@@ -294,42 +284,13 @@ def profile_report(profile, calls, top):
     rows = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)
     for (path, line, name), (_, nc, tt, ct, _) in rows[:top]:
         yield (f"  {tt / calls * 1e6:7.1f} us {nc / calls:6.2f}x  cum {ct / calls * 1e6:7.1f} us  "
-               f"{_where(path, line, name)}")
+               f"{where(path, line, name)}")
 
     yield f"top {top} functions by cumulative time (us per bridged call):"
     rows = sorted(stats.items(), key=lambda kv: kv[1][3], reverse=True)
     for (path, line, name), (_, nc, tt, ct, _) in rows[:top]:
         yield (f"  {ct / calls * 1e6:7.1f} us {nc / calls:6.2f}x  own {tt / calls * 1e6:6.1f} us  "
-               f"{_where(path, line, name)}")
-
-
-def _short_path(path):
-    if "/fmspy_gateway/" in path:
-        return "fmspy_gateway/" + path.rsplit("/fmspy_gateway/", 1)[1]
-    for marker in ("site-packages/", "/work/main/", "/lib/python3.11/", "/lib/python3"):
-        if marker in path:
-            return path.split(marker, 1)[1]
-    return path
-
-
-def _where(path, line, name):
-    if path == "~":
-        return name                   # a built-in: "<method 'send' of '_socket.socket' objects>"
-    return f"{_short_path(path)}:{line} {name}"
-
-
-def _package(path, name):
-    """A bucket for own time: the package of the code (two levels for ours, Twisted's and treq's)."""
-    if path == "~":                   # a built-in function or method
-        for word, bucket in (("socket", "socket I/O"), ("epoll", "epoll"), ("json", "json (C)"),
-                             ("amf", "cpyamf (C)"), ("builtins.", "builtins (isinstance, len...)")):
-            if word in name:
-                return "built-in: " + bucket
-        return "built-in: methods of dict, list, bytes..."
-    parts = _short_path(path).removesuffix(".py").split("/")
-    if parts[0] in ("fmspy_gateway", "twisted", "treq") and len(parts) > 2:
-        return ".".join(parts[:2])
-    return parts[0]
+               f"{where(path, line, name)}")
 
 
 # ======================================================================================
@@ -390,37 +351,10 @@ def summarize(values):
     return {"p50": q(0.50), "p90": q(0.90), "p99": q(0.99), "max": values[-1], "mean": sum(values) / n}
 
 
-def say(line):
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
 # -- raw asyncio clients ---------------------------------------------------------------------
 
-def handshake_c0c1() -> bytes:
-    """C0 + C1 for the simple handshake: version 3, time 0, zero version field, random bytes."""
-    return b"\x03" + bytes(8) + os.urandom(1528)
-
-
-S0_S1_S2 = 1 + 2 * 1536
 RESULT_PREFIX = b"\x02\x00\x07_result"
 ERROR_PREFIX = b"\x02\x00\x06_error"
-
-
-def connect_object(port: int) -> dict:
-    return {"app": APP, "flashVer": "LNX 32,0,0,465", "swfUrl": "", "tcUrl": f"rtmp://{HOST}:{port}/{APP}",
-            "fpad": False, "capabilities": 239, "audioCodecs": 3575, "videoCodecs": 252,
-            "videoFunction": 1, "pageUrl": "", "objectEncoding": 0}
-
-
-def command_chunks(values) -> bytes:
-    from fmspy_gateway.rtmp import amf
-    from fmspy_gateway.rtmp.chunks import ChunkWriter, Message
-    from fmspy_gateway.rtmp.connection import COMMAND_CHUNK_STREAM
-    from fmspy_gateway.rtmp.messages import MessageType
-
-    payload = amf.encode_values(values, amf3=False)
-    return ChunkWriter().write(Message(MessageType.COMMAND_AMF0, 0, 0, payload, COMMAND_CHUNK_STREAM))
 
 
 class RawRTMPClient(asyncio.Protocol):
@@ -433,7 +367,7 @@ class RawRTMPClient(asyncio.Protocol):
         self.ready = ready
         self.reader = ChunkReader()
         self.buffer = b""
-        self.connect = command_chunks(["connect", 1, connect_object(port)])
+        self.connect = command_chunks(["connect", 1, connect_object(port, APP)])
         self.call = command_chunks(["echo", 2, None, payload_for(index)])
         self.state = "handshake"
         self.sent_at = 0.0
@@ -565,6 +499,7 @@ class RawHTTPClient(asyncio.Protocol):
         self.transport.write(self.request)
 
     def data_received(self, data):
+        # Framed inline, as RPCServerProtocol does: a helper call per answer would add to the CPU measured.
         buf = self.buffer + data if self.buffer else data
         while True:
             end = buf.find(b"\r\n\r\n")
@@ -822,13 +757,12 @@ async def run(args):
         try:
             backend = await Child.start("backend", script_args(__file__, "--serve", "backend"))
             backend_port = int(backend.info["port"])
-            config_path = os.path.join(work_dir, "fmspy.cfg")
             routes_path = os.path.join(work_dir, "routes.cfg")
             with open(routes_path, "w") as f:
                 f.write(ROUTES_CFG.format(app=APP))
-            with open(config_path, "w") as f:
-                f.write(FMSPY_CFG.format(app=APP, host=HOST, backend_port=backend_port, path=BACKEND_PATH,
-                                         routes=routes_path, max_concurrent=args.max_concurrent))
+            config_path = write_fmspy_config(work_dir, APPLICATIONS.format(
+                app=APP, host=HOST, backend_port=backend_port, path=BACKEND_PATH, routes=routes_path,
+                max_concurrent=args.max_concurrent))
             log_path = args.keep_log or os.path.join(work_dir, "gateway.log")
             gateway = await Child.start("gateway", script_args(__file__, "--serve", "gateway", "--config",
                                                                config_path, "--log", log_path))

@@ -83,11 +83,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (CLK_TCK, Child, begin_file_logging, raise_open_files_limit,  # noqa: E402
-                     read_cpu_seconds, read_rss_kb, read_system_cpu, script_args, start_fmspy_service,
-                     twisted_control)
+from _common import (HOST, Child, begin_file_logging, package, process_alive,  # noqa: E402
+                     raise_open_files_limit, read_cpu_seconds, read_rss_kb, read_system_cpu, read_user_system,
+                     say, script_args, start_fmspy_service, twisted_control, where, write_fmspy_config)
 
-HOST = "127.0.0.1"
 APP = "live"
 STREAM = "bench"
 SOURCE_EXTRA = 20.0          # seconds of source beyond warm-up + window
@@ -100,18 +99,7 @@ PLAYERS_PER_PROCESS = 250
 READ_SIZE = 256 * 1024
 HANDSHAKE_BYTES = 1 + 1536 * 2   # S0 S1 S2
 
-FMSPY_CFG = """\
-[RTMP]
-port = 0
-interface = 127.0.0.1
-backlog = 1024
-pingInterval = 3600
-keepAliveTimeout = 7200
-slowPlayerTimeout = 60
-
-[HTTP]
-enabled = no
-
+APPLICATIONS = """\
 [EchoApplication]
 enabled = no
 
@@ -145,11 +133,6 @@ rtmp {{
     }}
 }}
 """
-
-
-def say(line: str):
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 def die_with_parent():
@@ -549,9 +532,7 @@ class Ours:
         self.port = self.pid = None
 
     async def start(self):
-        config = os.path.join(self.work_dir, "fmspy.cfg")
-        with open(config, "w") as f:
-            f.write(FMSPY_CFG.format(app=APP))
+        config = write_fmspy_config(self.work_dir, APPLICATIONS.format(app=APP), slowPlayerTimeout=60)
         log = os.path.join(self.work_dir, "fmspy.log")
         self.child = await Child.start("fmspy-gateway", script_args(__file__, "--serve", "--config", config,
                                                                     "--log", log))
@@ -731,21 +712,6 @@ class Publisher:
             self._drain.cancel()
 
 
-def read_user_system(pid: int) -> tuple:
-    """(utime, stime) of the process in seconds: Python's own work vs the kernel's (sockets, epoll)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def snapshot(pids: dict) -> dict:
     cpu = {}
     for name, pid in pids.items():
@@ -917,6 +883,10 @@ def print_summary(results, nginx_setup, source):
           " node-media-server 0.14 (0.27), rtmplite3 0.95 at 100 players")
 
 
+# Own time of built-ins: the bucket of the first word in the built-in's name.
+BUILT_INS = (("socket", "socket I/O"), ("epoll", "epoll"), ("amf", "cpyamf (C)"))
+
+
 def print_profile(path, players, top):
     import pstats
 
@@ -938,40 +908,15 @@ def print_profile(path, players, top):
     by_package = collections.Counter()
     for (f, _, name), (_, _, tt, _, _) in stats.items():
         if not (f == "~" and "poll" in name and "epoll" in name):
-            by_package[_package(f, name)] += tt
+            by_package[package(f, name, 3, BUILT_INS, "other (bytes, dict, list, isinstance...)")] += tt
     for key, tt in by_package.most_common(15):
         print(f"    {tt / n * 1e6:7.2f} us {tt / total * 100:5.1f}%  {key}")
     print(f"  top {top} by own time (us per delivered message, calls per delivered message, cumulative):")
     for (f, line, name), (_, nc, tt, ct, _) in sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]:
-        print(f"    {tt / n * 1e6:7.2f} us {nc / n:6.2f}x  cum {ct / n * 1e6:7.2f} us  {_where(f, line, name)}")
+        print(f"    {tt / n * 1e6:7.2f} us {nc / n:6.2f}x  cum {ct / n * 1e6:7.2f} us  {where(f, line, name)}")
     print(f"  top {top} by cumulative time:")
     for (f, line, name), (_, nc, tt, ct, _) in sorted(stats.items(), key=lambda kv: -kv[1][3])[:top]:
-        print(f"    {ct / n * 1e6:7.2f} us {nc / n:6.2f}x  own {tt / n * 1e6:6.2f} us  {_where(f, line, name)}")
-
-
-def _short_path(path):
-    if "/fmspy_gateway/" in path:
-        return "fmspy_gateway/" + path.rsplit("/fmspy_gateway/", 1)[1]
-    for marker in ("site-packages/", "/lib/python3.11/", "/lib/python3"):
-        if marker in path:
-            return path.split(marker, 1)[1]
-    return path
-
-
-def _where(path, line, name):
-    return name if path == "~" else f"{_short_path(path)}:{line} {name}"
-
-
-def _package(path, name):
-    if path == "~":
-        for word, bucket in (("socket", "socket I/O"), ("epoll", "epoll"), ("amf", "cpyamf (C)")):
-            if word in name:
-                return "built-in: " + bucket
-        return "built-in: other (bytes, dict, list, isinstance...)"
-    parts = _short_path(path).removesuffix(".py").split("/")
-    if parts[0] in ("fmspy_gateway", "twisted") and len(parts) > 2:
-        return ".".join(parts[:3])
-    return parts[0]
+        print(f"    {ct / n * 1e6:7.2f} us {nc / n:6.2f}x  own {tt / n * 1e6:6.2f} us  {where(f, line, name)}")
 
 
 # ======================================================================================
