@@ -16,7 +16,7 @@ from ..rtmp.messages import UserControl
 from .application import StreamRejected
 from .live import LiveStream, Player
 from .logs import log_failure
-from .recording import RecordedStream, Recorder, safe_stream_path
+from .recording import RecordedStream, Recorder
 from .replies import error, status
 
 log = logging.getLogger(__name__)

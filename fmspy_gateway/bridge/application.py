@@ -8,7 +8,7 @@ who may connect; ``@disconnect``, ``@enter`` and ``@leave`` are notifications.
 """
 import json
 import logging
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 from urllib.parse import quote
 
 from twisted.internet.defer import CancelledError

@@ -4,7 +4,6 @@ Each player's session holds a fake peer with a real server ``Connection``
 paired to a client ``Connection``, so what a player would receive is decoded
 from the bytes actually queued for it.  Time is a ``task.Clock``.
 """
-import os
 import shutil
 import tempfile
 

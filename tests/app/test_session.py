@@ -11,18 +11,7 @@ from fmspy_gateway.app.session import Session, split_app_path
 from fmspy_gateway.rtmp.connection import Connection, Role
 from fmspy_gateway.rtmp.events import CommandReceived
 
-
-class FakePeer:
-    def __init__(self):
-        self.connection = Connection(Role.SERVER)
-        self.address = "127.0.0.1:5555"
-        self.closed_because = None
-
-    def flush(self):
-        pass
-
-    def close(self, reason):
-        self.closed_because = reason
+from .fakes import FakePeer
 
 
 class Service:

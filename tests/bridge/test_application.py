@@ -34,6 +34,8 @@ from fmspy_gateway.config import load_config
 from fmspy_gateway.rtmp.connection import Connection, Role
 from fmspy_gateway.rtmp.events import CommandReceived
 
+from ..app.fakes import FakePeer
+
 ENDPOINT = "http://backend.test/rpc"
 OTHER = "http://backend.test/other"
 DOWN = "http://down.test/rpc"          # nobody listens there: every POST is refused
@@ -158,19 +160,6 @@ class Network:
 
 
 # -- the RTMP side -------------------------------------------------------------------------------
-
-class FakePeer:
-    def __init__(self, address):
-        self.connection = Connection(Role.SERVER)
-        self.address = address
-        self.closed_because = None
-
-    def flush(self):
-        pass
-
-    def close(self, reason):
-        self.closed_because = reason
-
 
 class Line:
     """One RTMP client of the application: a client Connection, a Session and the fake peer between them."""

@@ -1,6 +1,5 @@
 """routes.cfg and [GatewayApplication:*] options -> frozen routes; schemas; one-line errors naming what to fix."""
 import json
-import os
 import textwrap
 
 import pytest

@@ -10,7 +10,7 @@ import json
 
 from treq.testing import StubTreq
 from twisted.internet import defer, error as neterror
-from twisted.internet.defer import CancelledError, Deferred, fail, inlineCallbacks
+from twisted.internet.defer import CancelledError, fail, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
@@ -18,6 +18,8 @@ from twisted.web.server import NOT_DONE_YET, Site
 
 from fmspy_gateway.bridge.rpc import (BackendError, BreakerState, HTTPStatusError, JSONRPCClient, RPCError,
                                       make_connection_pool, make_http_client)
+
+from ..sites import TrackingSite
 
 URL = "http://backend.test/rpc"
 OTHER_URL = "http://other.test/rpc"
@@ -764,28 +766,6 @@ class BreakerTests(RPCTestCase):
 
 # -- on a real socket -----------------------------------------------------------------------------
 
-class CountingSite(Site):
-    """Counts TCP connections, and lets the test wait until the server side of each has closed."""
-
-    def __init__(self, resource):
-        super().__init__(resource)
-        self.connections = 0
-        self.closed = []
-
-    def buildProtocol(self, addr):
-        protocol = super().buildProtocol(addr)
-        self.connections += 1
-        closed = Deferred()
-        self.closed.append(closed)
-        lost = protocol.connectionLost
-
-        def connection_lost(reason):
-            lost(reason)
-            closed.callback(None)
-        protocol.connectionLost = connection_lost
-        return protocol
-
-
 class LoopbackTests(TestCase):
     """The real HTTP client on 127.0.0.1: connection reuse, no cookie jar, a refused connection."""
 
@@ -800,7 +780,7 @@ class LoopbackTests(TestCase):
         yield self.pool.closeCachedConnections()
 
     def serve(self, resource):
-        site = CountingSite(resource)
+        site = TrackingSite(resource)
         site.timeOut = None
         port = self.reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(lambda: defer.gatherResults(list(site.closed)))

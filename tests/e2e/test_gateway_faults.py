@@ -17,14 +17,16 @@ import socket
 import tempfile
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import NOT_DONE_YET
 
 from fmspy_gateway import tap
 from fmspy_gateway.app.calls import CallFailed
 from fmspy_gateway.server.client import connect_client
+
+from ..sites import TrackingSite
 
 MAX_RESPONSE_BYTES = 64 * 1024
 
@@ -79,27 +81,6 @@ class FaultBackend(Resource):
         """Cleanup: requests still waiting (there should be none: the gateway gave up on them) are ended."""
         for request in list(self.open):
             request.channel.transport.abortConnection()
-
-
-class TrackingSite(Site):
-    """Lets the cleanup wait until the server side of every connection has closed (no dirty reactor)."""
-
-    def __init__(self, resource):
-        super().__init__(resource)
-        self.timeOut = None
-        self.closed = []
-
-    def buildProtocol(self, addr):
-        protocol = super().buildProtocol(addr)
-        closed = Deferred()
-        self.closed.append(closed)
-        lost = protocol.connectionLost
-
-        def connection_lost(reason):
-            lost(reason)
-            closed.callback(None)
-        protocol.connectionLost = connection_lost
-        return protocol
 
 
 class GatewayFaultTests(TestCase):
