@@ -17,7 +17,7 @@ from ..rtmp.messages import UserControl
 
 log = Logger()
 
-#: Seconds a closing connection's late bytes are read and dropped before the socket closes.
+#: Seconds a closing connection lingers (sending what is queued, dropping what arrives) before it is cut.
 CLOSE_LINGER = 2.0
 
 
@@ -130,8 +130,9 @@ class RTMPServerProtocol(Protocol):
         half_close()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
-        # The peer's own close ends it sooner (its EOF reaches connectionLost).
-        self._timer = self.factory.reactor.callLater(CLOSE_LINGER, self.transport.loseConnection)
+        # The peer's own close ends it sooner (its EOF reaches connectionLost); one that neither
+        # closes nor reads (its socket full) would hold the connection forever: drop it then.
+        self._timer = self.factory.reactor.callLater(CLOSE_LINGER, self.transport.abortConnection)
 
     def abort(self, reason: str):
         """Drop the connection now, unsent data and all (a peer that stopped reading)."""

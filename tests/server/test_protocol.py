@@ -10,7 +10,7 @@ from fmspy_gateway.rtmp.events import (ChunkSizeChanged, CommandReceived, Handsh
                                        UserControlReceived, WindowAcknowledgementSizeChanged)
 from fmspy_gateway.rtmp.limits import Limits
 from fmspy_gateway.rtmp.messages import UserControl
-from fmspy_gateway.server.protocol import RTMPServerFactory
+from fmspy_gateway.server.protocol import CLOSE_LINGER, RTMPServerFactory
 
 CONFIG = RTMPConfig(handshake_timeout=5, ping_interval=10, keepalive_timeout=25)
 
@@ -155,3 +155,32 @@ class ServerGlueTests(SynchronousTestCase):
         self.assertEqual(events[0].arguments, ({"a": [1, 2.5, "x"]},))
         self.assertEqual(events[1].arguments[0]["code"], "NetConnection.Call.Failed")
         self.assertIn("nosuch", events[1].arguments[0]["description"])
+
+
+class HalfClosingTransport(StringTransport):
+    """A transport that, like TCP, can shut only its writing side."""
+
+    write_closed = aborted = False
+
+    def loseWriteConnection(self):
+        self.write_closed = True
+
+    def abortConnection(self):
+        self.aborted = True
+
+
+class ClosingTests(SynchronousTestCase):
+    def test_close_shuts_writing_first_then_cuts_a_peer_that_never_goes(self):
+        clock = Clock()
+        factory = RTMPServerFactory({}, CONFIG, reactor=clock)
+        protocol = factory.buildProtocol(None)
+        transport = HalfClosingTransport()
+        protocol.makeConnection(transport)
+        protocol.close("test")
+        self.assertTrue(transport.write_closed)
+        self.assertFalse(transport.aborted)
+        protocol.dataReceived(b"late bytes are read and dropped")
+        clock.advance(CLOSE_LINGER - 0.1)
+        self.assertFalse(transport.aborted)
+        clock.advance(0.2)
+        self.assertTrue(transport.aborted)
