@@ -10,6 +10,17 @@ The HTTP client and the clock are injected: production passes
 :func:`make_http_client` and the reactor, tests pass ``treq.testing.StubTreq``
 and ``task.Clock``.  Nothing here imports the reactor.
 
+Any treq-like client works (its ``post`` is called).  The one
+:func:`make_http_client` makes (a :class:`GatewayHTTPClient`) also has a lean
+path that the JSON-RPC client uses instead: treq's per-call work (URL parsing
+and IDNA, a cookie jar we never use, header copies, a body producer that
+writes through the cooperator) was half the gateway's CPU per bridged call.
+The lean path sends the URL encoded once per endpoint, writes the body at
+once, adds Accept-Encoding to headers built for this request instead of to a
+copy, and its Agent keeps one network endpoint per (scheme, host, port)
+instead of building one per request.  It keeps what treq did for us: no
+cookies, no redirects, gzip decoding, the connection pool.
+
 What counts against the circuit breaker (the backend looks down): connection
 failures ("refused"), timeouts of requests that were sent, HTTP 5xx and bad
 responses.  What proves the backend is alive and resets the count: a
@@ -23,27 +34,31 @@ import itertools
 import json
 import logging
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from http.cookiejar import CookiePolicy
 from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
+from hyperlink import EncodedURL
 from treq.client import HTTPClient
 from treq.cookies import IndexableCookieJar
 from twisted.internet import error as neterror
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from twisted.web.client import (Agent, HTTPConnectionPool, RequestNotSent, RequestTransmissionFailed,
-                                ResponseDone, ResponseFailed, ResponseNeverReceived)
+from twisted.web.client import (Agent, BrowserLikePolicyForHTTPS, GzipDecoder, HTTPConnectionPool, RequestNotSent,
+                                RequestTransmissionFailed, ResponseDone, ResponseFailed, ResponseNeverReceived)
+from twisted.web.error import SchemeNotSupported
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH
+from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory, IBodyProducer
+from zope.interface import implementer
 
 log = logging.getLogger(__name__)
 
 __all__ = ["BackendError", "RPCError", "HTTPStatusError", "BreakerState", "CircuitBreaker", "Endpoint",
-           "JSONRPCClient", "make_connection_pool", "make_http_client"]
+           "GatewayHTTPClient", "JSONRPCClient", "make_connection_pool", "make_http_client"]
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -230,10 +245,22 @@ class Endpoint:
         self.in_flight = 0
         self._queue: Deque["_Exchange"] = deque()
         self._pumping = False
+        self._request_url: Optional[bytes] = None
 
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    @property
+    def request_url(self) -> bytes:
+        """The URL as the lean HTTP path sends it: encoded once, the way treq encodes it on every call.
+
+        Lazy, so that a URL hyperlink cannot encode fails the request that
+        sends it (as it did inside treq), not ``call()`` itself.
+        """
+        if self._request_url is None:
+            self._request_url = EncodedURL.from_text(self.url).to_uri().to_text().encode("ascii")
+        return self._request_url
 
     def refusal(self) -> Optional[BackendError]:
         """Why a new request must fail at once (circuit open, queue full), or None."""
@@ -388,8 +415,12 @@ class _Exchange:
         self.phase = _Phase.SENT
         self.is_probe = is_probe
         try:
-            d = self.client._http.post(self.endpoint.url, data=self.body, headers=self.headers,
-                                       unbuffered=True, allow_redirects=False)
+            lean = self.client._lean
+            if lean is not None:
+                d = lean.post_body(self.endpoint.request_url, self.body, self.headers)
+            else:
+                d = self.client._http.post(self.endpoint.url, data=self.body, headers=self.headers,
+                                           unbuffered=True, allow_redirects=False)
         except Exception:
             d = fail()
         self._network = d
@@ -537,9 +568,11 @@ def _interpret_notification(_code: int, _body: bytes) -> None:
 class JSONRPCClient:
     """Calls JSON-RPC 2.0 methods on backend URLs; one per gateway (or per application).
 
-    ``http`` is treq-like (:class:`treq.client.HTTPClient`, ``StubTreq``);
-    ``clock`` provides ``callLater`` and ``seconds``.  Outstanding requests are
-    kept in a table so that :meth:`close` can fail them all at once.
+    ``http`` is treq-like (:class:`treq.client.HTTPClient`, ``StubTreq``); a
+    :class:`GatewayHTTPClient` (what :func:`make_http_client` returns) is
+    driven through its lean ``post_body`` instead of ``post``.  ``clock``
+    provides ``callLater`` and ``seconds``.  Outstanding requests are kept in a
+    table so that :meth:`close` can fail them all at once.
     """
 
     def __init__(self, http, clock, *, max_concurrent: int = 32, max_queued: int = 256,
@@ -556,6 +589,7 @@ class JSONRPCClient:
         if max_response_bytes < 1:
             raise ValueError("max_response_bytes must be positive")
         self._http = http
+        self._lean: Optional[GatewayHTTPClient] = http if isinstance(http, GatewayHTTPClient) else None
         self._clock = clock
         self.max_concurrent = max_concurrent
         self.max_queued = max_queued
@@ -699,6 +733,121 @@ class _NoCookies(CookiePolicy):
         return False
 
 
+@implementer(IBodyProducer)
+class _BytesProducer:
+    """A request body already in memory, written in one go.
+
+    treq turns bytes into a ``FileBodyProducer``, which reads a file through
+    the cooperator over later reactor turns: work and latency for nothing.
+    """
+
+    def __init__(self, body: bytes):
+        self._body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer):
+        consumer.write(self._body)
+        return succeed(None)
+
+    def pauseProducing(self):
+        pass
+
+    def resumeProducing(self):
+        pass
+
+    def stopProducing(self):
+        pass
+
+
+@implementer(IAgentEndpointFactory)
+class _CachingEndpointFactory:
+    """Twisted's standard endpoints (TCP for http, TCP+TLS for https), one kept per (scheme, host, port).
+
+    ``Agent`` asks its endpoint factory for an endpoint on every request, even
+    when the pool then hands it a cached connection; the standard factory
+    builds a new ``HostnameEndpoint`` (and, for https, a TLS connection
+    creator) each time.  Endpoints are reusable, so one per destination will
+    do.  The cache is bounded (least recently used out) because applications
+    may use the same HTTP client for URLs of their own.
+    """
+
+    def __init__(self, reactor, *, tls_policy=None, max_cached: int = 256):
+        self._reactor = reactor
+        self._tls_policy = tls_policy if tls_policy is not None else BrowserLikePolicyForHTTPS()
+        self._max_cached = max_cached
+        self._endpoints: "OrderedDict[Tuple[bytes, bytes, int], Any]" = OrderedDict()
+
+    def endpointForURI(self, uri):
+        key = (uri.scheme, uri.host, uri.port)
+        endpoint = self._endpoints.get(key)
+        if endpoint is not None:
+            self._endpoints.move_to_end(key)
+            return endpoint
+        endpoint = self._make(uri)
+        self._endpoints[key] = endpoint
+        if len(self._endpoints) > self._max_cached:
+            self._endpoints.popitem(last=False)
+        return endpoint
+
+    def _make(self, uri):
+        # What twisted.web.client's standard endpoint factory does, without a connect timeout or bind address.
+        if uri.scheme not in (b"http", b"https"):
+            raise SchemeNotSupported(f"Unsupported scheme: {uri.scheme!r}")
+        try:
+            host = uri.host.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError(f"The host of the URI ({uri.host!r}) contains non-ASCII octets") from None
+        endpoint = HostnameEndpoint(self._reactor, host, uri.port, bindAddress=None)
+        if uri.scheme == b"https":
+            endpoint = wrapClientTLS(self._tls_policy.creatorForNetloc(uri.host, uri.port), endpoint)
+        return endpoint
+
+
+class GatewayHTTPClient(HTTPClient):
+    """treq's HTTPClient, never keeping cookies, plus the lean POST the JSON-RPC client uses.
+
+    The whole treq API stays (applications may use the shared client for
+    their own requests); :meth:`post_body` is what :class:`JSONRPCClient`
+    calls instead of ``post(url, data=..., unbuffered=True,
+    allow_redirects=False)``, with the same effect.
+    """
+
+    def __init__(self, agent):
+        super().__init__(agent, cookiejar=IndexableCookieJar(policy=_NoCookies()))
+        self.agent = agent
+
+    def post_body(self, url: bytes, body: bytes, headers: Headers) -> Deferred:
+        """POST ``body`` to ``url`` (already encoded, see :attr:`Endpoint.request_url`).
+
+        Fires with the ``IResponse``, unbuffered; no redirects are followed and
+        no cookies are stored or sent.  Cancelling it aborts the request.
+        ``headers`` is the caller's to give away: Accept-Encoding is added to
+        it rather than to a copy.
+        """
+        headers.addRawHeader(b"Accept-Encoding", b"gzip")
+        return self.agent.request(b"POST", url, headers, _BytesProducer(body)).addCallback(_gunzipped)
+
+
+def _gunzipped(response):
+    """The response, decoded if it is gzip-encoded.
+
+    What the ``ContentDecoderAgent`` that treq wraps around every request does,
+    without its copy of the request headers.
+    """
+    encodings = response.headers.getRawHeaders(b"Content-Encoding")
+    if not encodings:
+        return response
+    encodings = b",".join(encodings).split(b",")
+    while encodings and encodings[-1].strip() == b"gzip":
+        encodings.pop()
+        response = GzipDecoder(response)
+    if encodings:
+        response.headers.setRawHeaders(b"Content-Encoding", [b",".join(encodings)])
+    else:
+        response.headers.removeHeader(b"Content-Encoding")
+    return response
+
+
 def make_connection_pool(reactor, *, max_persistent_per_host: int = 32,
                          idle_timeout: float = 1.5) -> HTTPConnectionPool:
     """The gateway's one pool of persistent backend connections.
@@ -717,13 +866,15 @@ def make_connection_pool(reactor, *, max_persistent_per_host: int = 32,
 
 
 def make_http_client(reactor, *, pool: Optional[HTTPConnectionPool] = None, max_persistent_per_host: int = 32,
-                     idle_timeout: float = 1.5) -> HTTPClient:
+                     idle_timeout: float = 1.5) -> GatewayHTTPClient:
     """A treq HTTPClient over a persistent pool, without a cookie jar that would mix users' sessions.
 
-    Pass ``pool`` (from :func:`make_connection_pool`) to be able to close its
-    connections at shutdown; otherwise one is made here.
+    Its Agent keeps one endpoint per backend (:class:`_CachingEndpointFactory`),
+    and :class:`JSONRPCClient` uses its lean path.  Pass ``pool`` (from
+    :func:`make_connection_pool`) to be able to close its connections at
+    shutdown; otherwise one is made here.
     """
     if pool is None:
         pool = make_connection_pool(reactor, max_persistent_per_host=max_persistent_per_host,
                                     idle_timeout=idle_timeout)
-    return HTTPClient(Agent(reactor, pool=pool), cookiejar=IndexableCookieJar(policy=_NoCookies()))
+    return GatewayHTTPClient(Agent.usingEndpointFactory(reactor, _CachingEndpointFactory(reactor), pool=pool))

@@ -5,19 +5,28 @@ backend saw (exact body, headers) and what it never saw (requests refused by
 the queue bound or the open circuit).  Resources that return NOT_DONE_YET stand
 for a backend that is still thinking; ``StubTreq.flush()`` moves whatever they
 write later (and connection aborts) across the in-memory connection.
+
+The in-memory test classes run twice: through treq's ``post`` (StubTreq, as
+any treq-like client is driven) and through the lean path of
+:class:`GatewayHTTPClient` (over treq.testing's ``RequestTraversalAgent``),
+which production uses.
 """
 import json
 
-from treq.testing import StubTreq
+from treq.client import HTTPClient
+from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet import defer, error as neterror
 from twisted.internet.defer import CancelledError, fail, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import URI
+from twisted.web.error import SchemeNotSupported
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from fmspy_gateway.bridge.rpc import (BackendError, BreakerState, HTTPStatusError, JSONRPCClient, RPCError,
-                                      make_connection_pool, make_http_client)
+from fmspy_gateway.bridge.rpc import (BackendError, BreakerState, Endpoint, GatewayHTTPClient, HTTPStatusError,
+                                      JSONRPCClient, RPCError, _CachingEndpointFactory, make_connection_pool,
+                                      make_http_client)
 
 from ..sites import TrackingSite
 
@@ -764,6 +773,81 @@ class BreakerTests(RPCTestCase):
         self.assertEqual(self.client.endpoint(OTHER_URL).breaker.state, BreakerState.CLOSED)
 
 
+# -- the same through the lean path of GatewayHTTPClient ---------------------------------------------
+
+class LeanPath:
+    """Runs a test class through ``GatewayHTTPClient.post_body`` instead of treq's ``post``."""
+
+    def client_for(self, backend, **options):
+        self.stub = RequestTraversalAgent(backend)      # flush() like StubTreq's
+        http = GatewayHTTPClient(self.stub)
+        client = JSONRPCClient(http, self.clock, **options)
+        self.assertIs(client._lean, http)
+        return client
+
+
+class LeanRequestTests(LeanPath, RequestTests):
+    pass
+
+
+class LeanResponseTests(LeanPath, ResponseTests):
+    pass
+
+
+class LeanTimeoutTests(LeanPath, TimeoutTests):
+    pass
+
+
+class LeanCancellationTests(LeanPath, CancellationTests):
+    pass
+
+
+class LeanConcurrencyTests(LeanPath, ConcurrencyTests):
+    pass
+
+
+class LeanBreakerTests(LeanPath, BreakerTests):
+    pass
+
+
+class LeanPathPartsTests(SynchronousTestCase):
+    def test_the_url_is_encoded_once_the_way_treq_encodes_it(self):
+        ep = Endpoint("http://b\u00e4ckend.test:8080/rpc/\u00e9?x=\u00fc", Clock(), max_concurrent=1,
+                      max_queued=0, breaker_threshold=1, breaker_reset=1)
+        self.assertEqual(ep.request_url, b"http://xn--bckend-bua.test:8080/rpc/%C3%A9?x=%C3%BC")
+        self.assertIs(ep.request_url, ep.request_url)
+
+    def test_a_treq_like_client_is_driven_through_post(self):
+        self.assertIsNone(JSONRPCClient(FakeHTTP(RuntimeError()), Clock())._lean)
+
+    def test_make_http_client_keeps_the_treq_api(self):
+        http = make_http_client(Clock(), pool=make_connection_pool(Clock()))
+        self.assertIsInstance(http, HTTPClient)
+        self.assertIsInstance(http, GatewayHTTPClient)
+
+    def test_one_endpoint_per_scheme_host_and_port(self):
+        factory = _CachingEndpointFactory(Clock())
+        first = factory.endpointForURI(URI.fromBytes(b"http://backend.test:8080/rpc"))
+        self.assertIs(factory.endpointForURI(URI.fromBytes(b"http://backend.test:8080/other")), first)
+        self.assertIsNot(factory.endpointForURI(URI.fromBytes(b"http://backend.test:8081/rpc")), first)
+        tls = factory.endpointForURI(URI.fromBytes(b"https://backend.test:8080/rpc"))
+        self.assertIsNot(tls, first)
+        self.assertIs(factory.endpointForURI(URI.fromBytes(b"https://backend.test:8080/rpc")), tls)
+
+    def test_the_endpoint_cache_is_bounded(self):
+        factory = _CachingEndpointFactory(Clock(), max_cached=2)
+        a = factory.endpointForURI(URI.fromBytes(b"http://a.test/"))
+        factory.endpointForURI(URI.fromBytes(b"http://b.test/"))
+        factory.endpointForURI(URI.fromBytes(b"http://a.test/"))          # a is the most recently used
+        factory.endpointForURI(URI.fromBytes(b"http://c.test/"))          # b goes
+        self.assertIs(factory.endpointForURI(URI.fromBytes(b"http://a.test/")), a)
+        self.assertEqual(len(factory._endpoints), 2)
+
+    def test_other_schemes_are_not_supported(self):
+        factory = _CachingEndpointFactory(Clock())
+        self.assertRaises(SchemeNotSupported, factory.endpointForURI, URI.fromBytes(b"ftp://a.test/"))
+
+
 # -- on a real socket -----------------------------------------------------------------------------
 
 class LoopbackTests(TestCase):
@@ -800,6 +884,7 @@ class LoopbackTests(TestCase):
         self.assertEqual(site.connections, 1)
         self.assertEqual(backend.seen[0][3]["x-rtmp-client-id"], ["c1"])
         self.assertNotIn("cookie", backend.seen[1][3])   # one user's Set-Cookie must not reach the next call
+        self.assertEqual(backend.seen[1][3]["accept-encoding"], ["gzip"])
         self.assertEqual(self.client.endpoint(url).in_flight, 0)
 
     @inlineCallbacks
