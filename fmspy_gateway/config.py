@@ -35,6 +35,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from fmspy_gateway.rtmp.budget import ValueBudget
 from fmspy_gateway.rtmp.limits import Limits
 
 __all__ = [
@@ -99,7 +100,17 @@ class RTMPConfig:
     max_gop_bytes: int = 8 * 1024 * 1024
     #: Seconds a player may stay unable to take data before it is disconnected (``slowPlayerTimeout``).
     slow_player_timeout: float = 10.0
-    #: ``maxMessageSize``, ``maxChunkSize``, ``maxChunkStreams``, ``maxBufferedBytes``.
+    #: Seconds from the end of the handshake to an accepted connect (``connectTimeout``).
+    connect_timeout: float = 30.0
+    #: Bytes queued for one client that does not read, before the server stops reading its
+    #: commands and, after ``slowPlayerTimeout`` over it, disconnects it (``maxOutgoingBytes``).
+    max_outgoing_bytes: int = 16 * 1024 * 1024
+    #: Connections open at once, all addresses together; 0 = unlimited (``maxConnections``).
+    max_connections: int = 0
+    #: Connections open at once from one IP address; 0 = unlimited (``maxConnectionsPerAddress``).
+    max_connections_per_address: int = 0
+    #: ``maxMessageSize``, ``maxChunkSize``, ``maxChunkStreams``, ``maxBufferedBytes``,
+    #: ``maxValueNodes``, ``maxValueBytes``.
     limits: Limits = field(default_factory=Limits)
 
 
@@ -115,6 +126,8 @@ class HTTPConfig:
     examples_enabled: bool = False
     #: ``push-token``: the shared secret of the push API; None when unset or empty.
     push_token: Optional[str] = None
+    #: ``push-max-body``: the largest push API request body read, in bytes.
+    push_max_body: int = 1024 * 1024
 
 
 _REQUIRED: Any = object()  # marks a getter call without a default
@@ -246,6 +259,7 @@ _PORT = "an integer port 0-65535"
 _BOOL = "yes or no (or true/false, on/off, 1/0)"
 _SECONDS = "a positive number of seconds"
 _POSITIVE = "a positive integer"
+_COUNT = "a whole number, 0 for no limit"
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # no nan, no inf
 _SIZE_RE = re.compile(r"([0-9]+)\s*([KMG]?)", re.IGNORECASE)
@@ -290,6 +304,10 @@ def _parse_port(text: str) -> int:
 
 def _parse_positive_int(text: str) -> int:
     return _parse_int(text, 1)
+
+
+def _parse_count(text: str) -> int:
+    return _parse_int(text, 0)
 
 
 def _parse_seconds(text: str) -> float:
@@ -487,6 +505,12 @@ def _rtmp_config(section: _Section) -> RTMPConfig:
         max_queued_commands=get("maxQueuedCommands", _parse_positive_int, _POSITIVE, default.max_queued_commands),
         max_gop_bytes=get("maxGopBytes", _parse_buffer_size, _size_expected(None), default.max_gop_bytes),
         slow_player_timeout=get("slowPlayerTimeout", _parse_seconds, _SECONDS, default.slow_player_timeout),
+        connect_timeout=get("connectTimeout", _parse_seconds, _SECONDS, default.connect_timeout),
+        max_outgoing_bytes=get("maxOutgoingBytes", _parse_buffer_size, _size_expected(None),
+                               default.max_outgoing_bytes),
+        max_connections=get("maxConnections", _parse_count, _COUNT, default.max_connections),
+        max_connections_per_address=get("maxConnectionsPerAddress", _parse_count, _COUNT,
+                                        default.max_connections_per_address),
         limits=Limits(
             max_message_size=get("maxMessageSize", _parse_message_size, _size_expected(_MAX_MESSAGE_SIZE),
                                  limits.max_message_size),
@@ -496,6 +520,11 @@ def _rtmp_config(section: _Section) -> RTMPConfig:
                                   limits.max_chunk_streams),
             max_buffered_bytes=get("maxBufferedBytes", _parse_buffer_size, _size_expected(None),
                                    limits.max_buffered_bytes),
+            value_budget=ValueBudget(
+                max_nodes=get("maxValueNodes", _parse_positive_int, _POSITIVE, limits.value_budget.max_nodes),
+                max_bytes=get("maxValueBytes", _parse_buffer_size, _size_expected(None),
+                              limits.value_budget.max_bytes),
+            ),
         ),
     )
     section.reject_unknown()
@@ -524,6 +553,8 @@ def _http_config(section: _Section) -> HTTPConfig:
         interface=section.get("interface", str, "an address", default.interface),
         examples_enabled=section.get("examples-enabled", _parse_bool, _BOOL, default.examples_enabled),
         push_token=section.get("push-token", lambda t: t or None, "a token", default.push_token),
+        push_max_body=section.get("push-max-body", _parse_buffer_size, _size_expected(None),
+                                  default.push_max_body),
     )
     section.reject_unknown()
     return http

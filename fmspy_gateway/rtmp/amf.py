@@ -85,6 +85,7 @@ import pyamf.amf0
 import pyamf.amf3
 import pyamf.util.pure
 
+from fmspy_gateway.rtmp.budget import ValueBudget, ValueOverBudget, measure
 from fmspy_gateway.rtmp.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
@@ -379,6 +380,7 @@ def _decode_context(base):
             # fields exist; base.clear() then dereferences NULL (segfault).
             self._ready = True
             self.last_trait = None
+            self.followed = 0   # object and string references followed: values that may expand
             base.__init__(self)
 
         def clear(self):
@@ -387,6 +389,7 @@ def _decode_context(base):
             return 0
 
         def getObject(self, ref):
+            self.followed += 1
             obj = base.getObject(self, ref)
             if obj is None:
                 raise _Malformed(f"unknown object reference {ref}")
@@ -401,6 +404,7 @@ def _decode_context(base):
 
         if hasattr(base, "getString"):
             def getString(self, ref):
+                self.followed += 1
                 s = base.getString(self, ref)
                 if s is None:
                     raise _Malformed(f"unknown string reference {ref}")
@@ -957,7 +961,7 @@ class _Codec:
         encoder._traits = {}
         return encoder
 
-    def decode_values(self, payload, *, amf3):
+    def decode_values(self, payload, *, amf3, budget=None):
         data = bytes(payload)
         end = len(data)
         # Padding: pyamf's compiled object readers peek up to 3 bytes past
@@ -985,6 +989,17 @@ class _Codec:
             raise RemoteProtocolError("AMF values nested too deeply") from None
         except Exception as exc:
             raise RemoteProtocolError(_reason(exc)) from exc
+        if budget is not None:
+            amf3_decoder = decoder._amf3_decoder
+            followed = decoder.context.followed + (amf3_decoder.context.followed if amf3_decoder else 0)
+            # Without references every value stood on the wire once, in at least one byte
+            # (``measure`` counts at most 8 a byte): nothing can have expanded.
+            if followed or end > budget.max_nodes or 8 * end > budget.max_bytes:
+                try:
+                    measure(values, budget)
+                except ValueOverBudget as exc:
+                    exc.values = values  # for the name and transaction id of the refusal, never walked
+                    raise
         return values
 
     def encode_values(self, values, *, amf3):
@@ -1066,6 +1081,12 @@ def encode_values(values, *, amf3: bool) -> bytes:
     return _CODEC.encode_values(values, amf3=amf3)
 
 
-def decode_values(payload: bytes, *, amf3: bool) -> list:
-    """All the values of a command/data message body; see ``encode_values``."""
-    return _CODEC.decode_values(payload, amf3=amf3)
+def decode_values(payload: bytes, *, amf3: bool, budget: ValueBudget = None) -> list:
+    """All the values of a command/data message body; see ``encode_values``.
+
+    With ``budget`` the values' expanded size is checked (``budget.measure``):
+    past it ``ValueOverBudget`` is raised, the message being well-formed but
+    refused.  The walk is skipped when no reference was followed and the body
+    is within the budget, since then nothing can expand.
+    """
+    return _CODEC.decode_values(payload, amf3=amf3, budget=budget)

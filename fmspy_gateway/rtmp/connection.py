@@ -13,9 +13,11 @@ from typing import Any, Callable, Iterable, List, Optional
 from . import amf
 from .chunks import ChunkReader, ChunkWriter, Message
 from .errors import LocalProtocolError, RemoteProtocolError
+from .budget import ValueOverBudget, brief_name
 from .events import (AcknowledgementReceived, ChunkSizeChanged, CommandReceived, DataReceived, Event,
-                     HandshakeCompleted, MediaReceived, MessageAborted, MessageIgnored, PeerBandwidthSet,
-                     SharedObjectReceived, UserControlReceived, WindowAcknowledgementSizeChanged)
+                     HandshakeCompleted, MediaReceived, MessageAborted, MessageIgnored, MessageRefused,
+                     PeerBandwidthSet, SharedObjectReceived, UserControlReceived,
+                     WindowAcknowledgementSizeChanged)
 from .handshake import ClientHandshake, ServerHandshake
 from .limits import Limits
 from .messages import (MessageType, UserControl, peer_bandwidth, read_peer_bandwidth, read_shared_object,
@@ -50,7 +52,7 @@ class Connection:
     CLOSED and the caller should send ``data_to_send()`` and drop the transport.
     """
 
-    __slots__ = ("role", "state", "_handshake", "_reader", "_writer", "_outgoing",
+    __slots__ = ("role", "state", "_handshake", "_reader", "_writer", "_outgoing", "_budget",
                  "_received", "_acknowledged", "_ack_window", "window_ack_size")
 
     def __init__(self, role: Role = Role.SERVER, *, limits: Limits = Limits(),
@@ -62,6 +64,7 @@ class Connection:
         else:
             self._handshake = ClientHandshake(random_bytes=random_bytes, epoch=epoch, digest=digest)
         self._reader = ChunkReader(limits)
+        self._budget = limits.value_budget
         self._writer = ChunkWriter()
         self._outgoing = [self._handshake.data_to_send()]   # C0+C1 for a client, nothing for a server
         self._received = 0          # bytes received since the handshake, for Acknowledgements
@@ -148,10 +151,26 @@ class Connection:
     def _on_media(self, message, events):
         events.append(MediaReceived(message.type_id, message.stream_id, message.timestamp, message.payload))
 
+    def _decode(self, message, amf3: bool, events: list):
+        """The message's values, or None when they expand past the budget (a MessageRefused is queued)."""
+        try:
+            return amf.decode_values(message.payload, amf3=amf3, budget=self._budget)
+        except ValueOverBudget as exc:
+            values = exc.values
+            name = values[0] if values else None
+            transaction_id = values[1] if len(values) > 1 and message.type_id in _COMMANDS else 0
+            if isinstance(transaction_id, bool) or not isinstance(transaction_id, (int, float)):
+                transaction_id = 0
+            name = brief_name(name) if isinstance(name, str) else ""
+            events.append(MessageRefused(message.type_id, message.stream_id, name, transaction_id, exc.limit,
+                                         f"{name or 'message'}: {exc.reason}", amf3))
+            return None
+
     def _on_data(self, message, events):
         amf3 = message.type_id == MessageType.DATA_AMF3
-        values = amf.decode_values(message.payload, amf3=amf3)
-        events.append(DataReceived(message.stream_id, message.timestamp, tuple(values), amf3))
+        values = self._decode(message, amf3, events)
+        if values is not None:
+            events.append(DataReceived(message.stream_id, message.timestamp, tuple(values), amf3))
 
     def _on_shared_object(self, message, events):
         amf3 = message.type_id == MessageType.SHARED_OBJECT_AMF3
@@ -161,7 +180,9 @@ class Connection:
 
     def _on_command(self, message, events):
         amf3 = message.type_id == MessageType.COMMAND_AMF3
-        values = amf.decode_values(message.payload, amf3=amf3)
+        values = self._decode(message, amf3, events)
+        if values is None:
+            return
         if not values:
             raise RemoteProtocolError("command message without a command name")
         name = values[0]
@@ -169,7 +190,7 @@ class Connection:
             raise RemoteProtocolError(f"command name is a {type(name).__name__}, not a string")
         transaction_id = values[1] if len(values) > 1 else 0
         if isinstance(transaction_id, bool) or not isinstance(transaction_id, (int, float)):
-            raise RemoteProtocolError(f"command {name!r} has a non-numeric transaction id")
+            raise RemoteProtocolError(f"command {brief_name(name)} has a non-numeric transaction id")
         command_object = values[2] if len(values) > 2 else None
         events.append(CommandReceived(message.stream_id, name, transaction_id, command_object,
                                       tuple(values[3:]), amf3))
@@ -248,6 +269,8 @@ class Connection:
         payload = shared_object(name, version, persistence, events)
         self.send_message(Message(type_id, stream_id, 0, b"\0" + payload if amf3 else payload, COMMAND_CHUNK_STREAM))
 
+
+_COMMANDS = (MessageType.COMMAND_AMF0, MessageType.COMMAND_AMF3)
 
 _HANDLERS = {
     MessageType.SET_CHUNK_SIZE: Connection._on_set_chunk_size,

@@ -122,6 +122,29 @@ class MediaReceived(Event):
 
 
 @dataclass(frozen=True)
+class MessageRefused(Event):
+    """A well-formed command or data message whose values expand past ``Limits.value_budget``.
+
+    Only the message is refused; the connection stays open.  Nothing of the
+    values is kept but what a reply needs, already cut to a loggable length.
+    """
+
+    #: 17/20 for a command, 15/18 for a data message.
+    type_id: int
+    stream_id: int
+    #: The command or handler name, cut by ``budget.brief_name`` ("" when it was not a string).
+    name: str
+    #: The command's transaction id (0 for data messages and commands wanting no reply).
+    transaction_id: float
+    #: The option that was crossed: "maxValueNodes" or "maxValueBytes".
+    limit: str
+    #: One line saying what was refused and why.
+    reason: str
+    #: True when it came as an AMF3 message.
+    amf3: bool = False
+
+
+@dataclass(frozen=True)
 class MessageIgnored(Event):
     """A message of a type the core does not know; reported so the glue can log it."""
 

@@ -1,5 +1,7 @@
 """The bounds every RTMP connection lives within; one frozen object, set from fmspy.cfg."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .budget import ValueBudget
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,9 @@ class Limits:
     max_chunk_streams: int = 256
     #: Most bytes of incomplete messages buffered across all chunk streams.
     max_buffered_bytes: int = 16 * 1024 * 1024
+    #: How far one command or data message's values may expand (``maxValueNodes``, ``maxValueBytes``):
+    #: a message past it is refused, the connection stays open.
+    value_budget: ValueBudget = field(default_factory=ValueBudget)
 
     def __post_init__(self):
         for name in ("max_message_size", "max_chunk_size", "max_chunk_streams", "max_buffered_bytes"):
