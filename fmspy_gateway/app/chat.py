@@ -8,6 +8,22 @@ from .application import Application, CallError, remote
 
 ALREADY_IDENTIFIED = "Chat.Error.AlreadyIdentified"
 NOT_IDENTIFIED = "Chat.Error.NotIdentified"
+INVALID = "Chat.Error.Invalid"
+
+#: Longest name a client may identify with: it is repeated in every line the room hears.
+MAX_NAME = 64
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _text(value, what: str) -> str:
+    """A peer's name or line as text: strings and numbers as FMSPy's ``str()`` gave them, nothing else.
+
+    ``str()`` of a list or object walks all of it (with references, a few
+    bytes can stand for millions of nodes), and a room would hear the walk.
+    """
+    if not isinstance(value, _SCALARS):
+        raise CallError(f"The {what} must be a string, not a {type(value).__name__}", INVALID)
+    return str(value)
 
 
 class ChatApplication(Application):
@@ -21,7 +37,9 @@ class ChatApplication(Application):
     def identify(self, client, name):
         if client.id in self._names:
             raise CallError("Client was already identified", ALREADY_IDENTIFIED)
-        name = str(name)
+        name = _text(name, "name")
+        if len(name) > MAX_NAME:
+            raise CallError(f"A name is at most {MAX_NAME} characters", INVALID)
         self._names[client.id] = name
         client.room.broadcast("message", f"<{name}> is entering chat...")
 
@@ -30,7 +48,7 @@ class ChatApplication(Application):
         name = self._names.get(client.id)
         if name is None:
             raise CallError("Client wasn't identified, please don't say anything", NOT_IDENTIFIED)
-        client.room.broadcast("message", f"<{name}>: {text}")
+        client.room.broadcast("message", f"<{name}>: {_text(text, 'text')}")
 
     def on_room_leave(self, room, client):
         name = self._names.pop(client.id, None)

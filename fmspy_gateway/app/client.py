@@ -4,6 +4,8 @@ from typing import Any, Mapping, Optional, Tuple
 
 from twisted.internet.defer import Deferred
 
+from ..rtmp.budget import brief_name
+
 
 class Client:
     """One RTMP connection that asked to connect to an application.
@@ -61,6 +63,16 @@ class Client:
         return self.object_encoding == 3
 
     @property
+    def peer(self):
+        """The connection's glue (bytes in/out, for the status API), or None."""
+        return self._session.peer if self._session is not None else None
+
+    @property
+    def session(self):
+        """The connection's session (its streams, for the status API), or None."""
+        return self._session
+
+    @property
     def connected(self) -> bool:
         session = self._session
         return session is not None and session.client is self and session.connected and not session.closed
@@ -69,12 +81,16 @@ class Client:
         """Call ``method`` on the client; fires with its ``_result``, fails with CallFailed/CallTimedOut."""
         return self._session.call_client(method, args, timeout)
 
-    def notify(self, method: str, *args) -> None:
-        """Call ``method`` on the client without waiting for an answer (transaction id 0)."""
-        self._session.notify_client(method, args)
+    def notify(self, method: str, *args) -> bool:
+        """Call ``method`` on the client without waiting for an answer (transaction id 0).
+
+        Returns whether it was sent: a client over its output budget (``maxOutgoingBytes``) is not
+        reading, and what it would not read is dropped (counted in its connection's log).
+        """
+        return bool(self._session.notify_client(method, args))
 
     def disconnect(self, reason: str = "disconnected by the application") -> None:
         self._session.peer.close(reason)
 
     def __repr__(self):
-        return f"<Client {self.id} {self.address} {self.application_name}/{self.room_name}>"
+        return f"<Client {self.id} {self.address} {self.application_name}/{brief_name(self.room_name)}>"

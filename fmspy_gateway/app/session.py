@@ -11,13 +11,15 @@ from typing import Any, Iterable, Mapping, Optional, Protocol
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 
-from ..rtmp.connection import Connection
-from ..rtmp.events import CommandReceived, DataReceived, MediaReceived
-from ..rtmp.messages import PeerBandwidthLimit, UserControl
+from ..rtmp.budget import brief_name
+from ..rtmp.connection import Connection, State
+from ..rtmp.errors import LocalProtocolError
+from ..rtmp.events import CommandReceived, DataReceived, MediaReceived, MessageRefused
+from ..rtmp.messages import MessageType, PeerBandwidthLimit, UserControl
 from .application import Accept, Application, CallError, ConnectRedirected, ConnectRejected
 from .calls import CallFailed, CallTimedOut, PendingCalls
 from .client import Client
-from .logs import log_failure
+from .logs import RateLimitedLog, log_failure
 from .replies import connect_properties, error, status
 from .streams import StreamCommands
 
@@ -27,6 +29,11 @@ log = logging.getLogger(__name__)
 WINDOW_ACK_SIZE = 2_500_000
 #: Chunk size we send with after connect: fewer headers than the default 128.
 CHUNK_SIZE = 4096
+#: The onStatus code a refused stream command gets on its stream; others get FMS's generic NetStream.Failed.
+_REFUSED_STREAM_CODES = {"play": "NetStream.Play.Failed", "play2": "NetStream.Play.Failed",
+                         "publish": "NetStream.Publish.BadName"}
+#: Characters of a reason (an encoder's message, say) put in a log line or an ``_error`` description.
+REASON_LENGTH = 200
 
 
 class Peer(Protocol):
@@ -36,6 +43,9 @@ class Peer(Protocol):
     connection: Connection
     #: "host:port" of the remote end.
     address: str
+    #: True while more than ``maxOutgoingBytes`` waits for a client that does not read: notifications and
+    #: calls to it are dropped rather than queued.  A peer without the attribute is never over budget.
+    over_budget: bool
 
     def flush(self) -> None:
         """Write what the connection has queued."""
@@ -52,6 +62,11 @@ def split_app_path(app: str):
     path = app.split("?", 1)[0].strip("/")
     name, _, room = path.partition("/")
     return name, room
+
+
+def _plain(info: dict) -> dict:
+    """An information object reduced to level, code and description, as short strings: always encodable."""
+    return {key: brief_name(info.get(key, ""), REASON_LENGTH) for key in ("level", "code", "description")}
 
 
 class Session:
@@ -76,6 +91,8 @@ class Session:
         self.max_queued_commands = max_queued_commands
         self._early = None
         self._deciding = None  # the application's on_connect answer, while it is awaited
+        #: This connection's limit hits and refused traffic, one log line per kind per interval.
+        self.limit_log = RateLimitedLog(log, clock, prefix=f"{peer.address}: ")
 
     # -- events from the glue ------------------------------------------------------------
 
@@ -88,6 +105,8 @@ class Session:
         elif isinstance(event, DataReceived):
             if self.connected:
                 self.streams.on_data(event)
+        elif isinstance(event, MessageRefused):
+            self._on_refused(event)
 
     def events_handled(self) -> None:
         """The glue handled one read's events: players fed by them get their bytes now, once."""
@@ -106,6 +125,7 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        self.limit_log.close()
         self.outgoing_calls.fail_all(f"connection closed: {reason}")
         if self.connected:
             self.streams.close_all()
@@ -120,13 +140,9 @@ class Session:
             if command.name == "connect" and command.stream_id == 0:
                 self._on_connect(command)
             else:
-                self.peer.close(f"{command.name!r} before connect")
+                self.peer.close(f"{brief_name(command.name)} before connect")
         elif not self.connected:
-            self._early.append(command)
-            if len(self._early) > self.max_queued_commands:
-                log.warning("%s: more than %d commands before connect was answered (maxQueuedCommands)",
-                            self.peer.address, self.max_queued_commands)
-                self.peer.close("limit hit: maxQueuedCommands")
+            self._hold(command)
         elif command.name == "_result":
             self.outgoing_calls.resolve(command.transaction_id, command.arguments[0] if command.arguments else None)
         elif command.name == "_error":
@@ -138,6 +154,58 @@ class Session:
         else:
             self._on_call(command)
 
+    def _hold(self, event) -> None:
+        """Keep a command (or a refusal) until connect is decided, so answers keep their order."""
+        self._early.append(event)
+        if len(self._early) > self.max_queued_commands:
+            log.warning("%s: more than %d commands before connect was answered (maxQueuedCommands)",
+                        self.peer.address, self.max_queued_commands)
+            self.peer.close("limit hit: maxQueuedCommands")
+
+    # -- messages the core refused (values over the value budget) -----------------------------
+
+    def _on_refused(self, refused: MessageRefused) -> None:
+        """Answer a refused message as its sender expects, and keep the connection.
+
+        The values expanded past ``maxValueNodes``/``maxValueBytes``; the core
+        kept only the name (already cut) and the transaction id, so nothing
+        here can walk them.  The answer names the option, so whoever reads it
+        knows which limit to raise; the log gets one line per kind per
+        interval, however often a client does it.
+        """
+        data = refused.type_id in (MessageType.DATA_AMF0, MessageType.DATA_AMF3)
+        self.limit_log.hit(refused.limit, f"{'data message' if data else 'command'} refused: {refused.reason}")
+        if data:
+            return      # nobody waits for an answer to data: dropped
+        name = refused.name
+        description = f"Refused: {refused.reason}"
+        if self.client is None:
+            if name == "connect" and refused.stream_id == 0:
+                self._refuse(error("NetConnection.Connect.Rejected", description), f"connect refused: {refused.reason}")
+            else:
+                self.peer.close(f"{name or 'a refused message'} before connect")
+            return
+        if not self.connected:
+            self._hold(refused)
+            return
+        if name == "connect":
+            self.peer.close("second connect on one connection")
+        elif name in ("_result", "_error"):
+            # The client's answer to one of our calls: that call fails, saying why.
+            self.outgoing_calls.reject(refused.transaction_id, error("NetConnection.Call.Failed", description))
+        elif refused.stream_id and self.streams.handles(name):
+            # play/publish and the like on a stream are answered with an onStatus there, as FMS does,
+            # whatever their transaction id (ffmpeg numbers them, Flash sends 0).
+            code = _REFUSED_STREAM_CODES.get(name, "NetStream.Failed")
+            try:
+                self.peer.connection.send_command("onStatus", 0, None, [error(code, description)],
+                                                  stream_id=refused.stream_id)
+            except LocalProtocolError:
+                return      # the connection is closing
+        elif refused.transaction_id:
+            self.send_call_error(refused, error("NetConnection.Call.Failed", description))
+        self.peer.flush()
+
     # -- connect --------------------------------------------------------------------------
 
     def _on_connect(self, command: CommandReceived) -> None:
@@ -145,11 +213,13 @@ class Session:
         app_path = params.get("app")
         name, room = split_app_path(app_path) if isinstance(app_path, str) else ("", "")
         application = self.applications.get(name)
-        self._encoding = params.get("objectEncoding", 0)
+        encoding = params.get("objectEncoding", 0)
+        # Echoed in the reply: only what Flash sends (0 or 3), never a peer's value that might not encode.
+        self._encoding = encoding if type(encoding) in (int, float) and encoding in (0, 3) else 0
         if application is None:
             self._refuse(error("NetConnection.Connect.InvalidApp",
-                               f"Application '{name}' is not available on this server.",
-                               objectEncoding=self._encoding), f"connect to unknown application {name!r}")
+                               f"Application '{brief_name(name)}' is not available on this server.",
+                               objectEncoding=self._encoding), f"connect to unknown application {brief_name(name)}")
             return
         self.application = application
         self.client = Client(secrets.token_hex(8), self.peer.address, name, params, command.arguments, room, self)
@@ -178,15 +248,25 @@ class Session:
         info = status("NetConnection.Connect.Success", "Connection succeeded.", objectEncoding=self._encoding)
         if accept.application is not None:
             info["application"] = accept.application
-        self._send_connect_reply("_result", info, connect_properties())
+        try:
+            self._send_connect_reply("_result", info, connect_properties())
+        except LocalProtocolError as exc:
+            # The application's Accept(application=...) cannot go on the wire: the client still gets an answer.
+            log.error("on_connect of %s accepted with a value that cannot be sent: %s", self.application.name,
+                      brief_name(str(exc), REASON_LENGTH))
+            self._reject(ConnectRejected())
+            return
         self.connected = True
         client = self.client
-        log.info("client %s (%s, %s) connected to %s", client.id, client.address, client.agent,
+        log.info("client %s (%s, %s) connected to %s", client.id, client.address, brief_name(client.agent),
                  self.application.name)
         self._enter(accept.room if accept.room is not None else client.room_name)
         early, self._early = self._early, None
         for command in early:
-            self._on_command(command)
+            if isinstance(command, MessageRefused):
+                self._on_refused(command)
+            else:
+                self._on_command(command)
         self.peer.flush()
 
     def _connect_failed(self, failure) -> None:
@@ -211,10 +291,18 @@ class Session:
         self._refuse(info, f"{self.application.name}: {why}")
 
     def _refuse(self, info: dict, why: str) -> None:
-        self._send_connect_reply("_error", info)
+        try:
+            self._send_connect_reply("_error", info)
+        except LocalProtocolError as exc:
+            # An application value sent along that cannot go on the wire: the refusal goes without it.
+            log.error("%s: connect refusal sent without its extra values: %s", self.peer.address,
+                      brief_name(str(exc), REASON_LENGTH))
+            self._send_connect_reply("_error", _plain(info))
         self.peer.close(why)
 
     def _send_connect_reply(self, name: str, info: dict, properties: Any = None) -> None:
+        if self.peer.connection.state is not State.OPEN:
+            return      # the connection broke meanwhile (a protocol error): nothing can be sent
         # Always AMF0, whatever objectEncoding says: the Flash Player expects it so.
         self.peer.connection.send_command(name, 1, properties, [info])
 
@@ -246,11 +334,32 @@ class Session:
         d = maybeDeferred(self.application.handle_call, self.client, command.name, command.arguments,
                           bool(command.transaction_id))
         d.addCallbacks(self._answer_call, self._fail_call, (command,), None, (command,))
-        d.addErrback(log_failure(log, f"answering {command.name!r}"))
+        d.addErrback(log_failure(log, f"answering {brief_name(command.name)}"))
+
+    def _may_switch(self, command=None) -> bool:
+        """Whether what we send (a reply to ``command``) may switch to AMF3 with 0x11.
+
+        Not for a client that connected with objectEncoding 0 and never wrote
+        AMF3 itself: AMF0-only clients (npm ``rtmp-client``) cannot read the
+        switch and disconnect.  One that sent an AMF3 message or a 0x11 switch
+        (librtmp and our own client do, in AMF0 commands) reads it.
+        """
+        if command is not None and command.amf3:
+            return True
+        return self.client is None or self.client.amf3 or self.peer.connection.peer_sent_amf3
 
     def _answer_call(self, value: Any, command: CommandReceived) -> None:
-        if command.transaction_id and not self.closed:
-            self.peer.connection.send_command("_result", command.transaction_id, None, [value], amf3=command.amf3)
+        if command.transaction_id and not self.closed and self.peer.connection.state is State.OPEN:
+            try:
+                self.peer.connection.send_command("_result", command.transaction_id, None, [value],
+                                                  amf3=command.amf3, switch=self._may_switch(command))
+            except LocalProtocolError as exc:
+                # Unencodable ({"": 0} in AMF0, a ByteArray for an AMF0 client) or over RTMP's 16 MB
+                # message: the caller gets an _error saying so (never a traceback), the log one line.
+                name, reason = brief_name(command.name), brief_name(str(exc), REASON_LENGTH)
+                self.limit_log.hit("unsendable reply", f"the result of {name} cannot be sent: {reason}")
+                self.send_call_error(command, error("NetConnection.Call.Failed",
+                                                    f"The result of '{name}' cannot be sent: {reason}"))
             self.peer.flush()
 
     def _fail_call(self, failure, command: CommandReceived) -> None:
@@ -267,14 +376,24 @@ class Session:
             info = error("NetConnection.Call.Failed", reason.description)
         else:
             # Never a stack trace to the client: it goes to the log.
-            log.error("method %r of %s raised:\n%s", command.name, self.application.name, failure.getTraceback())
-            info = error("NetConnection.Call.Failed", f"Method '{command.name}' failed.")
+            log.error("method %s of %s raised:\n%s", brief_name(command.name), self.application.name,
+                      failure.getTraceback())
+            info = error("NetConnection.Call.Failed", f"Method '{brief_name(command.name)}' failed.")
         self.send_call_error(command, info)
         self.peer.flush()
 
     def send_call_error(self, command: CommandReceived, info: dict) -> None:
-        if command.transaction_id and not self.closed:
-            self.peer.connection.send_command("_error", command.transaction_id, None, [info], amf3=command.amf3)
+        """``_error`` for ``command`` (a CommandReceived or MessageRefused); it is sent whatever ``info`` holds."""
+        if command.transaction_id and not self.closed and self.peer.connection.state is State.OPEN:
+            send = self.peer.connection.send_command
+            try:
+                send("_error", command.transaction_id, None, [info], amf3=command.amf3,
+                     switch=self._may_switch(command))
+            except LocalProtocolError as exc:
+                # An application's ``application`` value (or description) that cannot go on the wire.
+                self.limit_log.hit("unsendable reply", f"the error of {brief_name(command.name)} is sent without "
+                                                       f"its extra values: {brief_name(str(exc), REASON_LENGTH)}")
+                send("_error", command.transaction_id, None, [_plain(info)], amf3=command.amf3)
 
     # -- calls to the client -----------------------------------------------------------------
 
@@ -282,12 +401,45 @@ class Session:
         if self.closed or not self.connected:
             return fail(CallFailed(f"client is not connected; cannot call {method!r}",
                                       "NetConnection.Connect.Closed"))
+        if self._not_reading(f"call {brief_name(method)}"):
+            return fail(CallFailed(f"client is not reading (over maxOutgoingBytes); cannot call {brief_name(method)}",
+                                   "NetConnection.Call.Failed"))
         transaction_id, d = self.outgoing_calls.new(f"call {method!r} on client {self.client.id}", timeout)
-        self.peer.connection.send_command(method, transaction_id, None, list(args), amf3=self.client.amf3)
+        try:
+            self.peer.connection.send_command(method, transaction_id, None, list(args), amf3=self.client.amf3,
+                                              switch=self._may_switch())
+        except LocalProtocolError as exc:
+            # Arguments this client cannot receive (a ByteArray for an AMF0 client, say): the call fails.
+            self.outgoing_calls.reject(transaction_id, error(
+                "NetConnection.Call.Failed", f"cannot call {method!r}: {brief_name(str(exc), REASON_LENGTH)}"))
+            return d
         self.peer.flush()
         return d
 
-    def notify_client(self, method: str, args: Iterable[Any]) -> None:
+    def notify_client(self, method: str, args: Iterable[Any]) -> bool:
+        """Send ``method(*args)`` wanting no answer; returns whether it was sent."""
+        if self.closed or not self.connected or self._not_reading(f"notification {brief_name(method)}"):
+            return False
         if not self.closed and self.connected:
-            self.peer.connection.send_command(method, 0, None, list(args), amf3=self.client.amf3)
+            try:
+                self.peer.connection.send_command(method, 0, None, list(args), amf3=self.client.amf3,
+                                                  switch=self._may_switch())
+            except LocalProtocolError as exc:
+                # Nobody waits for a notification: it is dropped for this client, once logged per interval.
+                self.limit_log.hit("unsendable notification",
+                                   f"{brief_name(method)} not sent: {brief_name(str(exc), REASON_LENGTH)}")
+                return False
             self.peer.flush()
+        return True
+
+    def _not_reading(self, what: str) -> bool:
+        """True, counted and logged (rate-limited), when ``what`` is dropped for a client over its output budget.
+
+        A client that does not read would otherwise hold every broadcast of
+        its room in our memory (a silent chat listener once held 188 MB).
+        """
+        if not getattr(self.peer, "over_budget", False):
+            return False
+        self.limit_log.hit("dropped while over maxOutgoingBytes",
+                           f"dropped {what}: the client is not reading (over maxOutgoingBytes)")
+        return True

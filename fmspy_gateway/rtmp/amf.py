@@ -8,6 +8,11 @@ AMF3 reference tables.  Decoding never trusts the peer: malformed input raises
 ``RemoteProtocolError`` with a one-line reason, values may nest at most
 ``MAX_NESTING`` levels, and no length field is believed before the bytes it
 claims are there.  An unencodable value raises ``LocalProtocolError``.
+A peer that connected with objectEncoding 0 may not read the 0x11 switch at
+all: ``encode_values(values, amf3=False, switch=False)`` writes AMF0 only and
+raises ``LocalProtocolError`` naming the first value that would need AMF3
+(ByteArray, Vector, Dictionary, externalizable classes); the session answers
+``_error`` with it, and the gateway maps such values (bytes to base64) first.
 
 Value model (decode returns, encode accepts):
   null None, undefined ``Undefined``, bool, str;
@@ -85,11 +90,11 @@ import pyamf.amf0
 import pyamf.amf3
 import pyamf.util.pure
 
-from fmspy_gateway.rtmp.budget import ValueBudget, ValueOverBudget, measure
+from fmspy_gateway.rtmp.budget import ValueBudget, ValueOverBudget, brief, measure
 from fmspy_gateway.rtmp.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
-    "AMF0", "AMF3", "MAX_NESTING", "codec_name", "encode_values", "decode_values",
+    "AMF0", "AMF3", "MAX_NESTING", "codec_name", "encode_values", "decode_values", "decode_message",
     "XML", "Vector", "Dictionary",
     "Undefined", "ASObject", "TypedObject", "MixedArray", "ByteArray",
 ]
@@ -263,7 +268,7 @@ def _amf0_name(key):
     if type(key) is int:
         key = str(key)
     elif not isinstance(key, str):
-        raise LocalProtocolError(f"AMF object keys must be strings, not {type(key).__name__}: {key!r}")
+        raise LocalProtocolError(f"AMF object keys must be strings, not {type(key).__name__}: {brief(key)}")
     if not key:
         raise LocalProtocolError(
             "AMF0 cannot carry an empty property name (it reads as the end of the object): "
@@ -318,9 +323,26 @@ def _string_keyed(obj):
         if type(key) is int:
             key = str(key)
         elif not isinstance(key, str):
-            raise LocalProtocolError(f"AMF object keys must be strings, not {type(key).__name__}: {key!r}")
+            raise LocalProtocolError(f"AMF object keys must be strings, not {type(key).__name__}: {brief(key)}")
         items[key] = value
     return items
+
+
+def _number_too_big(value):
+    """An int beyond a double's range (a backend's 400-digit integer, say): named by its size, not printed."""
+    return LocalProtocolError(f"an integer of {value.bit_length()} bits is beyond the range of an AMF number")
+
+
+def _type_name(value):
+    """What a refusal calls a value: its AMF type where it has one, else its class."""
+    if isinstance(value, Vector):
+        return f"Vector of {value.kind}"
+    if isinstance(value, (bytes, bytearray, memoryview, ByteArray)):
+        return "ByteArray"
+    alias = pyamf.CLASS_CACHE.get(type(value))
+    if alias is not None:
+        return f"{alias.alias or type(value).__qualname__} (externalizable or AMF3-only class)"
+    return type(value).__qualname__
 
 
 def _cannot_encode(value_type):
@@ -411,6 +433,7 @@ def _decode_context(base):
                 return s
 
             def getClassByReference(self, ref):
+                self.followed += 1   # a trait reference repeats the alias and the sealed member names
                 trait = base.getClassByReference(self, ref)
                 if trait is None:
                     raise _Malformed(f"unknown trait reference {ref}")
@@ -725,7 +748,10 @@ class _Amf3EncoderMixin(_EncoderMixin):
     def _write_double(self, value):
         # Not pyamf: its compiled stream rewrites every NaN as FFF8..., so an
         # echo would not be byte-exact (and it makes three Python calls per double).
-        self._write(b"\x05" + _DOUBLE.pack(value))
+        try:
+            self._write(b"\x05" + _DOUBLE.pack(value))
+        except (struct.error, OverflowError):
+            raise _number_too_big(value) from None
 
     def _write_date(self, value):
         if not self._reference(value, b"\x08"):
@@ -788,7 +814,7 @@ class _Amf3EncoderMixin(_EncoderMixin):
             name = str(key) if type(key) is int else key
             if not isinstance(name, str) or name == "" or name in named:
                 raise LocalProtocolError(
-                    f"AMF3 array cannot carry the key {key!r} (empty, duplicate or not a string/int)")
+                    f"AMF3 array cannot carry the key {brief(key)} (empty, duplicate or not a string/int)")
             named[name] = item
         self._write(_u29(dense << 1 | 1))
         for name, item in named.items():
@@ -848,8 +874,14 @@ class _Amf0EncoderMixin(_EncoderMixin):
         self.context.addObject(value)
         return False
 
+    #: Set for ``encode_values(..., switch=False)``: a value needing AMF3 is refused, not switched.
+    _amf0_only = False
+
     def _switch(self, value):
         """Write one AMF3 value (0x11 marker): what AMF0 cannot express."""
+        if self._amf0_only:
+            raise LocalProtocolError(
+                f"a {_type_name(value)} cannot be sent to an AMF0 client (it needs AMF3, objectEncoding 3)")
         encoder = self._amf3_encoder
         if encoder is None:
             encoder = self._amf3_encoder = self._codec._new_encoder3(self)
@@ -858,7 +890,10 @@ class _Amf0EncoderMixin(_EncoderMixin):
         encoder.writeElement(value)
 
     def _write_number(self, value):
-        self._write(b"\x00" + _DOUBLE.pack(value))  # see _Amf3EncoderMixin._write_double
+        try:
+            self._write(b"\x00" + _DOUBLE.pack(value))  # see _Amf3EncoderMixin._write_double
+        except (struct.error, OverflowError):
+            raise _number_too_big(value) from None
 
     def _write_date(self, value):
         self._write(b"\x0b" + _DOUBLE.pack(_ms_from_datetime(value)) + _DATE0_TAIL)
@@ -962,6 +997,9 @@ class _Codec:
         return encoder
 
     def decode_values(self, payload, *, amf3, budget=None):
+        return self.decode_message(payload, amf3=amf3, budget=budget)[0]
+
+    def decode_message(self, payload, *, amf3, budget=None):
         data = bytes(payload)
         end = len(data)
         # Padding: pyamf's compiled object readers peek up to 3 bytes past
@@ -1000,11 +1038,13 @@ class _Codec:
                 except ValueOverBudget as exc:
                     exc.values = values  # for the name and transaction id of the refusal, never walked
                     raise
-        return values
+        return values, amf3 or decoder._amf3_decoder is not None
 
-    def encode_values(self, values, *, amf3):
+    def encode_values(self, values, *, amf3, switch=True):
         encoder = self._encoder0(stream=self._stream_class())
         encoder._setup()
+        if not switch and not amf3:
+            encoder._amf0_only = True
         try:
             if amf3:
                 encoder._write(b"\x00")
@@ -1041,7 +1081,7 @@ def _reason(exc):
         return "invalid UTF-8 in an AMF string"
     match = _EXTERNALIZED.search(str(exc))
     if match:
-        return f"externalizable class {match.group(1)!r} is not registered: cannot read its body"
+        return f"externalizable class {brief(match.group(1))} is not registered: cannot read its body"
     return f"malformed AMF: {type(exc).__name__}: {_first_line(exc)}"
 
 
@@ -1069,16 +1109,24 @@ def codec_name() -> str:
     return _CODEC.name
 
 
-def encode_values(values, *, amf3: bool) -> bytes:
+def encode_values(values, *, amf3: bool, switch: bool = True) -> bytes:
     """The body of a command/data message carrying ``values``.
 
     ``amf3=False``: AMF0 values (message types 20/18); values AMF0 cannot
-    express (ByteArray, Vector, Dictionary, bytes) are switched to AMF3.
+    express (ByteArray, Vector, Dictionary, bytes, classes registered as AMF3
+    or externalizable) are switched to AMF3 (marker 0x11), which the Flash
+    Player reads in any message.
+    ``amf3=False, switch=False``: AMF0 only, for a peer that connected with
+    objectEncoding 0 (AMF0-only clients such as npm ``rtmp-client`` cannot
+    read 0x11 and disconnect): such a value raises ``LocalProtocolError``
+    naming its type, so the caller can answer ``_error`` instead.  Whoever
+    maps values for such a peer (the gateway) turns bytes into something AMF0
+    has, e.g. a base64 string, before it gets here.
     ``amf3=True`` (17/15): format byte 0x00, the first two values in AMF0 when
     they are a str, number or None (command name, transaction id: what Flash
-    does), every other value switched to AMF3.
+    does), every other value switched to AMF3; ``switch`` is ignored.
     """
-    return _CODEC.encode_values(values, amf3=amf3)
+    return _CODEC.encode_values(values, amf3=amf3, switch=switch)
 
 
 def decode_values(payload: bytes, *, amf3: bool, budget: ValueBudget = None) -> list:
@@ -1090,3 +1138,13 @@ def decode_values(payload: bytes, *, amf3: bool, budget: ValueBudget = None) -> 
     is within the budget, since then nothing can expand.
     """
     return _CODEC.decode_values(payload, amf3=amf3, budget=budget)
+
+
+def decode_message(payload: bytes, *, amf3: bool, budget: ValueBudget = None) -> tuple:
+    """``(values, used_amf3)``: ``decode_values``, and whether the body held AMF3 (an AMF3 message, or a 0x11 switch).
+
+    A peer that writes AMF3 reads it: the connection remembers this, so that
+    replies to a client that connected with objectEncoding 0 but switches
+    (librtmp, our own client) may switch too.
+    """
+    return _CODEC.decode_message(payload, amf3=amf3, budget=budget)

@@ -113,7 +113,10 @@ class _Walker:
             self.memo[key] = result
             return result
         self.open.add(key)
-        nodes, size = 1, 0
+        # A typed object's class alias (a Vector's element type) is text too, written out (JSON
+        # "_explicitType", repr) wherever the object occurs: 3-byte AMF0 references to one object
+        # with a 64 KB alias would otherwise be free.
+        nodes, size = 1, _label_bytes(value)
         for child in children:
             n, b = self.size(child)
             nodes += n
@@ -136,6 +139,12 @@ def _children(value):
     return None
 
 
+def _label_bytes(value) -> int:
+    """The characters of a container's class alias or element type name (amf.TypedObject, amf.Vector)."""
+    label = getattr(value, "alias", None) or getattr(value, "type_name", None)
+    return len(label) if isinstance(label, str) else 0
+
+
 def _items(mapping: dict):
     for key, item in mapping.items():
         yield key
@@ -150,7 +159,13 @@ def brief(value: Any, limit: int = BRIEF) -> str:
     """A short repr of any value, for logs: never longer than about ``limit``, never a walk of it."""
     if isinstance(value, str):
         text = repr(value[:limit])
-        return text if len(value) <= limit else f"{text[:-1]}...{text[-1]} ({len(value)} characters)"
+        if len(value) <= limit and len(text) <= limit + 2:
+            return text
+        # Control characters repr as 4 to 10 characters each: the repr is cut too.
+        return f"{text[:min(len(text) - 1, limit + 1)]}...{text[-1]} ({len(value)} characters)"
+    if isinstance(value, int) and value.bit_length() > 4 * limit:
+        # repr would be long, and past 4300 digits Python refuses to make it (ValueError).
+        return f"<int of {value.bit_length()} bits>"
     if isinstance(value, (int, float, bool, type(None))):
         text = repr(value)
         return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} digits)"
@@ -167,4 +182,9 @@ def brief_name(value: Any, limit: int = BRIEF) -> str:
     """A peer-sent name (stream, method, room) cut for a log or a status text, without quotes."""
     if not isinstance(value, str):
         return brief(value, limit)
-    return value if len(value) <= limit else f"{value[:limit]}... ({len(value)} characters)"
+    cut, shown = len(value) > limit, value[:limit]
+    if not shown.isprintable():
+        # A newline or other control character would forge a log line or break a status text: escaped.
+        escaped = shown.encode("unicode_escape").decode("ascii")
+        cut, shown = cut or len(escaped) > limit, escaped[:limit]
+    return f"{shown}... ({len(value)} characters)" if cut else shown

@@ -53,7 +53,7 @@ class Connection:
     """
 
     __slots__ = ("role", "state", "_handshake", "_reader", "_writer", "_outgoing", "_budget",
-                 "_received", "_acknowledged", "_ack_window", "window_ack_size")
+                 "_received", "_acknowledged", "_ack_window", "window_ack_size", "peer_sent_amf3")
 
     def __init__(self, role: Role = Role.SERVER, *, limits: Limits = Limits(),
                  random_bytes: Callable[[int], bytes] = os.urandom, epoch: int = 0, digest: bool = True):
@@ -65,6 +65,8 @@ class Connection:
             self._handshake = ClientHandshake(random_bytes=random_bytes, epoch=epoch, digest=digest)
         self._reader = ChunkReader(limits)
         self._budget = limits.value_budget
+        #: The peer has sent AMF3 (an AMF3 message or a 0x11 switch), so it reads AMF3: replies may switch.
+        self.peer_sent_amf3 = False
         self._writer = ChunkWriter()
         self._outgoing = [self._handshake.data_to_send()]   # C0+C1 for a client, nothing for a server
         self._received = 0          # bytes received since the handshake, for Acknowledgements
@@ -120,7 +122,9 @@ class Connection:
             handler(self, message, events)
 
     def _on_set_chunk_size(self, message, events):
-        events.append(ChunkSizeChanged(self._reader.chunk_size))
+        # This message's size (the reader checked it), not the reader's: a later Set Chunk Size in
+        # the same read has already changed that.
+        events.append(ChunkSizeChanged(read_u32(message.payload, "Set Chunk Size")))
 
     def _on_abort(self, message, events):
         events.append(MessageAborted(read_u32(message.payload, "Abort")))
@@ -154,7 +158,10 @@ class Connection:
     def _decode(self, message, amf3: bool, events: list):
         """The message's values, or None when they expand past the budget (a MessageRefused is queued)."""
         try:
-            return amf.decode_values(message.payload, amf3=amf3, budget=self._budget)
+            values, used_amf3 = amf.decode_message(message.payload, amf3=amf3, budget=self._budget)
+            if used_amf3:
+                self.peer_sent_amf3 = True
+            return values
         except ValueOverBudget as exc:
             values = exc.values
             name = values[0] if values else None
@@ -244,15 +251,23 @@ class Connection:
 
     def send_command(self, name: Optional[str], transaction_id: float, command_object: Any = None,
                      arguments: Iterable[Any] = (), *, stream_id: int = 0, amf3: bool = False,
-                     chunk_stream_id: Optional[int] = None):
-        payload = amf.encode_values([name, transaction_id, command_object, *arguments], amf3=amf3)
+                     chunk_stream_id: Optional[int] = None, switch: bool = True):
+        """Queue a command; ``switch=False`` for an AMF0-only peer (see ``amf.encode_values``).
+
+        A value that cannot be encoded, or a message over RTMP's 24-bit length,
+        raises ``LocalProtocolError`` before anything is queued, so the caller
+        can still send something else (an ``_error``) in its place.
+        """
+        payload = amf.encode_values([name, transaction_id, command_object, *arguments], amf3=amf3,
+                                    switch=switch)
         type_id = MessageType.COMMAND_AMF3 if amf3 else MessageType.COMMAND_AMF0
         if chunk_stream_id is None:
             chunk_stream_id = STREAM_CHUNK_STREAM if stream_id else COMMAND_CHUNK_STREAM
         self.send_message(Message(type_id, stream_id, 0, payload, chunk_stream_id))
 
-    def send_data(self, values: Iterable[Any], *, stream_id: int, timestamp: int = 0, amf3: bool = False):
-        payload = amf.encode_values(list(values), amf3=amf3)
+    def send_data(self, values: Iterable[Any], *, stream_id: int, timestamp: int = 0, amf3: bool = False,
+                  switch: bool = True):
+        payload = amf.encode_values(list(values), amf3=amf3, switch=switch)
         type_id = MessageType.DATA_AMF3 if amf3 else MessageType.DATA_AMF0
         self.send_message(Message(type_id, stream_id, timestamp, payload, STREAM_CHUNK_STREAM))
 

@@ -4,6 +4,7 @@ Used by the tests and the command-line tools.  Like the server glue it only
 moves bytes between a socket and the sans-I/O core; calls awaiting answers
 live in the same ``PendingCalls`` table the server uses.
 """
+import functools
 from typing import Any, Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
@@ -16,23 +17,24 @@ from ..app.calls import CallFailed, ConnectionClosed, PendingCalls
 from ..app.replies import status
 from ..rtmp.connection import Connection, Role
 from ..rtmp.errors import RemoteProtocolError
-from ..rtmp.events import CommandReceived, HandshakeCompleted
+from ..rtmp.events import CommandReceived, HandshakeCompleted, MessageRefused
 
 log = Logger()
 
 DEFAULT_PORT = 1935
+DEFAULT_TLS_PORT = 443
 FLASH_VERSION = "LNX 32,0,0,465"
 
 
 def parse_rtmp_url(url: str):
-    """'rtmp://host:port/app/room' -> (host, port, 'app/room')."""
+    """'rtmp://host:port/app/room' -> (host, port, 'app/room'); rtmps:// (RTMP in TLS) defaults to port 443."""
     parts = urlsplit(url)
-    if parts.scheme != "rtmp" or not parts.hostname:
-        raise ValueError(f"not an rtmp:// URL: {url!r}")
+    if parts.scheme not in ("rtmp", "rtmps") or not parts.hostname:
+        raise ValueError(f"not an rtmp:// or rtmps:// URL: {url!r}")
     app = parts.path.lstrip("/")
     if parts.query:
         app += "?" + parts.query
-    return parts.hostname, parts.port or DEFAULT_PORT, app
+    return parts.hostname, parts.port or (DEFAULT_TLS_PORT if parts.scheme == "rtmps" else DEFAULT_PORT), app
 
 
 class RTMPClientProtocol(Protocol):
@@ -40,7 +42,8 @@ class RTMPClientProtocol(Protocol):
 
     ``handlers`` maps method names the server may call to callables; their
     return value (or Deferred) answers the call.  ``onStatus`` messages go to
-    the ``onStatus`` handler if there is one.
+    the ``onStatus`` handler if there is one.  A ``"*"`` handler is called as
+    ``handler(name, *args)`` for every name without a handler of its own.
     """
 
     def __init__(self, reactor=None, handlers: Optional[Mapping[str, Callable]] = None,
@@ -77,6 +80,10 @@ class RTMPClientProtocol(Protocol):
                     self._pending_connect = None
             elif isinstance(event, CommandReceived):
                 self._on_command(event)
+            elif isinstance(event, MessageRefused) and event.name in ("_result", "_error"):
+                # An answer past our value budget: the call fails saying so, instead of timing out.
+                self.calls.reject(event.transaction_id, status("NetConnection.Call.Failed",
+                                                               f"Refused: {event.reason}", level="error"))
         self.flush()
 
     def connectionLost(self, reason):
@@ -153,6 +160,9 @@ class RTMPClientProtocol(Protocol):
 
     def _on_server_call(self, command: CommandReceived):
         handler = self.handlers.get(command.name)
+        if handler is None and "*" in self.handlers:
+            # A catch-all (``fmspy-gateway listen``) gets every other name first.
+            handler = functools.partial(self.handlers["*"], command.name)
         if handler is None:
             if command.name != "onStatus":
                 log.info("server called {name!r}, which has no handler", name=command.name)
@@ -172,18 +182,25 @@ class RTMPClientProtocol(Protocol):
 
 
 def connect_client(url: str, *args, reactor=None, handlers=None, object_encoding: int = 0,
-                   digest: bool = True, call_timeout: Optional[float] = 30.0, **params) -> Deferred:
+                   digest: bool = True, call_timeout: Optional[float] = 30.0, tls=None, **params) -> Deferred:
     """Open an RTMP connection and send connect; fires with the protocol once connected.
 
     On ``_error`` (e.g. NetConnection.Connect.Rejected) it fails with CallFailed
     carrying the server's information object.  The connect reply is kept on
-    the protocol as ``connect_info``.
+    the protocol as ``connect_info``.  An ``rtmps://`` URL connects through
+    TLS: ``tls`` is the connection creator (``optionsForClientTLS``), by
+    default one checking the certificate against the system's roots for the
+    URL's host name.
     """
     if reactor is None:
         from twisted.internet import reactor
     host, port, app = parse_rtmp_url(url)
     factory = Factory.forProtocol(lambda: RTMPClientProtocol(reactor, handlers, call_timeout, digest))
     endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=10)
+    if url.lower().startswith("rtmps:"):
+        from twisted.internet.endpoints import wrapClientTLS
+        from twisted.internet.ssl import optionsForClientTLS
+        endpoint = wrapClientTLS(tls or optionsForClientTLS(host), endpoint)
 
     def connected(protocol):
         def accepted(info):

@@ -931,3 +931,56 @@ def test_subclasses_of_plain_types_encode_as_those_types(codec):
     for amf3 in (False, True):
         got = roundtrip(codec, [Color.RED, Name.ANN, collections.OrderedDict(a=1), (1, 2)], amf3)
         assert_same(got, [1, "ann", ASObject(a=1), [1, 2]])
+
+
+# -- AMF0 only, for clients that connected with objectEncoding 0 (issue 8, item 12) --------------
+
+AMF3_ONLY = [
+    ("bytes", b"\x00\xff", "ByteArray"),
+    ("bytearray", bytearray(b"ab"), "ByteArray"),
+    ("ByteArray", ByteArray(b"ab"), "ByteArray"),
+    ("nested-ByteArray", {"a": [1, {"b": ByteArray(b"q")}]}, "ByteArray"),
+    ("Vector", Vector([1, -1], "int"), "Vector of int"),
+    ("Dictionary", Dictionary([(1, 2)]), "Dictionary"),
+]
+
+
+@pytest.mark.parametrize("name, value, type_name", AMF3_ONLY, ids=[a[0] for a in AMF3_ONLY])
+def test_amf0_without_switch_refuses_what_needs_amf3(codec, name, value, type_name):
+    # The default switches (the Flash Player reads 0x11 anywhere) ...
+    assert b"\x11" in codec.encode_values(["x", 0, value], amf3=False)
+    # ... an AMF0-only peer gets an error naming the type instead, never a 0x11 it cannot read.
+    with pytest.raises(LocalProtocolError, match=f"a {type_name} cannot be sent to an AMF0 client"):
+        codec.encode_values(["x", 0, value], amf3=False, switch=False)
+
+
+def test_amf0_without_switch_refuses_externalizable_classes(codec):
+    from fmspy_gateway.app.echo import ExternalizableClass, register_red5_echo_classes
+    register_red5_echo_classes()
+    assert b"\x11" in codec.encode_values([ExternalizableClass()], amf3=False)
+    with pytest.raises(LocalProtocolError, match="ExternalizableClass .* cannot be sent to an AMF0 client"):
+        codec.encode_values([ExternalizableClass()], amf3=False, switch=False)
+
+
+def test_amf0_without_switch_writes_plain_amf0_unchanged(codec):
+    values = ["_result", 2, None, {"a": [1, "two", None, True]}, datetime.datetime(2020, 1, 1), XML("<a/>")]
+    assert codec.encode_values(values, amf3=False, switch=False) == codec.encode_values(values, amf3=False)
+
+
+def test_switch_is_ignored_by_amf3_messages(codec):
+    values = ["_result", 2, None, ByteArray(b"ab")]
+    assert codec.encode_values(values, amf3=True, switch=False) == codec.encode_values(values, amf3=True)
+
+
+def test_unencodable_key_is_named_briefly(codec):
+    with pytest.raises(LocalProtocolError) as info:
+        codec.encode_values([{("k" * 100000,): 1}], amf3=False)
+    assert len(str(info.value)) < 200
+
+
+@pytest.mark.parametrize("amf3", [False, True], ids=["amf0", "amf3"])
+def test_an_integer_beyond_a_double_is_refused_by_its_size(codec, amf3):
+    with pytest.raises(LocalProtocolError) as info:
+        codec.encode_values(["x", 0, None, [10 ** 400]], amf3=amf3)
+    assert "1329 bits" in str(info.value) or "too large" in str(info.value)
+    assert len(str(info.value)) < 200

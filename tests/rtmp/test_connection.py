@@ -182,3 +182,94 @@ def test_unknown_message_type_is_reported_not_fatal():
 def test_sending_before_the_handshake_is_our_bug():
     with pytest.raises(LocalProtocolError):
         Connection(Role.SERVER).send_command("x", 0)
+
+
+# -- values over the value budget (issue 8, items 1 and 2) ----------------------------------------
+
+def _exponential_tree(depth=22):
+    tree = []
+    for _ in range(depth):
+        tree = [tree, tree]
+    return tree
+
+
+@pytest.mark.parametrize("amf3", [False, True])
+def test_a_command_over_the_value_budget_is_refused_and_the_connection_stays_open(amf3):
+    from fmspy_gateway.rtmp.events import MessageRefused
+    client, server, _ = pair()
+    client.send_command("echo", 7, None, [_exponential_tree()], amf3=amf3)
+    client.send_command("echo", 8, None, ["fine"], amf3=amf3)
+    refused, fine = deliver(client, server)
+    assert refused == MessageRefused(
+        MessageType.COMMAND_AMF3 if amf3 else MessageType.COMMAND_AMF0, 0, "echo", 7, "maxValueNodes",
+        "echo: value expands to more than 100000 nodes (maxValueNodes)", amf3)
+    assert server.state is State.OPEN
+    assert fine == CommandReceived(0, "echo", 8, None, ("fine",), amf3)
+
+
+def test_a_string_amplified_data_message_is_refused_by_bytes():
+    from fmspy_gateway.rtmp.events import MessageRefused
+    client, server, _ = pair()
+    client.send_data(["@setDataFrame", "onMetaData", ["x" * 10240] * 50_000], stream_id=1, amf3=True)
+    (refused,) = deliver(client, server)
+    assert isinstance(refused, MessageRefused)
+    assert (refused.type_id, refused.stream_id, refused.name, refused.transaction_id, refused.limit) == (
+        MessageType.DATA_AMF3, 1, "@setDataFrame", 0, "maxValueBytes")
+
+
+def test_a_refused_message_keeps_only_a_cut_name_and_a_numeric_transaction_id():
+    from fmspy_gateway.rtmp.events import MessageRefused
+    client, server, _ = pair()
+    tree = _exponential_tree()
+    client.send_message(Message(MessageType.COMMAND_AMF0, 0, 0,
+                                amf.encode_values(["n" * 5000, "not a number", None, tree], amf3=False), 3))
+    client.send_message(Message(MessageType.COMMAND_AMF0, 0, 0, amf.encode_values([tree], amf3=False), 3))
+    first, second = deliver(client, server)
+    assert isinstance(first, MessageRefused) and isinstance(second, MessageRefused)
+    assert first.name.startswith("n" * 60) and len(first.name) < 100 and first.transaction_id == 0
+    assert len(first.reason) < 200
+    assert second.name == "" and second.reason.startswith("message: ")
+
+
+def test_the_value_budget_is_configurable():
+    from fmspy_gateway.rtmp.budget import ValueBudget
+    from fmspy_gateway.rtmp.events import MessageRefused
+    from fmspy_gateway.rtmp.limits import Limits
+    client = Connection(Role.CLIENT)
+    server = Connection(Role.SERVER, limits=Limits(value_budget=ValueBudget(max_nodes=10 ** 7)))
+    while client.state is not State.OPEN or server.state is not State.OPEN:
+        server.receive_data(client.data_to_send())
+        client.receive_data(server.data_to_send())
+    client.send_command("echo", 2, None, [_exponential_tree(18)])     # 2**19 nodes: within 10 million
+    client.send_command("echo", 3, None, [["x" * 1000] * 10_000], amf3=True)   # 10 MB of text: over 8 MB
+    ok, refused = deliver(client, server)
+    assert isinstance(ok, CommandReceived)
+    assert isinstance(refused, MessageRefused) and refused.limit == "maxValueBytes"
+
+
+def test_an_unencodable_command_raises_before_anything_is_queued():
+    client, server, _ = pair()
+    with pytest.raises(LocalProtocolError, match="empty property name"):
+        server.send_command("_result", 2, None, [{"": 0}])
+    with pytest.raises(LocalProtocolError, match="AMF0 client"):
+        server.send_command("_result", 2, None, [amf.ByteArray(b"x")], switch=False)
+    with pytest.raises(LocalProtocolError, match="24-bit length"):
+        server.send_command("_result", 2, None, ["x" * 0x1000000])
+    assert server.data_to_send() == b""
+    server.send_command("_result", 2, None, ["fine"])
+    (event,) = deliver(server, client)
+    assert event.arguments == ("fine",)
+
+
+def test_the_connection_remembers_whether_the_peer_wrote_amf3():
+    client, server, _ = pair()
+    client.send_command("echo", 2, None, ["plain", {"a": 1}])
+    deliver(client, server)
+    assert not server.peer_sent_amf3
+    client.send_command("echo", 3, None, [amf.ByteArray(b"x")])      # an AMF0 command with a 0x11 switch
+    deliver(client, server)
+    assert server.peer_sent_amf3
+    other_client, other, _ = pair()
+    other_client.send_command("echo", 2, None, ["plain"], amf3=True)  # an AMF3 message
+    deliver(other_client, other)
+    assert other.peer_sent_amf3
