@@ -7,6 +7,8 @@ bus can stand behind the same methods so that rooms span several nodes.
 import logging
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from ..rtmp.budget import brief_name
+
 log = logging.getLogger(__name__)
 
 #: The key of an application's default room (rtmp://host/app, no room in the URL).
@@ -42,16 +44,19 @@ class Room:
         return client.id in self._clients
 
     def broadcast(self, method: str, *args, exclude=None) -> int:
-        """Call ``method(*args)`` on every client (but ``exclude``); returns how many were called."""
+        """Call ``method(*args)`` on every client (but ``exclude``); returns how many it reached.
+
+        A client that does not read (over ``maxOutgoingBytes``) is skipped: its session drops the
+        message and counts it, so one silent listener cannot make the room's talk pile up in memory.
+        """
         count = 0
         for client in self:
-            if client is not exclude:
-                client.notify(method, *args)
+            if client is not exclude and client.notify(method, *args):
                 count += 1
         return count
 
     def __repr__(self):
-        return f"<Room {self.application_name}/{self.name or '(default)'} clients={len(self)}>"
+        return f"<Room {self.application_name}/{brief_name(self.name) or '(default)'} clients={len(self)}>"
 
 
 class LocalDirectory:

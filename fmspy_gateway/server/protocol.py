@@ -2,23 +2,41 @@
 
 Thin on purpose (Twisted's own ``web/_http2.py`` around h2): feed bytes, hand
 events on, write what the core queued.  It owns the socket and the timers:
-the handshake deadline, the ping sent after ``pingInterval`` of silence, and
-the close after ``keepAliveTimeout`` with nothing received.
+the handshake deadline, the connect deadline (``connectTimeout``), the ping
+sent after ``pingInterval`` of silence, and the close after
+``keepAliveTimeout`` with nothing received.  It also owns what one
+connection may cost the others: the output budget (``maxOutgoingBytes``),
+the count of junk messages (``maxIgnoredMessages``) and, in the factory,
+the number of connections (``maxConnections``, ``maxConnectionsPerAddress``).
 """
+import logging
+
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
+from ..app.logs import RateLimitedLog
 from ..app.session import Session
 from ..rtmp.connection import Connection, Role, State
 from ..rtmp.errors import LimitExceeded, RemoteProtocolError
-from ..rtmp.events import HandshakeCompleted, MessageIgnored
+from ..rtmp.events import (CommandReceived, DataReceived, HandshakeCompleted, MediaReceived, MessageIgnored,
+                           MessageRefused, SharedObjectReceived)
 from ..rtmp.messages import UserControl
 
 log = Logger()
+#: Limit hits are logged with the standard library (bridged into twistd's log), those that can repeat
+#: through ``RateLimitedLog``.
+limit_log = logging.getLogger(__name__)
 
 #: Seconds a closing connection lingers (sending what is queued, dropping what arrives) before it is cut.
 CLOSE_LINGER = 2.0
+#: The core is fed at most this many bytes at a time, and a connection closed meanwhile is not fed the rest:
+#: a 64 KB read of one-byte junk messages is 32,000 messages, and parsing them all before looking at the
+#: first would cost every other client tens of milliseconds for a connection that is closed after 100.
+READ_SLICE = 8192
+
+# How _traffic classifies an event for the junk count.
+_ACCEPTED, _NEUTRAL = "accepted", "neutral"
 
 
 class RTMPServerProtocol(Protocol):
@@ -36,6 +54,19 @@ class RTMPServerProtocol(Protocol):
         self._closing = False
         #: 0 or 1 once a client completed the FP9 digest handshake with that scheme.
         self.digest_scheme = None
+        #: The peer's IP address, counted against ``maxConnectionsPerAddress``.
+        self.host = None
+        #: Over ``maxOutgoingBytes``: its commands are not read and notifications to it are dropped.
+        self.over_budget = False
+        self._budget_timer = None
+        self._connect_timer = None
+        #: Ignored or refused messages since the last accepted command or media (``maxIgnoredMessages``).
+        self._junk = 0
+        #: This connection's limit hits and dropped traffic, one log line per kind per interval.
+        self.limit_log = None
+        #: Bytes read from and written to the socket, for the status API and /metrics (server/ops.py).
+        self.bytes_in = 0
+        self.bytes_out = 0
 
     # -- Protocol ---------------------------------------------------------------------
 
@@ -45,12 +76,15 @@ class RTMPServerProtocol(Protocol):
         peer = self.transport.getPeer()
         self.address = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
         self._started = self._last_received = reactor.seconds()
+        self.limit_log = RateLimitedLog(limit_log, clock=reactor, prefix=f"{self.address}: ")
         self.connection = Connection(Role.SERVER, limits=factory.config.limits, epoch=0)
         config = factory.config
         self.session = Session(factory.applications, self, clock=reactor, call_timeout=config.call_timeout,
                                max_streams=config.max_streams, max_queued_commands=config.max_queued_commands)
         self._timer = reactor.callLater(factory.config.handshake_timeout, self._on_timer)
-        factory.connections.add(self)
+        if self.host is None:
+            self.host = getattr(peer, "host", None)
+        factory.connection_made(self)
         # As a streaming producer we hear when the socket's buffer is full: live media then waits.
         self.transport.registerProducer(self, True)
 
@@ -58,31 +92,91 @@ class RTMPServerProtocol(Protocol):
         if self._closing:
             return
         self._last_received = self.factory.reactor.seconds()
+        self.bytes_in += len(data)
         self._pinged = False
-        try:
-            events = self.connection.receive_data(data)
-        except LimitExceeded as e:
-            log.warn("{address}: limit hit: {reason}", address=self.address, reason=e.reason)
-            self.close(f"limit hit: {e.limit}")
-            return
-        except RemoteProtocolError as e:
-            self.close(f"protocol error: {e.reason}")
-            return
-        for event in events:
-            if isinstance(event, HandshakeCompleted):
-                self._handshake_completed(event)
-            elif isinstance(event, MessageIgnored):
-                log.debug("{address}: ignored message of type {type_id}", address=self.address, type_id=event.type_id)
+        handled = False
+        for start in range(0, len(data), READ_SLICE):
+            if self._closing:
+                break           # closed by what came before: the rest of this read is dropped unparsed
+            piece = data if len(data) <= READ_SLICE else data[start:start + READ_SLICE]
             try:
-                self.session.handle(event)
-            except Exception:
-                # A bug of ours or an application's: this connection only.
-                log.failure("{address}: handling {event} failed", address=self.address, event=type(event).__name__)
-                self.close("internal error")
-                return
+                events = self.connection.receive_data(piece)
+            except LimitExceeded as e:
+                log.warn("{address}: limit hit: {reason}", address=self.address, reason=e.reason)
+                self.close(f"limit hit: {e.limit}")
+                break
+            except RemoteProtocolError as e:
+                self.close(f"protocol error: {e.reason}")
+                break
+            handled = handled or bool(events)
+            for event in events:
+                if isinstance(event, HandshakeCompleted):
+                    self._handshake_completed(event)
+                elif not self._traffic(event):
+                    break
+                try:
+                    self.session.handle(event)
+                except Exception:
+                    # A bug of ours or an application's: this connection only.
+                    log.failure("{address}: handling {event} failed", address=self.address,
+                                event=type(event).__name__)
+                    self.close("internal error")
+                if self._closing:
+                    break
         self.flush()
-        if events:
+        if handled:
+            # Players this read fed get their bytes now, even if this connection was closed by it.
             self.session.events_handled()
+
+    def _traffic(self, event) -> bool:
+        """Count junk; False once this connection was closed for sending nothing else.
+
+        Junk is what we read and drop: a message of a type the core does not
+        know, media, data or shared-object messages before connect was
+        accepted, and messages refused for their size (``MessageRefused``,
+        answered by the session).  Anything else the session acts on (a
+        command, media or data once connected) resets the count; protocol
+        control messages (pings, acknowledgements, chunk size) leave it as it
+        is.  More than ``maxIgnoredMessages`` junk messages in a row close the
+        connection: no client that means to be served sends them, and each
+        one is work and, unbounded, log lines (a megabyte of one-byte messages
+        once cost 23 s of CPU in debug lines).
+        """
+        kind = self._classify(event)
+        if kind is _NEUTRAL:
+            return True
+        if kind is _ACCEPTED:
+            self._junk = 0
+            return True
+        self._junk += 1
+        limit = self.factory.config.max_ignored_messages
+        if isinstance(event, MessageIgnored):
+            self.limit_log.hit(kind, f"ignored a message of unknown type {event.type_id} "
+                                     f"({self._junk} in a row without an accepted command; maxIgnoredMessages)")
+        elif isinstance(event, MessageRefused):
+            pass    # the session answers and logs it; here it only counts
+        else:
+            self.limit_log.hit(kind, f"ignored a {type(event).__name__} before connect "
+                                     f"({self._junk} in a row without an accepted command; maxIgnoredMessages)")
+        if self._junk > limit:
+            limit_log.warning("%s: limit hit: more than %d ignored or refused messages in a row without an "
+                              "accepted command (maxIgnoredMessages)", self.address, limit)
+            self.close("limit hit: maxIgnoredMessages")
+            return False
+        return True
+
+    def _classify(self, event) -> str:
+        if isinstance(event, (MediaReceived, DataReceived)):
+            return _ACCEPTED if self.session.connected else "message before connect"
+        if isinstance(event, CommandReceived):
+            return _ACCEPTED
+        if isinstance(event, MessageIgnored):
+            return "ignored message"
+        if isinstance(event, MessageRefused):
+            return "refused message"
+        if isinstance(event, SharedObjectReceived) and not self.session.connected:
+            return "message before connect"
+        return _NEUTRAL
 
     # -- IPushProducer: the transport tells us when its buffer is full -----------------
 
@@ -90,6 +184,9 @@ class RTMPServerProtocol(Protocol):
         self.session.writing_paused(True)
 
     def resumeProducing(self):
+        # The transport's buffer drained completely: a client over its output budget is read again.
+        if self.over_budget:
+            self._leave_budget()
         self.session.writing_paused(False)
 
     def stopProducing(self):
@@ -100,16 +197,71 @@ class RTMPServerProtocol(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        for timer in (self._budget_timer, self._connect_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._budget_timer = self._connect_timer = None
         self.factory.connection_closed(self)
         if self.session is not None:
             self.session.connection_lost(reason.getErrorMessage())
+        if self.limit_log is not None:
+            self.limit_log.close()
 
     # -- what the session uses (app.session.Peer) -------------------------------------
 
     def flush(self):
         data = self.connection.data_to_send()
         if data and not self._closing:
+            self.bytes_out += len(data)
             self.transport.write(data)
+            if not self.over_budget and self.queued_bytes > self.factory.config.max_outgoing_bytes:
+                self._enter_budget()
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes written for this client and not yet taken by the kernel.
+
+        The core's own output is flushed at every write, so the transport's
+        buffer is all there is.  A transport that cannot tell
+        (``server.transport.DirectWriteServer`` can) counts as empty.
+        """
+        return getattr(self.transport, "queued_bytes", 0)
+
+    # -- the output budget -------------------------------------------------------------
+
+    def _enter_budget(self):
+        """More than ``maxOutgoingBytes`` is waiting for this client: stop making more.
+
+        Its commands are not read (their replies would only add to the
+        queue); notifications and broadcasts to it are dropped by the session;
+        live media already waits (the transport paused us long before).  It
+        has ``slowPlayerTimeout`` to drain, as a slow player has.
+        """
+        config = self.factory.config
+        self.over_budget = True
+        self.transport.pauseProducing()
+        self.limit_log.hit("maxOutgoingBytes",
+                           f"{self.queued_bytes} bytes queued for a client that is not reading, more than "
+                           f"maxOutgoingBytes ({config.max_outgoing_bytes}): its commands wait; disconnected "
+                           f"if still over after {config.slow_player_timeout:g} s (slowPlayerTimeout)")
+        self._budget_timer = self.factory.reactor.callLater(config.slow_player_timeout, self._over_budget_too_long)
+
+    def _leave_budget(self):
+        self.over_budget = False
+        if self._budget_timer is not None and self._budget_timer.active():
+            self._budget_timer.cancel()
+        self._budget_timer = None
+        if not self._closing:
+            self.transport.resumeProducing()
+
+    def _over_budget_too_long(self):
+        self._budget_timer = None
+        config = self.factory.config
+        limit_log.warning("%s: limit hit: more than %d bytes queued (maxOutgoingBytes) for %g s "
+                          "(slowPlayerTimeout); disconnecting", self.address, config.max_outgoing_bytes,
+                          config.slow_player_timeout)
+        # Not close(): that waits for the queue to drain, which a client that stopped reading never lets it.
+        self.abort("limit hit: maxOutgoingBytes")
 
     def close(self, reason: str):
         """Flush what is queued, then close; only this connection is affected.
@@ -146,6 +298,19 @@ class RTMPServerProtocol(Protocol):
         self.digest_scheme = event.digest_scheme
         # The same timer goes on as the idle timer (one DelayedCall per connection, ever).
         self._timer.reset(self.factory.config.ping_interval)
+        # Bytes reset the idle timer, so one byte now and then would keep a connection that never
+        # connects open for ever: connect has its own deadline, which no byte moves.
+        self._connect_timer = self.factory.reactor.callLater(self.factory.config.connect_timeout,
+                                                             self._connect_deadline)
+
+    def _connect_deadline(self):
+        self._connect_timer = None
+        if self.session.connected or self._closing:
+            return
+        timeout = self.factory.config.connect_timeout
+        limit_log.warning("%s: limit hit: no connect accepted within %g s of the handshake (connectTimeout)",
+                          self.address, timeout)
+        self.close("limit hit: connectTimeout")
 
     def _on_timer(self):
         """The connection's one timer: the handshake deadline, then idle checks.
@@ -182,13 +347,56 @@ class RTMPServerFactory(Factory):
         self.reactor = reactor
         #: Live connections, for status and for a graceful stop.
         self.connections = set()
+        #: Open connections by IP address (``maxConnectionsPerAddress``).
+        self.per_address = {}
+        #: Refused connections: a flood of them is one log line per interval, with a count.
+        self.refusals = RateLimitedLog(limit_log, clock=reactor)
         self._all_closed = []
+        #: Connections accepted since start, and the bytes of those already closed (server/ops.py).
+        self.accepted = 0
+        self.closed_bytes_in = self.closed_bytes_out = 0
 
     def buildProtocol(self, addr):
-        return RTMPServerProtocol(self)
+        """A protocol, or None to refuse: Twisted then closes the accepted socket at once.
+
+        Refused before the handshake, so that a client opening connections
+        in a loop costs one accept and one close each, never a file
+        descriptor held for ``handshakeTimeout``.
+        """
+        config = self.config
+        host = getattr(addr, "host", None)
+        if config.max_connections and len(self.connections) >= config.max_connections:
+            self.refusals.hit("maxConnections", f"refused a connection from {host}: {len(self.connections)} "
+                                                f"open, the most allowed (maxConnections)")
+            return None
+        if (config.max_connections_per_address and host is not None
+                and self.per_address.get(host, 0) >= config.max_connections_per_address):
+            self.refusals.hit("maxConnectionsPerAddress",
+                              f"refused a connection from {host}: {self.per_address[host]} open from that "
+                              f"address, the most allowed (maxConnectionsPerAddress)")
+            return None
+        protocol = RTMPServerProtocol(self)
+        protocol.host = host
+        return protocol
+
+    def connection_made(self, protocol: RTMPServerProtocol):
+        self.connections.add(protocol)
+        self.accepted += 1
+        if protocol.host is not None:
+            self.per_address[protocol.host] = self.per_address.get(protocol.host, 0) + 1
 
     def connection_closed(self, protocol: RTMPServerProtocol):
+        if protocol not in self.connections:
+            return
         self.connections.discard(protocol)
+        self.closed_bytes_in += getattr(protocol, "bytes_in", 0)
+        self.closed_bytes_out += getattr(protocol, "bytes_out", 0)
+        if protocol.host is not None:
+            left = self.per_address.get(protocol.host, 1) - 1
+            if left > 0:
+                self.per_address[protocol.host] = left
+            else:
+                self.per_address.pop(protocol.host, None)
         if not self.connections:
             waiting, self._all_closed = self._all_closed, []
             for d in waiting:

@@ -8,6 +8,7 @@ write goes straight to the kernel when the transport's buffer is empty; only
 what the kernel does not take is buffered, the usual way.  Buffered data,
 producers (pauseProducing when the buffer passes ``bufferSize``) and closing
 behave as in Twisted, so "paused" now means the kernel's buffer is full.
+``queued_bytes`` tells the glue how much is waiting, for its output budget.
 """
 from twisted.internet import tcp
 
@@ -23,6 +24,17 @@ class DirectWriteServer(tcp.Server):
                 data = data[written:]
             # An error (an exception instance) is left to the buffered path, which reports it.
         super().write(data)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes written but not yet taken by the kernel.
+
+        What a client that does not read costs us; the glue holds it to
+        ``maxOutgoingBytes``.  Computed here, from the buffers this class
+        shares with Twisted's FileDescriptor, so that nothing else needs to
+        know how Twisted buffers.
+        """
+        return len(self.dataBuffer) - self.offset + self._tempDataLen
 
 
 class DirectWritePort(tcp.Port):

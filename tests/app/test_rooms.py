@@ -8,9 +8,14 @@ class FakeClient:
         self.application_name = application_name
         self.room = None
         self.notified = []
+        #: False stands for a client over its output budget: its session drops what it is sent.
+        self.reading = True
 
     def notify(self, method, *args):
+        if not self.reading:
+            return False
         self.notified.append((method, args))
+        return True
 
 
 def test_named_room_created_by_first_client_destroyed_by_last():
@@ -59,3 +64,13 @@ def test_broadcast_reaches_only_the_room_and_counts():
     assert a.notified == b.notified == [("message", ("hi",))] and c.notified == []
     assert a.room.broadcast("message", "x", exclude=a) == 1
     assert directory.broadcast("chat", "nowhere", "message", "x") == 0
+
+
+def test_broadcast_skips_and_does_not_count_a_client_that_is_not_reading():
+    directory = LocalDirectory()
+    talker, silent = FakeClient("a"), FakeClient("b")
+    directory.join(talker, "one")
+    directory.join(silent, "one")
+    silent.reading = False
+    assert talker.room.broadcast("message", "hi") == 1
+    assert silent.notified == [] and talker.notified == [("message", ("hi",))]

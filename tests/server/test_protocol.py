@@ -12,7 +12,8 @@ from fmspy_gateway.rtmp.limits import Limits
 from fmspy_gateway.rtmp.messages import UserControl
 from fmspy_gateway.server.protocol import CLOSE_LINGER, RTMPServerFactory
 
-CONFIG = RTMPConfig(handshake_timeout=5, ping_interval=10, keepalive_timeout=25)
+# connectTimeout is long here so that the timer tests of a connection that never connects see only their timer.
+CONFIG = RTMPConfig(handshake_timeout=5, ping_interval=10, keepalive_timeout=25, connect_timeout=100)
 
 
 class ServerGlueTests(SynchronousTestCase):

@@ -75,3 +75,24 @@ class DirectWriteTests(TestCase):
             received += data
         self.assertEqual(bytes(received), expected)
         self.assertGreater(self.server.resumed, 0)
+
+    @inlineCallbacks
+    def test_queued_bytes_counts_what_the_kernel_has_not_taken(self):
+        transport = self.server.transport
+        self.assertEqual(transport.queued_bytes, 0)
+        total = 4_000_000
+        for _ in range(40):
+            transport.write(b"q" * (total // 40))
+        queued = transport.queued_bytes
+        self.assertGreater(queued, 0)
+        self.assertLessEqual(queued, total)
+        received = 0
+        self.client.setblocking(False)
+        while received < total:
+            try:
+                received += len(self.client.recv(65536))
+            except BlockingIOError:
+                d = Deferred()
+                reactor.callLater(0.001, d.callback, None)
+                yield d
+        self.assertEqual(transport.queued_bytes, 0)
