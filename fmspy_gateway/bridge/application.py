@@ -14,9 +14,12 @@ from urllib.parse import quote
 from twisted.internet.defer import CancelledError
 
 from ..app.application import Accept, Application, CallError, ConnectRejected, StreamRejected
+from ..app.logs import RateLimitedLog
+from ..rtmp.budget import brief, brief_name
 from .mapping import MappingError, amf_to_json, json_to_amf
 from .routes import Route, gateway_settings, load_routes
 from .rpc import BackendError, JSONRPCClient, RPCError
+from .stats import GatewayStats
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,11 @@ class GatewayApplication(Application):
         self.rpc = rpc
         self._sessions: Dict[str, Any] = {}     # client id -> what @connect returned as "session"
         self._in_flight: Dict[str, set] = {}     # client id -> Deferreds of its backend calls
+        #: Backend results refused (invalid, unsendable): one log line per kind and interval, with a count,
+        #: since one client calling in a loop could otherwise make each refusal a line.
+        self.result_log = RateLimitedLog(log, prefix=f"{name}: ")
+        #: Calls, errors by kind and latency per route, for the status API and /metrics (bridge/stats.py).
+        self.stats = GatewayStats(getattr(rpc, "_clock", None))
 
     # -- who is calling ------------------------------------------------------------------
 
@@ -82,10 +90,11 @@ class GatewayApplication(Application):
         if route.params_schema is not None:
             problems = route.params_schema.errors(params)
             if problems:
-                raise CallError(f"Invalid parameters for '{method}': {problems[0]}")
+                self.stats.refused(route, "invalid-params")
+                raise CallError(f"Invalid parameters for '{brief_name(method)}': {problems[0]}")
         send = self.rpc.call if wants_reply else self.rpc.notify
-        d = send(route.endpoint, route.backend_name(method), params, timeout=route.timeout,
-                 headers=self._headers(client))
+        d = self.stats.track(route, send(route.endpoint, route.backend_name(method), params, timeout=route.timeout,
+                                         headers=self._headers(client)))
         calls = self._in_flight.setdefault(client.id, set())
         calls.add(d)
 
@@ -100,28 +109,42 @@ class GatewayApplication(Application):
     def handle_call(self, client, name, args, wants_reply):
         route = self.routes.route(name) if name else None
         if route is None:
-            raise CallError(f"Method '{name}' not found.")
+            raise CallError(f"Method '{brief_name(name)}' not found.")
         try:
+            # The arguments were measured against the value budget where they entered (rtmp core),
+            # so this walk, and the JSON body it builds, are bounded by maxValueNodes/maxValueBytes.
             params = [amf_to_json(arg, path=f"params[{i}]") for i, arg in enumerate(args)]
         except MappingError as e:
-            raise CallError(f"Cannot send '{name}' to the backend: {e}")
+            raise CallError(f"Cannot send '{brief_name(name)}' to the backend: {e}")
         d = self._request(route, name, params, client, wants_reply)
         if not wants_reply:
             return d.addErrback(self._log_notification_failure, name)
-        return d.addCallbacks(self._result, self._failure, (route, name), None, (name,))
+        return d.addCallbacks(self._result, self._failure, (route, name, client), None, (name,))
 
-    def _result(self, result, route: Route, name: str):
+    def _result(self, result, route: Route, name: str, client=None):
+        """The backend's result as AMF the client's encoding can carry, or a CallError saying why not.
+
+        Mapped for the client's object encoding (AMF0 clients get no
+        ByteArray, which only an AMF3 switch could carry, and no "" keys);
+        what cannot be mapped (an integer beyond a double, nesting over the
+        bound) is an ``_error`` naming the reason and the path, at once:
+        never an encoder traceback and a client waiting for its own timeout.
+        """
+        name = brief_name(name)
         if route.result_schema is not None:
             problems = route.result_schema.errors(result, root="result")
             if problems:
-                log.warning("%s: backend result for %r is invalid (%s): %s", self.name, name,
-                            route.result_schema.path, problems[0])
+                self.stats.refused(route, "invalid-result")
+                self.result_log.hit("invalid result", f"backend result for {name!r} is invalid "
+                                                      f"({route.result_schema.path}): {problems[0]}")
                 raise CallError(f"The backend returned an invalid result for '{name}'.")
         try:
-            return json_to_amf(result, route.result_schema.schema if route.result_schema is not None else None)
+            return json_to_amf(result, route.result_schema.schema if route.result_schema is not None else None,
+                               path="result", encoding=_encoding(client))
         except MappingError as e:
-            log.warning("%s: backend result for %r cannot be sent to the client: %s", self.name, name, e)
-            raise CallError(f"The backend returned a result for '{name}' that cannot be sent to the client.")
+            self.result_log.hit("unsendable result", f"backend result for {name!r} cannot be sent to the "
+                                                     f"client: {e}")
+            raise CallError(f"The backend's result for '{name}' cannot be sent to the client: {e}")
 
     def _failure(self, failure, name: str):
         error = failure.value
@@ -137,7 +160,7 @@ class GatewayApplication(Application):
 
     def _log_notification_failure(self, failure, name):
         if not failure.check(CancelledError):
-            log.warning("%s: notification %r failed: %s", self.name, name,
+            log.warning("%s: notification %r failed: %s", self.name, brief_name(name),
                         getattr(failure.value, "description", failure.getErrorMessage()))
 
     def _hook(self, hook: str, client, params: list):
@@ -145,8 +168,8 @@ class GatewayApplication(Application):
         route = self.routes.hook(hook)
         if route is None:
             return None
-        d = self.rpc.notify(route.endpoint, route.backend_method, params, timeout=route.timeout,
-                            headers=self._headers(client))
+        d = self.stats.track(route, self.rpc.notify(route.endpoint, route.backend_method, params,
+                                                    timeout=route.timeout, headers=self._headers(client)))
         return d.addErrback(self._log_notification_failure, "@" + hook)
 
     # -- hooks ----------------------------------------------------------------------------------
@@ -163,8 +186,8 @@ class GatewayApplication(Application):
         params = [connect["params"], connect["args"]]
         if route.context:
             params.append(self.context(client))
-        d = self.rpc.call(route.endpoint, route.backend_method, params, timeout=route.timeout,
-                          headers=self._headers(client))
+        d = self.stats.track(route, self.rpc.call(route.endpoint, route.backend_method, params,
+                                                  timeout=route.timeout, headers=self._headers(client)))
         return d.addCallbacks(self._connect_decided, self._connect_failed, (client,))
 
     def _connect_decided(self, answer, client):
@@ -175,12 +198,14 @@ class GatewayApplication(Application):
                 self._sessions[client.id] = answer["session"]
             room = answer.get("room")
             value = answer.get("application")
-            return Accept(application=_json_to_amf_or_none(value),
+            # The connect reply is always AMF0 (session.py): map for AMF0 whatever the client speaks.
+            return Accept(application=_json_to_amf_or_none(value, encoding=0),
                           room=str(room) if room is not None else None)
         if answer is False or (isinstance(answer, dict) and answer.get("accept") is False):
             reason = answer.get("reason") if isinstance(answer, dict) else None
             raise ConnectRejected(str(reason) if reason else "Connection rejected by the backend.")
-        log.warning("%s: @connect answered %r; expected true, false or {\"accept\": ...}", self.name, answer)
+        log.warning("%s: @connect answered %s; expected true, false or {\"accept\": ...}", self.name,
+                    brief(answer))
         raise ConnectRejected("Connection rejected: the backend gave no clear answer.")
 
     def _connect_failed(self, failure):
@@ -209,14 +234,16 @@ class GatewayApplication(Application):
         route = self.routes.hook(hook)
         if route is None:
             return True
-        d = self.rpc.call(route.endpoint, route.backend_method, [stream, self.context(client)],
-                          timeout=route.timeout, headers=self._headers(client))
+        d = self.stats.track(route, self.rpc.call(route.endpoint, route.backend_method,
+                                                  [stream, self.context(client)], timeout=route.timeout,
+                                                  headers=self._headers(client)))
 
         def decided(answer):
             if answer is True or (isinstance(answer, dict) and answer.get("accept") is True):
                 return True
             reason = answer.get("reason") if isinstance(answer, dict) else None
-            raise StreamRejected(str(reason) if reason else f"The backend refused to {hook} {stream['name']}.")
+            name = brief_name(stream["name"])
+            raise StreamRejected(str(reason) if reason else f"The backend refused to {hook} {name}.")
 
         def failed(failure):
             error = failure.value
@@ -250,10 +277,18 @@ class GatewayApplication(Application):
         return d
 
 
-def _json_to_amf_or_none(value):
-    """Extra data for the client (an error's data, connect's value): dropped, with a log line, if unsendable."""
+def _encoding(client) -> int:
+    """The client's object encoding (0 or 3); 3, the wider, when no client is known."""
+    return getattr(client, "object_encoding", 3) if client is not None else 3
+
+
+def _json_to_amf_or_none(value, encoding: int = 0):
+    """Extra data for the client (an error's data, connect's value): dropped, with a log line, if unsendable.
+
+    AMF0 by default: the narrower encoding, fit for any client.
+    """
     try:
-        return json_to_amf(value)
+        return json_to_amf(value, path="data", encoding=encoding)
     except MappingError as e:
         log.warning("backend data dropped, it cannot be sent to the client: %s", e)
         return None

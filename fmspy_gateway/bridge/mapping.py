@@ -43,12 +43,21 @@ JSON (backend) -> AMF (client):
 |------------------------------------------------|------------------------------------------------|
 | null, true / false, string                     | null, Boolean, String                          |
 | integer / float                                | int / float, as parsed                         |
+| integer beyond a double (abs > 1.8e308)        | MappingError (no AMF number holds it)          |
 | array                                          | Array (list)                                   |
 | object with a non-empty string "_explicitType" | typed object (``TypedObject(alias)``) of the other fields |
+| ... whose alias is one of pyamf's own classes (RecordSet, flex.*) or an externalizable class | MappingError (that class has its own wire form); an application's other registered classes are typed objects |
 | any other object                               | anonymous Object (``ASObject``)                |
 | string, schema says format "date-time"         | Date (naive UTC); unparsable: stays a string   |
-| string, schema says contentEncoding "base64"   | ByteArray; invalid base64: stays a string      |
+| string, schema says contentEncoding "base64"   | ByteArray; invalid base64: stays a string; for |
+|                                                | an AMF0 client (``encoding=0``) always a string |
+| object key "" (or over 64 KB), for AMF0        | MappingError (AMF0 reads "" as the object end) |
 | deeper than 128 levels; not a JSON type        | MappingError                                   |
+
+What comes out is what the client's encoding can write, so a backend result
+becomes a ``_result`` or a clear ``_error``, never an encoder failure after
+the fact.  Error messages quote values cut short (``brief``) and paths with
+each key cut, so a message stays a line however large the value.
 
 Date-times are RFC 3339 (the JSON Schema format): "T", "t" or a space
 between date and time, any fraction (kept to the microsecond), "Z" or an
@@ -73,12 +82,14 @@ import datetime
 import json
 import math
 import re
+import sys
 from typing import Any, Optional
 from urllib.parse import unquote
 
 import pyamf
 
 from fmspy_gateway.rtmp import amf
+from fmspy_gateway.rtmp.budget import ValueBudget, ValueOverBudget, brief, brief_name, measure
 
 __all__ = ["MappingError", "amf_to_json", "json_to_amf", "EXPLICIT_TYPE", "MAX_NESTING"]
 
@@ -89,6 +100,8 @@ EXPLICIT_TYPE = "_explicitType"
 MAX_NESTING = amf.MAX_NESTING
 
 _MAX_SAFE = 2 ** 53
+#: Characters of one key shown in a path of an error message.
+_STEP = 40
 _UTC = datetime.timezone.utc
 _BYTES = (amf.ByteArray, bytes, bytearray, memoryview)
 
@@ -99,9 +112,26 @@ class MappingError(Exception):
 
 # -- AMF -> JSON ---------------------------------------------------------------
 
-def amf_to_json(value: Any, *, path: str = "params") -> Any:
-    """``value`` as plain JSON-able Python; ``path`` names it in error messages."""
+def amf_to_json(value: Any, *, path: str = "params", budget: Optional[ValueBudget] = None) -> Any:
+    """``value`` as plain JSON-able Python; ``path`` names it in error messages.
+
+    Values from a client were measured where they entered (the protocol
+    core's value budget), so they cannot expand past it here.  A caller with
+    a value from elsewhere passes ``budget``: the value is measured first
+    (shared subtrees counted as what they expand to, computed once) and
+    refused with a MappingError rather than walked as an exponential tree.
+    """
+    _check_budget(value, budget, path)
     return _ToJson(path).convert(value)
+
+
+def _check_budget(value, budget, path):
+    if budget is None:
+        return
+    try:
+        measure([value], budget)
+    except ValueOverBudget as e:
+        raise MappingError(f"cannot map a value that {e.reason.removeprefix('value ')} (at {path})") from None
 
 
 def _number(x):
@@ -121,8 +151,11 @@ def _iso_date(value):
 
 def _render(root, steps):
     """``params[0].user["first name"]``; very deep paths keep only both ends."""
-    parts = [f"[{step}]" if isinstance(step, int) else f".{step}" if step.isidentifier() else f"[{json.dumps(step)}]"
-             for step in steps]  # json.dumps: a key may hold quotes or newlines, a message must stay one line
+    # Keys are peer-sent: each is cut (brief_name) before json.dumps, which keeps quotes and newlines
+    # out of a message that must stay one line.
+    parts = [f"[{step}]" if isinstance(step, int) else
+             f".{step}" if step.isidentifier() and len(step) <= _STEP else f"[{json.dumps(brief_name(step, _STEP))}]"
+             for step in steps]
     if len(parts) > 12:
         parts = parts[:4] + ["..."] + parts[-4:]
     return root + "".join(parts)
@@ -183,7 +216,7 @@ class _ToJson:
             return self.object(value.pairs)
         alias = pyamf.CLASS_CACHE.get(type(value))
         if alias is not None and alias.external:
-            raise self.fail(f"cannot send a {alias.alias or type(value).__name__} to the backend: "
+            raise self.fail(f"cannot send a {brief_name(alias.alias or type(value).__name__)} to the backend: "
                             "it is externalizable, so its fields are opaque")
         if alias is not None:
             return self.object(alias.getEncodableAttributes(value).items(), alias.alias)
@@ -195,7 +228,7 @@ class _ToJson:
         for key, item in items:
             name = self.key(key)
             if name in result:
-                raise self.fail(f"cannot send an object with two {name!r} keys to the backend")
+                raise self.fail(f"cannot send an object with two {brief(name)} keys to the backend")
             result[name] = self.child(name, item)
         return result
 
@@ -207,7 +240,7 @@ class _ToJson:
             if number is None:  # String(NaN), String(Infinity)
                 return "NaN" if math.isnan(key) else ("Infinity" if key > 0 else "-Infinity")
             return str(number)
-        raise self.fail(f"cannot send an object keyed by a {type(key).__name__} ({key!r}) to the backend: "
+        raise self.fail(f"cannot send an object keyed by a {type(key).__name__} ({brief(key)}) to the backend: "
                         "JSON keys are strings")
 
     def child(self, step, item):
@@ -219,9 +252,27 @@ class _ToJson:
 
 # -- JSON -> AMF ---------------------------------------------------------------
 
-def json_to_amf(value: Any, schema: Optional[dict] = None) -> Any:
-    """The AMF value for a JSON ``value``; ``schema`` (JSON Schema, trusted) marks dates and bytes."""
-    return _ToAmf(schema).convert(value, [] if schema is None else [schema])
+def json_to_amf(value: Any, schema: Optional[dict] = None, *, path: str = "$", encoding: int = 3,
+                budget: Optional[ValueBudget] = None) -> Any:
+    """The AMF value for a JSON ``value``; ``schema`` (JSON Schema, trusted) marks dates and bytes.
+
+    ``encoding`` is the client's object encoding (``Client.object_encoding``):
+    for 0 (AMF0) a schema-typed ByteArray stays its base64 string, since AMF0
+    has no ByteArray and the codec would switch to AMF3 (0x11), which AMF0-only
+    clients cannot read; and what AMF0 cannot write ("" keys, which read as
+    the end of an object; names and aliases over 65535 bytes) is a
+    MappingError.  Either way an integer no AMF number (a double) can hold is
+    a MappingError, not an encoder crash after the reply was promised.
+    ``path`` names the value in messages; ``budget`` as for :func:`amf_to_json`.
+    """
+    _check_budget(value, budget, path)
+    return _ToAmf(schema, path, encoding).convert(value, [] if schema is None else [schema])
+
+
+#: The largest integer a double holds without overflowing (every larger one raises in the AMF encoder).
+_MAX_DOUBLE = int(sys.float_info.max)
+#: AMF0 names and class aliases are strings with a 16-bit length.
+_MAX_AMF0_NAME = 0xFFFF
 
 
 _DATE_TIME = re.compile(
@@ -266,36 +317,81 @@ def _json_types(value):
     return {"array"} if isinstance(value, list) else {"object"}
 
 
-class _ToAmf:
-    """One conversion: the root schema (for ``$ref``) and the path walked (for messages and the depth bound)."""
+def _has_own_wire_form(alias):
+    """Is ``alias`` one of pyamf's own classes (RecordSet, Flex's ArrayCollection, messages...) or externalizable?
 
-    def __init__(self, root):
+    Such a class is read back as that class, with that class's rules
+    (externalizable bodies, required fields), so a plain typed object with its
+    name is a value neither our decoder nor a Flex client can read.  Looked up
+    as the decoder does: registered aliases and pyamf's loaders, never an import.
+    A class an application registered that is not externalizable is read back
+    from its fields, so it goes out as a typed object: the README's "the
+    client gets its registered class back".
+    """
+    registered = amf._registered_alias(alias)
+    if isinstance(registered, amf._UnknownClassAlias):
+        return False
+    module = getattr(registered.klass, "__module__", "") or ""
+    return bool(registered.external) or module == "pyamf" or module.startswith("pyamf.")
+
+
+class _ToAmf:
+    """One conversion: the root schema (for ``$ref``), the path walked (for messages and the depth bound)
+    and the client's encoding (what AMF0 cannot carry)."""
+
+    def __init__(self, root, path="$", encoding=3):
         self.root = root
+        self.path = path
+        self.amf0 = encoding == 0
         self.steps = []
 
+    def fail(self, message):
+        return MappingError(f"{message} (at {_render(self.path, self.steps)})")
+
     def convert(self, value, schemas):
-        if value is None or isinstance(value, (bool, int, float)):
+        if value is None or isinstance(value, (bool, float)):
             return value
+        if isinstance(value, int):
+            if -_MAX_DOUBLE <= value <= _MAX_DOUBLE:
+                return value
+            raise self.fail(f"cannot send the integer {brief(value)} to the client: "
+                            "AMF numbers are doubles, and this one is beyond their range")
         if schemas:
             schemas = self.applicable(schemas, value)
         if isinstance(value, str):
             return self.string(value, schemas) if schemas else value
         if isinstance(value, (list, dict)) and len(self.steps) >= MAX_NESTING:
-            raise MappingError(f"cannot send a value nested deeper than {MAX_NESTING} levels to the client "
-                               f"(at {_render('$', self.steps)})")
+            raise self.fail(f"cannot send a value nested deeper than {MAX_NESTING} levels to the client")
         if isinstance(value, list):
             return [self.child(index, item, self.item_schemas(schemas, index)) for index, item in enumerate(value)]
         if isinstance(value, dict):
             alias = value.get(EXPLICIT_TYPE)
             typed = isinstance(alias, str) and alias != ""
+            if typed and self.amf0 and len(alias.encode("utf-8", "surrogatepass")) > _MAX_AMF0_NAME:
+                raise self.fail(f"cannot send the class alias {brief(alias)} to an AMF0 client: "
+                                f"longer than {_MAX_AMF0_NAME} bytes")
+            if typed and _has_own_wire_form(alias):
+                raise self.fail(f"cannot send an object typed {brief(alias)} to the client: that class alias is "
+                                "registered with pyamf with a wire form of its own, which no JSON object has")
             result = amf.TypedObject(alias) if typed else amf.ASObject()
             for key, item in value.items():
                 if not (typed and key == EXPLICIT_TYPE):
+                    if self.amf0:
+                        self.check_amf0_key(key)
                     result[key] = self.child(key, item, self.property_schemas(schemas, key))
             return result
         kind = type(value)
-        raise MappingError(f"cannot send a {kind.__module__}.{kind.__qualname__} to the client: not a JSON value "
-                           f"(at {_render('$', self.steps)})")
+        raise self.fail(f"cannot send a {kind.__module__}.{kind.__qualname__} to the client: not a JSON value")
+
+    def check_amf0_key(self, key):
+        if not isinstance(key, str):   # not from JSON; the encoder writes int keys as text
+            return
+        if key == "":
+            raise self.fail('cannot send an object with an empty key ("") to an AMF0 client: '
+                            "AMF0 reads it as the end of the object")
+        if len(key) * 3 > _MAX_AMF0_NAME and len(key.encode("utf-8", "surrogatepass")) > _MAX_AMF0_NAME:
+            raise self.fail(f"cannot send the key {brief(key)} to an AMF0 client: longer than "
+                            f"{_MAX_AMF0_NAME} bytes")
 
     def child(self, step, item, schemas):
         self.steps.append(step)
@@ -303,13 +399,13 @@ class _ToAmf:
         self.steps.pop()
         return result
 
-    @staticmethod
-    def string(text, schemas):
+    def string(self, text, schemas):
         if any(schema.get("format") == "date-time" for schema in schemas):
             parsed = _parse_date_time(text)
             if parsed is not None:
                 return parsed
-        if any(schema.get("contentEncoding") == "base64" for schema in schemas):
+        # AMF0 has no ByteArray: for an AMF0 client the base64 text is the value.
+        if not self.amf0 and any(schema.get("contentEncoding") == "base64" for schema in schemas):
             raw = _parse_base64(text)
             if raw is not None:
                 return amf.ByteArray(raw)

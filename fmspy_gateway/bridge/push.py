@@ -6,11 +6,20 @@ reason)``; ``clients(app, room)``; ``rooms(app)``.  Every request carries
 ``Authorization: Bearer <push-token>``; without it the answer is 401 and
 nothing happens.  Parameters are checked against the schemas below before
 anything is done.
+
+What a request may cost is bounded before it is parsed, and every answer is
+JSON-RPC, never an HTML error page or a traceback: the token is checked on
+the headers, before the body is read (:meth:`PushResource.refuse_early`,
+called by the site, ``server/http.py``), the body is at most
+``push-max-body`` bytes (else 413), JSON nested too deeply to parse is a
+-32700, a value the client's AMF cannot carry (an integer beyond a double, a
+"" key) is a -32602 naming the field, and messages quote values only cut
+short (``brief``).
 """
 import hmac
 import json
 import logging
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import jsonschema
 from twisted.internet.defer import maybeDeferred
@@ -18,6 +27,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from ..app.calls import CallFailed
+from ..app.logs import RateLimitedLog
+from ..rtmp.budget import brief, brief_name
 from .mapping import MappingError, amf_to_json, json_to_amf
 
 log = logging.getLogger(__name__)
@@ -26,8 +37,10 @@ PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS = -32700, -32600,
 #: Server errors of this API (JSON-RPC reserves -32000..-32099 for them).
 NOT_FOUND, CLIENT_CALL_FAILED = -32001, -32002
 
-#: Largest request body accepted, in bytes.
+#: Largest request body accepted, in bytes (``[HTTP] push-max-body``).
 MAX_REQUEST_BYTES = 1024 * 1024
+#: Longest ``timeout`` a ``call`` may ask for, in seconds (``[HTTP] push-max-call-timeout``).
+MAX_CALL_TIMEOUT = 300.0
 
 _NAME = {"type": "string"}
 _ARGS = {"type": "array"}
@@ -35,7 +48,7 @@ _ARGS = {"type": "array"}
 METHODS = {
     "broadcast": (("app", "room", "method", "args"),
                   {"app": _NAME, "room": _NAME, "method": {"type": "string", "minLength": 1}, "args": _ARGS}),
-    "call": (("client", "method", "args"),
+    "call": (("client", "method", "args", "timeout"),
              {"client": _NAME, "method": {"type": "string", "minLength": 1}, "args": _ARGS,
               "timeout": {"type": "number", "exclusiveMinimum": 0}}),
     "disconnect": (("client", "reason"), {"client": _NAME, "reason": _NAME}),
@@ -71,23 +84,68 @@ class PushError(Exception):
 
 
 def _first_error(validator, instance) -> str:
-    error = next(iter(sorted(validator.iter_errors(instance), key=lambda e: list(e.path))), None)
-    if error is None:
+    """The first schema violation in one short line, or "".
+
+    Not jsonschema's own message: it embeds the repr of the failing value,
+    which for a request that is not an object is the whole request.
+    """
+    errors = sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.path])
+    if not errors:
         return ""
-    where = ".".join(str(p) for p in error.path)
-    return f"{where}: {error.message}" if where else error.message
+    error = errors[0]
+    where = ".".join(brief_name(p) if isinstance(p, str) else str(p) for p in error.path)
+    text = _explain(error)
+    return f"{where}: {text}" if where else text
+
+
+def _json_type(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "integer" if isinstance(value, int) else "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _explain(error) -> str:
+    keyword, expected, value = error.validator, error.validator_value, error.instance
+    if keyword == "type":
+        wanted = expected if isinstance(expected, str) else " or ".join(expected)
+        return f"must be of type {wanted}, not {_json_type(value)}"
+    if keyword == "const":
+        return f"must be {json.dumps(expected)}, not {brief(value)}"
+    if keyword == "required":
+        missing = [name for name in expected if isinstance(value, dict) and name not in value]
+        return f"{missing[0]!r} is required" if missing else "a required member is missing"
+    if keyword == "additionalProperties":
+        known = error.schema.get("properties", {})
+        extra = [name for name in value if name not in known] if isinstance(value, dict) else []
+        return f"unexpected parameter {brief(extra[0])}" if extra else "unexpected parameters"
+    if keyword == "minLength":
+        return "must not be empty"
+    if keyword == "exclusiveMinimum":
+        return f"must be greater than {expected}"
+    return f"fails {keyword!r}"
+
+
+def _not_json(constant):
+    raise ValueError(f"{constant} is not JSON")
 
 
 class PushAPI:
     """The methods themselves, over the applications and their directory."""
 
-    def __init__(self, applications: Mapping[str, Any]):
+    def __init__(self, applications: Mapping[str, Any], *, max_call_timeout: float = MAX_CALL_TIMEOUT):
         self.applications = applications
+        self.max_call_timeout = max_call_timeout
 
     def _application(self, name):
         app = self.applications.get(name)
         if app is None:
-            raise PushError(NOT_FOUND, f"no application {name!r}")
+            raise PushError(NOT_FOUND, f"no application {brief(name)}")
         return app
 
     def _client(self, client_id):
@@ -95,21 +153,31 @@ class PushAPI:
             client = app.directory.client(client_id)
             if client is not None:
                 return client
-        raise PushError(NOT_FOUND, f"no client {client_id!r}")
+        raise PushError(NOT_FOUND, f"no client {brief(client_id)}")
 
     @staticmethod
-    def _to_amf(args):
+    def _to_amf(args, encoding: int = 0):
+        """``args`` as AMF values ``encoding`` (0: AMF0, 3: AMF3) can carry, or a -32602 naming the field.
+
+        A broadcast reaches clients of both encodings, so it is mapped for
+        AMF0, the narrower one (no "" keys).
+        """
         try:
-            return [json_to_amf(a) for a in args]
+            return [json_to_amf(a, path=f"args[{i}]", encoding=encoding) for i, a in enumerate(args)]
         except MappingError as e:
-            raise PushError(INVALID_PARAMS, f"Invalid params: args: {e}")
+            raise PushError(INVALID_PARAMS, f"Invalid params: {e}")
 
     def broadcast(self, app, room, method, args=()):
         self._application(app)
+        values = self._to_amf(args)     # invalid args are invalid whether or not anyone is in the room
         target = self.applications[app].room(room)
-        return target.broadcast(method, *self._to_amf(args)) if target is not None else 0
+        return target.broadcast(method, *values) if target is not None else 0
 
     def call(self, client, method, args=(), timeout=None):
+        # "not <=" also refuses NaN and infinities; math.isfinite would overflow on a 400-digit integer.
+        if timeout is not None and not timeout <= self.max_call_timeout:
+            raise PushError(INVALID_PARAMS, f"Invalid params: timeout: {brief(timeout)} is more than the "
+                                            f"maximum of {self.max_call_timeout:g} s (push-max-call-timeout)")
         target = self._client(client)
 
         def answered(result):
@@ -125,7 +193,8 @@ class PushAPI:
                                 {"code": error.code, "description": error.description})
             return failure
 
-        return target.call(method, *self._to_amf(args), timeout=timeout).addCallbacks(answered, failed)
+        return target.call(method, *self._to_amf(args, getattr(target, "object_encoding", 0)),
+                           timeout=timeout).addCallbacks(answered, failed)
 
     def disconnect(self, client, reason="disconnected by the backend"):
         self._client(client).disconnect(reason)
@@ -142,32 +211,70 @@ class PushAPI:
 
 
 class PushResource(Resource):
-    """POST /rpc: authenticate, parse, validate, dispatch, answer (JSON-RPC 2.0)."""
+    """POST /rpc: authenticate, parse, validate, dispatch, answer (JSON-RPC 2.0).
+
+    Authentication and the body bound come first, on the headers alone: the
+    site calls :meth:`refuse_early` before it reads a body, so an
+    unauthenticated or oversized upload is answered 401 / 413 at once and
+    never stored.  ``render_POST`` checks both again, for a site without
+    that hook (and for bodies small enough to have arrived with the headers).
+    """
 
     isLeaf = True
 
-    def __init__(self, api: PushAPI, token: str):
+    def __init__(self, api: PushAPI, token: str, *, max_body: int = MAX_REQUEST_BYTES, clock=None):
         super().__init__()
         self.api = api
         self._token = token.encode() if token else None
+        self.max_body = max_body
+        self.limit_log = RateLimitedLog(log, clock, prefix="push API: ")
+
+    # -- before the body --------------------------------------------------------------------
+
+    def refuse_early(self, headers, length: Optional[int]):
+        """The answer (status, headers, body) for a request refused on its headers, or None to read it.
+
+        ``length`` is the declared body length (None: chunked); a length over
+        ``max_body`` is the site's to refuse (413), a missing or wrong token
+        is ours (401).
+        """
+        if self._authorized(headers.getRawHeaders(b"authorization", [b""])[0]):
+            return None
+        if self._token is None:
+            reason = "the push API is off: no [HTTP] push-token"
+        else:
+            reason = "missing or wrong bearer token"
+            self.limit_log.hit("push-token", "refused a request without the right bearer token (HTTP 401)")
+        return 401, [(b"Content-Type", b"application/json"),
+                     (b"WWW-Authenticate", b'Bearer realm="fmspy-gateway push API"')], \
+            json.dumps({"error": reason}).encode()
+
+    def _authorized(self, given) -> bool:
+        if self._token is None:
+            return False
+        return hmac.compare_digest(given.encode() if isinstance(given, str) else given, b"Bearer " + self._token)
+
+    # -- the request ------------------------------------------------------------------------
 
     def render_POST(self, request):
-        if not self._authorized(request):
-            request.setResponseCode(401)
-            request.setHeader(b"www-authenticate", b'Bearer realm="fmspy-gateway push API"')
-            request.setHeader(b"content-type", b"application/json")
-            reason = "missing or wrong bearer token" if self._token else "the push API is off: no [HTTP] push-token"
-            return json.dumps({"error": reason}).encode()
-        body = request.content.read(MAX_REQUEST_BYTES + 1)
+        refusal = self.refuse_early(request.requestHeaders, None)
+        if refusal is None:
+            body = request.content.read(self.max_body + 1)
+            if len(body) > self.max_body:
+                self.limit_log.hit("push-max-body", f"refused a request body larger than {self.max_body} bytes "
+                                                    "(push-max-body, HTTP 413)")
+                refusal = 413, [(b"Content-Type", b"application/json")], json.dumps(
+                    {"error": f"request body larger than {self.max_body} bytes (push-max-body)"}).encode()
+        if refusal is not None:
+            status, headers, payload = refusal
+            request.setResponseCode(status)
+            for name, value in headers:
+                request.setHeader(name, value)
+            return payload
         request.setHeader(b"content-type", b"application/json")
         request_id = None
         try:
-            if len(body) > MAX_REQUEST_BYTES:
-                raise PushError(INVALID_REQUEST, f"request larger than {MAX_REQUEST_BYTES} bytes")
-            try:
-                message = json.loads(body)
-            except ValueError:
-                raise PushError(PARSE_ERROR, "Parse error: the body is not JSON")
+            message = self._parse(body)
             if isinstance(message, dict) and isinstance(message.get("id"), (str, int)):
                 request_id = message["id"]
             problem = _first_error(_REQUEST, message)
@@ -191,17 +298,26 @@ class PushResource(Resource):
         d.addCallback(respond)
         return NOT_DONE_YET
 
-    def _authorized(self, request) -> bool:
-        if self._token is None:
-            return False
-        given = request.getHeader(b"authorization") or b""
-        return hmac.compare_digest(given.encode() if isinstance(given, str) else given, b"Bearer " + self._token)
+    @staticmethod
+    def _parse(body: bytes):
+        """The JSON value of ``body``; -32700 for anything else, however it fails.
+
+        NaN and Infinity are not JSON (Python's parser accepts them); nesting
+        too deep for the parser raises RecursionError, which is no crash
+        either.
+        """
+        try:
+            return json.loads(body, parse_constant=_not_json)
+        except RecursionError:
+            raise PushError(PARSE_ERROR, "Parse error: the body is nested too deeply") from None
+        except ValueError as e:   # JSONDecodeError, UnicodeDecodeError, NaN/Infinity, over 4300 digits
+            raise PushError(PARSE_ERROR, f"Parse error: the body is not JSON ({brief_name(str(e), 80)})") from None
 
     @staticmethod
     def _named_params(message) -> dict:
         method = message["method"]
         if method not in METHODS:
-            raise PushError(METHOD_NOT_FOUND, f"Method not found: {method!r} (known: {', '.join(METHODS)})")
+            raise PushError(METHOD_NOT_FOUND, f"Method not found: {brief(method)} (known: {', '.join(METHODS)})")
         order, _ = METHODS[method]
         params = message.get("params", {})
         if isinstance(params, list):

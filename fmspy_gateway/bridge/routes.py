@@ -111,8 +111,8 @@ def _unresolvable_refs(node: Any, resolver, specification) -> List[str]:
             if key in ("$ref", "$dynamicRef", "$recursiveRef") and isinstance(value, str):
                 try:
                     resolver.lookup(value)
-                except Unresolvable:
-                    bad.append(value)
+                except Exception:  # noqa: BLE001 -- Unresolvable, and referencing's own faults (a draft 3
+                    bad.append(value)  # schema's crawl calls .get on a string): either way, not resolvable
             elif key not in ("enum", "const", "default", "examples"):  # data, not schemas
                 bad += _unresolvable_refs(value, resolver, specification)
     return bad
@@ -144,19 +144,26 @@ class Schema:
             raise ValueError("not UTF-8 text") from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"not JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        except RecursionError:
+            raise ValueError("JSON nested too deeply to read") from None
         if not isinstance(document, dict):
             raise ValueError(f"a {type(document).__name__} where a JSON Schema object was expected")
         dialect = document.get("$schema")
+        if dialect is not None and not isinstance(dialect, str):
+            raise ValueError(f"$schema {_one_line(repr(dialect))} is not a JSON Schema draft jsonschema knows: "
+                             "expected a URI string")
         validator_class = validator_for(document, default=None) if dialect is not None else validator_for(document)
         if validator_class is None:
             raise ValueError(f"$schema {_one_line(repr(dialect))} is not a JSON Schema draft jsonschema knows")
         try:
             validator_class.check_schema(document)
+            specification = specification_with(validator_class.ID_OF(validator_class.META_SCHEMA))
+            resolver = _SPECIFICATIONS.resolver_with_root(specification.create_resource(document))
+            bad = _unresolvable_refs(document, resolver, specification)
         except SchemaError as exc:
             raise ValueError(f"not a valid JSON Schema: {exc.json_path}: {_one_line(exc.message)}") from None
-        specification = specification_with(validator_class.ID_OF(validator_class.META_SCHEMA))
-        resolver = _SPECIFICATIONS.resolver_with_root(specification.create_resource(document))
-        bad = _unresolvable_refs(document, resolver, specification)
+        except RecursionError:
+            raise ValueError("nested too deeply to check as a JSON Schema") from None
         if bad:
             raise ValueError(f"$ref {bad[0]!r} cannot be resolved: expected a reference within this file "
                              "(such as #/$defs/name); other files and URLs are not loaded")
@@ -286,7 +293,8 @@ def gateway_settings(app: ApplicationConfig) -> GatewaySettings:
     get = app._get  # the getters' machinery, with this module's parsers for URLs, seconds and sizes
     known = ("endpoint", "timeout", "routes", "routes-file", "fail-open", "max-concurrent", "max-queued",
              "breaker-threshold", "breaker-reset", "max-response-bytes",
-             "recordDir")   # read by every application (Application.configure_streaming)
+             "recordDir", "record", "recordSuffix", "recordMaxSize",
+             "recordMaxDuration")   # read by every application (Application.configure_streaming)
     for option in app.options:
         if option not in known:
             source = app.option_sources.get(option, app.source)

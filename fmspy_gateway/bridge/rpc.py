@@ -19,14 +19,16 @@ The lean path sends the URL encoded once per endpoint, writes the body at
 once, adds Accept-Encoding to headers built for this request instead of to a
 copy, and its Agent keeps one network endpoint per (scheme, host, port)
 instead of building one per request.  It keeps what treq did for us: no
-cookies, no redirects, gzip decoding, the connection pool.
+cookies, no redirects, the connection pool.  Gzip decoding moved into reading
+the body, for both paths: treq's decoder inflates without bound (and once
+per stacked layer), ours counts ``max_response_bytes`` on decoded bytes.
 
 What counts against the circuit breaker (the backend looks down): connection
-failures ("refused"), timeouts of requests that were sent, HTTP 5xx and bad
-responses.  What proves the backend is alive and resets the count: a
-``result``, a JSON-RPC error object, and any other HTTP status (3xx, 4xx:
-the backend answered, the request or the route is wrong, and opening the
-circuit would not help).  Neutral: cancellations, and refusals that never
+failures ("refused"), timeouts of requests that were sent, HTTP 5xx, bad
+responses and encodings the gateway will not decode ("bad-encoding").  What
+proves the backend is alive and resets the count: a ``result``, a JSON-RPC
+error object, and any other HTTP status (3xx, 4xx: the backend answered, the
+request or the route is wrong, and opening the circuit would not help).  Neutral: cancellations, and refusals that never
 reached the network (queue full, circuit open, timed out while queued).
 """
 import enum
@@ -34,6 +36,7 @@ import itertools
 import json
 import logging
 import math
+import zlib
 from collections import OrderedDict, deque
 from http.cookiejar import CookiePolicy
 from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple
@@ -42,6 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 from hyperlink import EncodedURL
 from treq.client import HTTPClient
 from treq.cookies import IndexableCookieJar
+from treq.response import _Response as _TreqResponse
 from twisted.internet import error as neterror
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
@@ -54,6 +58,8 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
+
+from ..rtmp.budget import brief
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +77,8 @@ class BackendError(Exception):
     Failure's repr: the description reaches end users.
     """
 
-    KINDS = frozenset({"refused", "timeout", "http", "bad-response", "overloaded", "unavailable",
-                       "rpc-error", "cancelled"})
+    KINDS = frozenset({"refused", "timeout", "http", "bad-response", "bad-encoding", "overloaded",
+                       "unavailable", "rpc-error", "cancelled"})
 
     def __init__(self, description: str, kind: str):
         if kind not in self.KINDS:
@@ -110,6 +116,14 @@ class _BadResponse(Exception):
     """Raised inside the response pipeline; becomes a "bad-response" BackendError naming the endpoint."""
 
 
+class _BadEncoding(_BadResponse):
+    """A Content-Encoding the gateway will not decode (stacked, unknown); kind "bad-encoding".
+
+    Its own kind, so that an operator can tell a misconfigured backend (or
+    proxy) compressing twice, or with brotli, from one sending broken JSON.
+    """
+
+
 # -- the circuit breaker ------------------------------------------------------------------------
 
 class BreakerState(enum.Enum):
@@ -133,7 +147,7 @@ def _verdict(outcome) -> Verdict:
         return Verdict.ALIVE
     if isinstance(err, HTTPStatusError):
         return Verdict.FAILED if err.status >= 500 else Verdict.ALIVE
-    if isinstance(err, BackendError) and err.kind in ("refused", "timeout", "bad-response"):
+    if isinstance(err, BackendError) and err.kind in ("refused", "timeout", "bad-response", "bad-encoding"):
         return Verdict.FAILED
     return Verdict.NEUTRAL
 
@@ -322,13 +336,22 @@ class _BoundedBody(Protocol):
     ``treq.content`` buffers whatever the server sends; a backend bug (or a
     hostile one) must not make the gateway hold gigabytes.  The declared
     Content-Length is checked before a byte is read.
+
+    A gzip-encoded body (``gzip=True``) is inflated here, chunk by chunk, with
+    ``max_length`` set to the room left under the limit: the limit counts
+    decoded bytes as they are decoded, so 1.8 KB of gzip that would inflate
+    to 1 GiB costs at most ``limit`` bytes of memory and one zlib call per
+    network chunk.  (Twisted's ``GzipDecoder`` inflates each chunk whole
+    before anyone can count it.)  The wire bytes count against the limit too.
     """
 
-    def __init__(self, length, limit: int):
+    def __init__(self, length, limit: int, gzip: bool = False):
         self._length = length
         self._limit = limit
         self._chunks = []
-        self._size = 0
+        self._size = 0          # decoded bytes kept
+        self._wire = 0          # bytes received, before decoding
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
         self.finished: Optional[Deferred] = Deferred(self._cancel)
 
     def connectionMade(self):
@@ -339,17 +362,34 @@ class _BoundedBody(Protocol):
     def dataReceived(self, data: bytes):
         if self.finished is None:
             return
-        self._size += len(data)
-        if self._size > self._limit:
+        self._wire += len(data)
+        if self._wire > self._limit:
             self._give_up(_BadResponse(f"response is larger than the limit of {self._limit} bytes"))
             return
-        self._chunks.append(data)
+        if self._inflate is not None:
+            room = self._limit - self._size
+            try:
+                # At most room + 1 bytes come out: one more than fits is enough to know.
+                data = self._inflate.decompress(data, room + 1)
+            except zlib.error:
+                self._give_up(_BadResponse("the gzip-encoded body is not valid gzip"))
+                return
+            if len(data) > room:
+                self._give_up(_BadResponse(f"response is larger than the limit of {self._limit} bytes "
+                                           "once decompressed"))
+                return
+        self._size += len(data)
+        if data:
+            self._chunks.append(data)
 
     def connectionLost(self, reason=None):
         if self.finished is None:
             return
         d, self.finished = self.finished, None
         if reason is None or reason.check(ResponseDone, PotentialDataLoss):
+            if self._inflate is not None and self._wire and not self._inflate.eof:
+                d.errback(Failure(_BadResponse("the gzip-encoded body ends before its gzip stream does")))
+                return
             d.callback(b"".join(self._chunks))
         else:
             d.errback(reason)
@@ -357,6 +397,7 @@ class _BoundedBody(Protocol):
     def _give_up(self, exc: Exception):
         d, self.finished = self.finished, None
         self._chunks = []
+        self._inflate = None
         self._hang_up()
         if d is not None:
             d.errback(Failure(exc))
@@ -364,6 +405,7 @@ class _BoundedBody(Protocol):
     def _cancel(self, d):
         self.finished = None
         self._chunks = []
+        self._inflate = None
         self._hang_up()
 
     def _hang_up(self):
@@ -372,11 +414,63 @@ class _BoundedBody(Protocol):
             self.transport.stopProducing()
 
 
+#: Content-Encoding names of gzip (RFC 9110 8.4.1.3: x-gzip is the same); identity is no encoding.
+_GZIP_CODINGS = (b"gzip", b"x-gzip")
+
+
+def _undecoded(response) -> Tuple[Any, bool]:
+    """The response as the network delivered it, and whether its body is gzip-encoded.
+
+    The gateway asks for gzip only and decodes one gzip layer, itself, under
+    the size limit (:class:`_BoundedBody`).  treq's ``post`` wraps the
+    response in one Twisted ``GzipDecoder`` per gzip layer, each inflating
+    without bound, inside its own ``_Response``: those are unwrapped
+    (``original``, documented on both)
+    and the layers they stood for counted back in.  Stacked encodings
+    (``gzip, gzip`` turned 1.8 KB into 1 GiB) and unknown ones are refused
+    with kind "bad-encoding", before a byte of the body is read.
+    """
+    layers = 0
+    while isinstance(response, (GzipDecoder, _TreqResponse)):
+        if isinstance(response, GzipDecoder):
+            layers += 1
+        response = response.original
+    raw = b",".join(response.headers.getRawHeaders(b"Content-Encoding", []))
+    codings = [c.strip().lower() for c in raw.split(b",")]
+    codings = [c for c in codings if c and c != b"identity"] + [b"gzip"] * layers
+    if not codings:
+        return response, False
+    if len(codings) == 1 and codings[0] in _GZIP_CODINGS:
+        return response, True
+    shown = _short_text(b", ".join(codings).decode("latin-1"))
+    if all(c in _GZIP_CODINGS for c in codings):
+        raise _BadEncoding(f"Content-Encoding {shown} is stacked; one gzip layer at most is accepted")
+    raise _BadEncoding(f"unsupported Content-Encoding {shown}; the gateway accepts gzip only")
+
+
+def _short_text(text: str, limit: int = 40) -> str:
+    """A backend-sent header value, quoted and cut: it goes into a client's _error and the log."""
+    return repr(text) if len(text) <= limit else repr(text[:limit - 3] + "...")
+
+
 def _read_body(response, limit: int) -> Deferred:
-    reader = _BoundedBody(response.length, limit)
+    try:
+        response, gzipped = _undecoded(response)
+    except _BadEncoding as e:
+        # Not read at all: close the connection rather than drain a body nobody will decode.
+        response.deliverBody(_Discard())
+        return fail(e)
+    reader = _BoundedBody(response.length, limit, gzipped)
     d = reader.finished
     response.deliverBody(reader)
     return d
+
+
+class _Discard(Protocol):
+    """Takes delivery of a body that will not be read, and hangs up at once."""
+
+    def connectionMade(self):
+        self.transport.stopProducing()
 
 
 # -- one request --------------------------------------------------------------------------------
@@ -494,6 +588,8 @@ def _describe_failure(failure: Failure, name: str) -> BaseException:
     err = failure.value
     if isinstance(err, BackendError):
         return err
+    if isinstance(err, _BadEncoding):
+        return BackendError(f"backend {name} sent a response the gateway cannot decode: {err}", "bad-encoding")
     if isinstance(err, _BadResponse):
         return BackendError(f"backend {name} sent a bad response: {err}", "bad-response")
     if isinstance(err, neterror.DNSLookupError):
@@ -522,7 +618,10 @@ def _is_int(value) -> bool:
 
 
 def _short(value, limit: int = 40) -> str:
-    text = json.dumps(value)
+    """A backend-sent value for a message: a container is named by its size, never dumped whole."""
+    if isinstance(value, (list, dict)):
+        return f"{'an array' if isinstance(value, list) else 'an object'} of {len(value)}"
+    text = json.dumps(value) if not isinstance(value, int) or value.bit_length() < 128 else brief(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -819,33 +918,15 @@ class GatewayHTTPClient(HTTPClient):
     def post_body(self, url: bytes, body: bytes, headers: Headers) -> Deferred:
         """POST ``body`` to ``url`` (already encoded, see :attr:`Endpoint.request_url`).
 
-        Fires with the ``IResponse``, unbuffered; no redirects are followed and
-        no cookies are stored or sent.  Cancelling it aborts the request.
+        Fires with the ``IResponse``, unbuffered and not decoded: the JSON-RPC
+        client inflates a gzip body while it reads it, under its size limit
+        (``_read_body``); no redirects are followed and no cookies are stored
+        or sent.  Cancelling it aborts the request.
         ``headers`` is the caller's to give away: Accept-Encoding is added to
         it rather than to a copy.
         """
         headers.addRawHeader(b"Accept-Encoding", b"gzip")
-        return self.agent.request(b"POST", url, headers, _BytesProducer(body)).addCallback(_gunzipped)
-
-
-def _gunzipped(response):
-    """The response, decoded if it is gzip-encoded.
-
-    What the ``ContentDecoderAgent`` that treq wraps around every request does,
-    without its copy of the request headers.
-    """
-    encodings = response.headers.getRawHeaders(b"Content-Encoding")
-    if not encodings:
-        return response
-    encodings = b",".join(encodings).split(b",")
-    while encodings and encodings[-1].strip() == b"gzip":
-        encodings.pop()
-        response = GzipDecoder(response)
-    if encodings:
-        response.headers.setRawHeaders(b"Content-Encoding", [b",".join(encodings)])
-    else:
-        response.headers.removeHeader(b"Content-Encoding")
-    return response
+        return self.agent.request(b"POST", url, headers, _BytesProducer(body))
 
 
 def make_connection_pool(reactor, *, max_persistent_per_host: int = 32,

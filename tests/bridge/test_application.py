@@ -31,6 +31,7 @@ from fmspy_gateway.bridge.application import GatewayApplication
 from fmspy_gateway.bridge.routes import gateway_settings, load_routes
 from fmspy_gateway.bridge.rpc import BreakerState, JSONRPCClient
 from fmspy_gateway.config import load_config
+from fmspy_gateway.rtmp.amf import ByteArray
 from fmspy_gateway.rtmp.connection import Connection, Role
 from fmspy_gateway.rtmp.events import CommandReceived
 
@@ -59,7 +60,8 @@ down        = down.echo    endpoint=http://down.test/rpc
 PARAMS_SCHEMA = {"type": "array", "prefixItems": [{"type": "integer", "minimum": 1}], "minItems": 1, "maxItems": 1}
 USER_SCHEMA = {"type": "object", "required": ["id", "name"],
                "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
-                              "created": {"type": "string", "format": "date-time"}}}
+                              "created": {"type": "string", "format": "date-time"},
+                              "avatar": {"type": "string", "contentEncoding": "base64"}}}
 
 
 def temporary_folder(case):
@@ -291,6 +293,21 @@ class CallTests(GatewayTestCase):
         self.assertEqual((value["id"], value["name"]), (42, "user 42"))
         self.assertEqual(value["created"], datetime.datetime(2009, 2, 13, 23, 31, 30, 123000))   # the schema says
 
+    def test_a_schema_typed_byte_array_is_base64_text_for_amf0_and_a_byte_array_for_amf3(self):
+        # Issue 8, item 12: AMF0 has no ByteArray; writing one means an AMF3 switch (0x11), which
+        # AMF0-only clients (npm rtmp-client) cannot decode.
+        self.backend.answers["users.get"] = result({"id": 42, "name": "n", "avatar": "iVBORw=="})
+        self.connected()
+        value = self.result_of("getUser", 42)
+        self.assertEqual((type(value["avatar"]), value["avatar"]), (str, "iVBORw=="))
+        amf3 = Line(self.app, self.clock, self.network, "192.0.2.8:40002")
+        amf3.client.send_command("connect", 1, {"app": "shop/lobby", "tcUrl": "rtmp://h/shop/lobby",
+                                                "objectEncoding": 3}, [])
+        amf3.pump()
+        amf3.client.send_command("getUser", 2, None, [42], amf3=True)
+        (reply,) = amf3.pump()
+        self.assertEqual(reply.arguments[0]["avatar"], ByteArray(b"\x89PNG"))
+
     def test_params_are_positional_in_the_order_sent(self):
         self.connected()
         value = self.result_of("echo", 1, "two", [3.5, None], {"four": True})
@@ -496,9 +513,57 @@ class FaultTests(GatewayTestCase):
         self.backend.answers["echo"] = result(deep)
         with self.assertLogs(APP_LOGGER, "WARNING") as logs:
             info = self.error_of("echo")
-        self.assertEqual(info["description"], "The backend returned a result for 'echo' that cannot be sent to "
-                                              "the client.")
+        self.assertTrue(info["description"].startswith(
+            "The backend's result for 'echo' cannot be sent to the client: cannot send a value nested deeper "
+            "than 128 levels to the client (at result[0][0][0][0]..."), info["description"])
         self.assertIn("nested deeper than", "\n".join(logs.output))
+
+    def test_an_argument_expanding_past_the_value_budget_never_reaches_the_mapping_or_the_backend(self):
+        # Issue 8, item 1: ~160 bytes of AMF3 references for 2**22 nodes; mapped as a tree, a 20 s stall.
+        self.connected(objectEncoding=3)
+        tree = []
+        for _ in range(22):
+            tree = [tree, tree]
+        (reply,) = self.call("echo", tree, amf3=True)
+        self.assertEqual(reply.name, "_error")
+        self.assertIn("maxValue", reply.arguments[0]["description"])
+        self.assertEqual(self.backend.calls_to("echo"), [])
+
+    def test_a_result_with_an_empty_key_is_an_error_for_amf0_and_a_result_for_amf3(self):
+        # Issue 8, item 7: {"": 1} cannot be written in AMF0 (it reads as the end of the object).
+        self.backend.answers["echo"] = result({"ok": {"": 1}})
+        self.connected()
+        with self.assertLogs(APP_LOGGER, "WARNING"):
+            info = self.error_of("echo")
+        self.assertEqual(info["description"], "The backend's result for 'echo' cannot be sent to the client: "
+                                              'cannot send an object with an empty key ("") to an AMF0 client: '
+                                              "AMF0 reads it as the end of the object (at result.ok)")
+        amf3 = Line(self.app, self.clock, self.network, "192.0.2.8:40002")
+        amf3.client.send_command("connect", 1, {"app": "shop/lobby", "tcUrl": "rtmp://h/shop/lobby",
+                                                "objectEncoding": 3}, [])
+        amf3.pump()
+        amf3.client.send_command("echo", 2, None, [], amf3=True)
+        (reply,) = amf3.pump()
+        self.assertEqual((reply.name, reply.arguments[0]), ("_result", {"ok": {"": 1}}))
+
+    def test_an_integer_beyond_a_double_is_an_error_naming_it(self):
+        self.backend.answers["echo"] = result({"id": int("9" * 400)})
+        self.connected()
+        for amf3 in (False, True):
+            info = self.error_of("echo", amf3=amf3)
+            self.assertEqual(info["description"], "The backend's result for 'echo' cannot be sent to the client: "
+                                                  "cannot send the integer <int of 1329 bits> to the client: AMF "
+                                                  "numbers are doubles, and this one is beyond their range "
+                                                  "(at result.id)")
+
+    def test_refusals_of_results_are_logged_rate_limited(self):
+        self.backend.answers["echo"] = result({"id": int("9" * 400)})
+        self.connected()
+        with self.assertLogs(APP_LOGGER, "WARNING") as logs:
+            for _ in range(20):
+                self.error_of("echo")
+        self.assertEqual(len(logs.output), 1)
+        self.assertEqual(self.app.result_log.counts["unsendable result"], 20)
 
     def test_refused(self):
         self.connected()

@@ -26,7 +26,7 @@ def dumps(value):
     return json.dumps(value, allow_nan=False, sort_keys=True)
 
 
-def typed(alias, **fields):
+def typed(alias, /, **fields):  # positional-only: hypothesis may well generate a field called "alias"
     obj = TypedObject(alias)
     obj.update(fields)
     return obj
@@ -198,7 +198,7 @@ AMF_ERRORS = [
     ("externalizable", lambda: [ExternalizableClass()],
      f"cannot send a {RED5_ECHO}ExternalizableClass to the backend: it is externalizable"),
     ("dictionary-object-key", lambda: Dictionary([(ASObject(k=1), "v")]),
-     "cannot send an object keyed by a ASObject ({'k': 1}) to the backend: JSON keys are strings (at params)"),
+     "cannot send an object keyed by a ASObject (<ASObject of 1>) to the backend: JSON keys are strings (at params)"),
     ("dictionary-boolean-key", lambda: Dictionary([(True, "v")]), "keyed by a bool"),
     ("dictionary-null-key", lambda: Dictionary([(None, "v")]), "keyed by a NoneType"),
     ("dict-tuple-key", lambda: {(1, 2): "v"}, "keyed by a tuple"),
@@ -434,3 +434,90 @@ def test_property_any_amf_value_maps_to_real_json_or_a_mapping_error(value):
         assert "\n" not in str(exc) and "(at params" in str(exc)
     else:
         assert json.loads(json.dumps(got, allow_nan=False)) == got
+
+
+# -- what the client's encoding cannot carry (issue 8, items 7 and 12) -------------------
+
+HUGE = int("9" * 400)
+
+
+@pytest.mark.parametrize("encoding", [0, 3])
+def test_an_integer_beyond_a_double_is_refused_naming_its_path(encoding):
+    with pytest.raises(MappingError) as raised:
+        json_to_amf({"user": {"id": HUGE}}, path="result", encoding=encoding)
+    message = str(raised.value)
+    assert message.startswith("cannot send the integer <int of 1329 bits> to the client")
+    assert "AMF numbers are doubles" in message and message.endswith("(at result.user.id)")
+    assert len(message) < 200
+    # The largest that fits is sent (as a double), and the encoder takes it.
+    big = int(1.7e308)
+    wire = amf.encode_values([json_to_amf([big, -big], encoding=encoding)], amf3=encoding == 3)
+    assert amf.decode_values(wire, amf3=encoding == 3)[0] == [float(big), float(-big)]
+
+
+def test_an_empty_key_is_refused_for_amf0_and_carried_by_amf3():
+    with pytest.raises(MappingError, match=r'empty key \(""\) to an AMF0 client: AMF0 reads it as the end '
+                                           r'of the object \(at result\[0\]\)'):
+        json_to_amf([{"": 1}], path="result", encoding=0)
+    value = json_to_amf({"": 1, "b": 2}, encoding=3)
+    assert amf.decode_values(amf.encode_values([value], amf3=True), amf3=True)[0] == {"": 1, "b": 2}
+
+
+def test_names_amf0_cannot_write_are_refused():
+    with pytest.raises(MappingError, match="longer than 65535 bytes"):
+        json_to_amf({"k" * 70000: 1}, encoding=0)
+    with pytest.raises(MappingError, match="class alias .* to an AMF0 client"):
+        json_to_amf({"_explicitType": "a" * 70000}, encoding=0)
+    assert json_to_amf({"k" * 70000: 1}, encoding=3) == {"k" * 70000: 1}
+
+
+def test_a_schema_typed_byte_array_stays_base64_for_an_amf0_client():
+    blob = {"type": "string", "contentEncoding": "base64"}
+    assert tagged(json_to_amf("iVBORw==", blob, encoding=3)) == tagged(ByteArray(b"\x89PNG"))
+    assert tagged(json_to_amf("iVBORw==", blob, encoding=0)) == ("str", "iVBORw==")
+    # Dates are AMF0 values: they stay dates.
+    date = {"type": "string", "format": "date-time"}
+    assert json_to_amf("2009-02-13T23:31:30Z", date, encoding=0) == datetime.datetime(2009, 2, 13, 23, 31, 30)
+
+
+JSON_ANY = st.recursive(
+    JSON_LEAVES | st.integers() | st.sampled_from([HUGE, -HUGE, 2 ** 1023, 10 ** 308]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS | st.just(""), inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=JSON_ANY, encoding=st.sampled_from([0, 3]))
+def test_property_any_json_value_is_encodable_for_the_client_or_a_mapping_error(value, encoding):
+    """Issue 8, item 7: a backend result becomes a reply the client's encoding carries, or a clear error."""
+    try:
+        mapped = json_to_amf(value, path="result", encoding=encoding)
+    except MappingError as exc:
+        assert "\n" not in str(exc) and "(at result" in str(exc)
+    else:
+        amf.encode_values(["_result", 2, None, mapped], amf3=encoding == 3)
+
+
+# -- bounded messages and walks (issue 8, item 1) -----------------------------------------
+
+def test_error_messages_cut_what_the_peer_sent():
+    key = "k" * 1_000_000
+    with pytest.raises(MappingError) as raised:
+        amf_to_json({key: [Dictionary([(ASObject({key: 1}), "v")])]})
+    assert len(str(raised.value)) < 300
+    with pytest.raises(MappingError) as raised:
+        json_to_amf({key: [HUGE * 10 ** 100000]})
+    assert len(str(raised.value)) < 300
+
+
+def test_a_value_over_the_budget_is_refused_before_it_is_walked():
+    from fmspy_gateway.rtmp.budget import ValueBudget
+    shared = []
+    for _ in range(60):            # 2**60 nodes as a tree, 61 lists in memory
+        shared = [shared, shared]
+    budget = ValueBudget(max_nodes=1000)
+    with pytest.raises(MappingError, match=r"expands to more than 1000 nodes \(maxValueNodes\) \(at params\)"):
+        amf_to_json(shared, budget=budget)
+    with pytest.raises(MappingError, match=r"more than 1000 nodes .*\(at result\)"):
+        json_to_amf(shared, path="result", budget=budget)
+    assert amf_to_json([[1], [2]], budget=budget) == [[1], [2]]

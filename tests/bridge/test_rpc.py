@@ -11,7 +11,10 @@ any treq-like client is driven) and through the lean path of
 :class:`GatewayHTTPClient` (over treq.testing's ``RequestTraversalAgent``),
 which production uses.
 """
+import gzip
 import json
+import tracemalloc
+import zlib
 
 from treq.client import HTTPClient
 from treq.testing import RequestTraversalAgent, StubTreq
@@ -85,6 +88,13 @@ class Backend(Resource):
 
     def params_seen(self):
         return [json.loads(body)["params"] for _, _, _, _, body in self.seen]
+
+
+def gzip_bomb(megabytes: int) -> bytes:
+    """``megabytes`` MB of zeros, gzip-compressed (about 1000 times smaller)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1024 * 1024)
+    return b"".join(compressor.compress(zeros) for _ in range(megabytes)) + compressor.flush()
 
 
 def constant(body: bytes, status: int = 200, headers=None):
@@ -311,6 +321,61 @@ class ResponseTests(RPCTestCase):
         error = self.backend_failure(self.call(constant(body, headers={"Content-Encoding": "gzip"}),
                                                max_response_bytes=10000), "bad-response")
         self.assertIn("larger than the limit of 10000 bytes", error.description)
+
+    def test_gzip_bomb_is_inflated_no_further_than_the_limit(self):
+        # 64 MB of zeros in 64 KB of gzip: decoded whole (as Twisted's GzipDecoder does) it
+        # would need 64 MB at once; counted as it is decoded, about the limit.
+        body = gzip_bomb(64)
+        tracemalloc.start()
+        try:
+            d = self.call(constant(body, headers={"Content-Encoding": "gzip"}), max_response_bytes=2 * len(body))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        self.assertLess(peak, 16 * len(body))
+        error = self.backend_failure(d, "bad-response")
+        self.assertIn(f"larger than the limit of {2 * len(body)} bytes once decompressed", error.description)
+
+    def test_stacked_encodings_are_refused_before_decoding(self):
+        # gzip of gzip: 1.8 KB that once inflated to 1 GiB.
+        body = gzip.compress(gzip.compress(jsonrpc_reply({"id": 1}, result="ok")))
+        for header in ("gzip, gzip", "gzip,x-gzip"):
+            error = self.backend_failure(self.call(constant(body, headers={"Content-Encoding": header})),
+                                         "bad-encoding")
+            self.assertIn("is stacked; one gzip layer at most is accepted", error.description)
+            self.assertIn(f"backend {URL} sent a response the gateway cannot decode", error.description)
+
+    def test_unknown_encodings_are_refused(self):
+        for header in ("br", "deflate", "gzip, br", "x" * 500):
+            error = self.backend_failure(self.call(constant(b"{}", headers={"Content-Encoding": header})),
+                                         "bad-encoding")
+            self.assertIn("unsupported Content-Encoding", error.description)
+            self.assertLess(len(error.description), 200)
+
+    def test_gzip_identity_and_their_spellings_are_decoded(self):
+        reply = jsonrpc_reply({"id": 1}, result="ok")
+        for header, body in (("gzip", gzip.compress(reply)), ("GZIP", gzip.compress(reply)),
+                             ("x-gzip", gzip.compress(reply)), ("identity", reply), ("identity, gzip",
+                                                                                     gzip.compress(reply))):
+            self.assertEqual(self.successResultOf(self.call(constant(body, headers={"Content-Encoding": header}))),
+                             "ok", header)
+
+    def test_decoded_size_exactly_at_the_limit_is_fine(self):
+        reply = jsonrpc_reply({"id": 1}, result="x" * 500)
+        body = gzip.compress(reply)
+        answer = constant(body, headers={"Content-Encoding": "gzip"})
+        self.assertEqual(self.successResultOf(self.call(answer, max_response_bytes=len(reply))), "x" * 500)
+        error = self.backend_failure(self.call(answer, max_response_bytes=len(reply) - 1), "bad-response")
+        self.assertIn("once decompressed", error.description)
+
+    def test_broken_and_truncated_gzip_are_bad_responses(self):
+        body = gzip.compress(jsonrpc_reply({"id": 1}, result="x" * 500))
+        error = self.backend_failure(self.call(constant(b"not gzip at all", headers={"Content-Encoding": "gzip"})),
+                                     "bad-response")
+        self.assertIn("not valid gzip", error.description)
+        error = self.backend_failure(self.call(constant(body[:len(body) // 2], headers={"Content-Encoding": "gzip"})),
+                                     "bad-response")
+        self.assertIn("ends before its gzip stream does", error.description)
 
     def test_connection_closed_without_an_answer(self):
         def hang_up(message, request):

@@ -5,16 +5,20 @@ The backend is a ``twisted.web`` Site in this process, on a port the OS picks.
 Its answer depends on the JSON-RPC method: ``ok`` answers, ``http500`` /
 ``http404`` answer with that status, ``notjson`` with "<html>", ``wrongid``
 with someone else's id, ``hang`` never answers, ``big`` and ``bigchunked``
-send more than ``max-response-bytes``.  Two gateway applications share it:
+send more than ``max-response-bytes``, ``gzipbomb`` sends 128 KB of gzip that
+inflates to 128 MB and ``gzipgzip`` the same gzipped twice, ``emptykey``
+and ``bigint`` results that AMF0, or any AMF, cannot carry.  Two gateway applications share it:
 ``faults`` (small timeout, circuit opening after 3 failures) and ``healthy``
 (another path, so another endpoint, that always works).  The tests check the
 text of the errors, never the clock.
 """
+import gzip
 import json
 import os
 import shutil
 import socket
 import tempfile
+import zlib
 
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
@@ -27,8 +31,37 @@ from fmspy_gateway.app.calls import CallFailed
 from fmspy_gateway.server.client import connect_client
 
 from ..sites import TrackingSite
+from .bystander import MAX_GROWTH, Bystander, resident_bytes
 
 MAX_RESPONSE_BYTES = 64 * 1024
+#: The bombs application's limit: above the bomb's compressed size, far below its decoded size.
+BOMBS_MAX_RESPONSE_BYTES = 512 * 1024
+_BOMB = []
+
+
+def peak_memory() -> int:
+    """VmHWM: the most resident memory this process (the gateway runs in it) has held."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def reset_peak_memory() -> int:
+    """Start VmHWM again from the current resident size (Linux: "5" to clear_refs); returns that size."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return resident_bytes()
+
+
+def gzip_bomb() -> bytes:
+    """128 MB of zeros in about 128 KB of gzip (made once: compressing costs a few tenths of a second)."""
+    if not _BOMB:
+        compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        zeros = bytes(1024 * 1024)
+        _BOMB.append(b"".join(compressor.compress(zeros) for _ in range(128)) + compressor.flush())
+    return _BOMB[0]
 
 
 def answer(message, **fields):
@@ -75,6 +108,13 @@ class FaultBackend(Resource):
             return b""
         if method == "error":
             return answer(message, error={"code": 1001, "message": "the backend says no", "data": {"a": 1}})
+        if method in ("gzipbomb", "gzipgzip"):
+            request.setHeader("Content-Encoding", "gzip" if method == "gzipbomb" else "gzip, gzip")
+            return gzip_bomb() if method == "gzipbomb" else gzip.compress(gzip_bomb())
+        if method == "emptykey":
+            return answer(message, result={"ok": {"": 1}})
+        if method == "bigint":
+            return answer(message, result={"id": int("9" * 400)})
         return answer(message, result={"method": method, "params": message.get("params")})
 
     def drop_open_requests(self):
@@ -115,6 +155,8 @@ refused  = ok     endpoint={self.refused_url}
 *        = *
 [healthy]
 *        = *
+[bombs]
+*        = *
 """)
         config = os.path.join(folder, "fmspy.cfg")
         with open(config, "w") as f:
@@ -135,6 +177,16 @@ enabled = yes
 name = healthy
 endpoint = http://127.0.0.1:{port}/healthy
 timeout = 5
+[GatewayApplication:bombs]
+enabled = yes
+name = bombs
+endpoint = {self.faults_url}
+timeout = 5
+breaker-threshold = 1000
+max-response-bytes = {BOMBS_MAX_RESPONSE_BYTES}
+[EchoApplication]
+enabled = yes
+name = echotest
 """)
         options = tap.Options()
         options.parseOptions(["--config", config])
@@ -251,3 +303,53 @@ timeout = 5
         # Nor is another endpoint of the same application (refused, but its own circuit is closed).
         description = yield self.failure_of(amf3, "refused")
         self.assertIn("refused the connection", description)
+
+
+class GatewayHostileBackendTests(TestCase):
+    """Issue 8, items 5 and 7: answers that would cost the gateway memory, or that no client could decode.
+
+    The same gateway and backend as GatewayFaultTests; the ``bombs``
+    application reads answers up to BOMBS_MAX_RESPONSE_BYTES, so that a bomb's
+    compressed size passes the Content-Length check and only its decoded
+    size can stop it.
+    """
+
+    setUp = GatewayFaultTests.setUp
+    connect = GatewayFaultTests.connect
+    failure_of = GatewayFaultTests.failure_of
+
+    @inlineCallbacks
+    def test_a_gzip_bomb_is_cut_at_the_limit_while_a_bystander_is_served(self):
+        gzip_bomb()                     # made before the bystander measures memory
+        bystander = Bystander(f"rtmp://127.0.0.1:{self.rtmp_port}/echotest")
+        yield bystander.start()
+        # The peak, not only what is left at the end: an inflated bomb is freed as soon as it is refused.
+        peak_before = reset_peak_memory()
+        client = yield self.connect("bombs", encoding=3)
+        served = bystander.answered
+        stacked = []
+        for _ in range(200):            # until the bystander has been answered 5 times during the attack
+            description = yield self.failure_of(client, "gzipbomb")
+            self.assertIn(f"response is larger than the limit of {BOMBS_MAX_RESPONSE_BYTES} bytes", description)
+            stacked.append((yield self.failure_of(client, "gzipgzip")))
+            if bystander.answered >= served + 5:
+                break
+        # Memory first: what the bombs would have cost, had they been inflated before being counted.
+        growth = peak_memory() - peak_before
+        self.assertLess(growth, MAX_GROWTH, f"the gateway's peak memory grew by {growth} bytes")
+        yield bystander.finish(self, min_answered=served + 5)
+        self.assertIn("once decompressed", description)
+        self.assertIn("Content-Encoding 'gzip, gzip' is stacked; one gzip layer at most is accepted", stacked[0])
+
+    @inlineCallbacks
+    def test_results_the_client_cannot_decode_are_errors_naming_why(self):
+        amf0 = yield self.connect("bombs", encoding=0)
+        amf3 = yield self.connect("bombs", encoding=3)
+        description = yield self.failure_of(amf0, "emptykey")
+        self.assertEqual(description, "The backend's result for 'emptykey' cannot be sent to the client: cannot send "
+                                      'an object with an empty key ("") to an AMF0 client: AMF0 reads it as the end '
+                                      "of the object (at result.ok)")
+        self.assertEqual((yield amf3.call("emptykey")), {"ok": {"": 1}})
+        for client in (amf0, amf3):
+            description = yield self.failure_of(client, "bigint")
+            self.assertIn("cannot send the integer <int of 1329 bits> to the client", description)
