@@ -3,8 +3,8 @@ bitrate and server memory, against nginx-rtmp on the same load when it is instal
 
 What it measures
     A 2 Mbit/s H.264/AAC FLV is generated once per run with ffmpeg from lavfi
-    (testsrc2 1280x720 25 fps, libx264 ``-b:v 1900k -maxrate 2M -bufsize 2M
-    -g 50``, AAC 128k stereo) in a temporary directory.  Then, for each player
+    (testsrc2 1280x720 25 fps, libx264 ``-pix_fmt yuv420p -b:v 1900k -maxrate
+    2M -bufsize 2M -g 50``, AAC 128k stereo) in a temporary directory.  Then, for each player
     count (``--players``, 100 and 400) and each server (ours, then nginx-rtmp):
 
       * the server starts: ours as a child process built the way

@@ -7,11 +7,14 @@ return a Deferred; one that raises or fails is logged, and the client gets
 the proper error, never the server going down.
 """
 import os
+import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, List, Mapping, Optional
 
+from ..config import ConfigError, _parse_buffer_size
+from ..rtmp.budget import brief_name
 from .live import LiveStreams
-from .recording import safe_stream_path
+from .recording import RECORD_CHOICES, RecordPolicy, check_record_suffix, safe_stream_path
 from .rooms import DEFAULT_ROOM, LocalDirectory, Room
 
 
@@ -89,6 +92,62 @@ class Services:
     rtmp: Any = None
 
 
+def check_record_dir(path: str, option: str) -> None:
+    """Create ``path`` if missing and prove a file can be written there; else a one-line ConfigError.
+
+    Checked at start, not at the first ``publish(name, "record")``: a
+    recording that cannot be written would otherwise be found out by a
+    publisher hours later, and a startup traceback says nothing about the
+    option.  Writing a file is the only test that holds for root, read-only
+    mounts and network file systems alike (``os.access`` does not).
+    """
+    fix = "create a writable directory there, or leave recordDir empty to disable recording"
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{option}: {path} is not a directory; {fix}", option="recordDir")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{option}: cannot create {path} ({e.strerror or e}); {fix}", option="recordDir")
+    try:
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as e:
+        raise ConfigError(f"{option}: cannot write in {path} ({e.strerror or e}); {fix}", option="recordDir")
+
+
+def _parse_record(text: str) -> str:
+    if text.lower() not in RECORD_CHOICES:
+        raise ValueError(text)
+    return text.lower()
+
+
+def _parse_limit_size(text: str) -> int:
+    return 0 if text == "0" else _parse_buffer_size(text)
+
+
+def _parse_limit_seconds(text: str) -> float:
+    seconds = float(text)
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(text)
+    return seconds
+
+
+def record_policy(section, record_dir: Optional[str]) -> RecordPolicy:
+    """The section's ``record*`` options, each checked at start with a one-line ``ConfigError``."""
+    get = section._get   # the getters' machinery (file, section and option in the message)
+    policy = RecordPolicy(
+        kind=get("record", "off", _parse_record, "one of off, all, audio, video"),
+        suffix=get("recordSuffix", "", check_record_suffix,
+                   "a strftime pattern giving only letters, digits, '_', '.' and '-', such as -%Y%m%d-%H%M%S"),
+        max_size=get("recordMaxSize", 0, _parse_limit_size, "0 (no limit) or a byte count such as 64K or 100M"),
+        max_duration=get("recordMaxDuration", 0.0, _parse_limit_seconds, "0 (no limit) or seconds, such as 3600"))
+    if policy.kind != "off" and not record_dir:
+        source = section.option_sources.get("record", section.source)
+        raise ConfigError(f"{source}: [{section.section}] record = {policy.kind} needs recordDir: set recordDir "
+                          "to the directory recordings go to, or record = off", file=source,
+                          section=section.section, option="record")
+    return policy
+
+
 class Application:
     """Base class of applications; subclasses add ``@remote`` methods and override hooks.
 
@@ -114,6 +173,8 @@ class Application:
         self.live = LiveStreams()
         #: Where ``publish(name, "record")`` writes and recorded streams play from; None: no recording.
         self.record_dir: Optional[str] = None
+        #: ``record``, ``recordSuffix``, ``recordMaxSize``, ``recordMaxDuration`` (needs ``record_dir``).
+        self.record_policy = RecordPolicy()
 
     def configure_streaming(self, section, services: Services) -> None:
         """Streaming limits from [RTMP] and the section's ``recordDir`` (relative to its fmspy.cfg)."""
@@ -125,7 +186,9 @@ class Application:
             source = section.option_sources.get("recordDir", section.source) if hasattr(
                 section, "option_sources") else section.source
             self.record_dir = os.path.join(os.path.dirname(os.path.abspath(source)), record_dir)
-            os.makedirs(self.record_dir, exist_ok=True)
+            check_record_dir(self.record_dir, f"{source}: [{section.section}] recordDir = {record_dir}")
+        if hasattr(section, "_get"):
+            self.record_policy = record_policy(section, self.record_dir)
 
     def record_path(self, name: str) -> Optional[str]:
         """The file a stream name records to and plays from, or None when that cannot be."""
@@ -202,7 +265,7 @@ class Application:
         """
         method = self.find_method(name)
         if method is None:
-            raise CallError(f"Method '{name}' not found.")
+            raise CallError(f"Method '{brief_name(name)}' not found.")
         return method(client, *args)
 
     def find_method(self, name: Optional[str]) -> Optional[Callable]:

@@ -39,11 +39,21 @@ class MediaMessage:
 
 
 class Player:
-    """One NetStream playing a live stream."""
+    """One NetStream playing a live stream.
 
-    __slots__ = ("session", "stream_id", "base", "need_keyframe", "paused", "audio", "video", "live")
+    ``duration_ms`` is play's third argument: FMS plays a live stream "for
+    that many seconds after it becomes available", so it counts the media
+    this player was sent (its own time line, from the keyframe it started
+    at, across republishes), not the wall clock it waited.  When a message
+    would take it past the duration the player ends: it is sent nothing
+    more and ``on_end`` is called at the next flush (not in the middle of
+    the fan-out loop that noticed).  0 plays the first frame only.
+    """
 
-    def __init__(self, session, stream_id: int):
+    __slots__ = ("session", "stream_id", "base", "need_keyframe", "paused", "audio", "video", "live",
+                 "duration_ms", "played_ms", "last_ms", "ended", "on_end")
+
+    def __init__(self, session, stream_id: int, duration_ms: Optional[int] = None):
         self.session = session
         self.stream_id = stream_id
         #: Publisher timestamp that is this player's 0; set by the first message sent.
@@ -54,6 +64,14 @@ class Player:
         self.audio = True
         self.video = True
         self.live = None
+        self.duration_ms = duration_ms
+        #: ms played under earlier publishers (each republish restarts the time line at 0).
+        self.played_ms = 0
+        #: The time line's position: the rebased timestamp last sent.
+        self.last_ms = 0
+        self.ended = False
+        #: Called (no arguments) once the duration is reached; None: the player just leaves its stream.
+        self.on_end = None
 
     def status(self, code: str, description: str, level: str = "status", **extra):
         self.session.peer.connection.send_command(
@@ -64,7 +82,7 @@ class Player:
 
     def deliver(self, message: MediaMessage, force: bool = False) -> bool:
         """Send one message if this player can take it now; returns whether it was sent."""
-        if self.paused:
+        if self.paused or self.ended:
             return False
         if message.type_id == VIDEO:
             if not self.video:
@@ -82,6 +100,12 @@ class Player:
             # Before this player's 0 (sequence headers, audio interleaved just ahead of the
             # keyframe it started at): 0, not 49 days later.
             timestamp = 0
+        if self.duration_ms is not None and self.played_ms + timestamp > self.duration_ms:
+            self.ended = True
+            if self.live is not None:
+                self.live.registry.ended.append(self)
+            return False
+        self.last_ms = timestamp
         self.session.peer.connection.send_media(message.type_id, self.stream_id, timestamp,
                                                 message.payload, message.shared)
         return True
@@ -105,13 +129,18 @@ class LiveStream:
         self._gop_bytes = 0
         #: Listeners of each published message (the recorder).
         self.taps = []
+        #: When the current publisher started (epoch seconds) and the media bytes it sent, for the status API.
+        self.published_at: Optional[float] = None
+        self.bytes_in = 0
 
     # -- the publisher's side --------------------------------------------------------
 
     def start(self, publisher):
         self.publisher = publisher
+        self.published_at, self.bytes_in = time.time(), 0
         for player in self.players:
             player.need_keyframe, player.base = True, None
+            player.played_ms, player.last_ms = player.played_ms + player.last_ms, 0
             self._begin(player, "NetStream.Play.PublishNotify", f"{self.name} is now published.")
         self.registry.touch(self.players)
 
@@ -122,6 +151,7 @@ class LiveStream:
         self.registry.touch(self.players)
 
     def publish(self, type_id: int, timestamp: int, payload: bytes):
+        self.bytes_in += len(payload)
         if type_id == VIDEO and is_video_info_frame(payload):
             return
         if is_sequence_header(type_id, payload):
@@ -236,6 +266,8 @@ class LiveStreams:
         self.dirty = set()
         #: Sessions whose transport asked us to pause writing, and since when.
         self.blocked: Dict[object, float] = {}
+        #: Players whose play duration ran out during the current read; ended at the next flush.
+        self.ended: List[Player] = []
 
     def block(self, session):
         self.blocked.setdefault(session, self._now())
@@ -270,6 +302,12 @@ class LiveStreams:
             self.dirty.add(player.session)
 
     def flush(self):
+        ended, self.ended = self.ended, []
+        for player in ended:
+            if player.on_end is not None:
+                player.on_end()
+            elif player.live is not None:
+                player.live.remove_player(player)
         dirty, self.dirty = self.dirty, set()
         for session in dirty:
             if not session.closed:

@@ -21,7 +21,9 @@ import copy
 import os
 import re
 import struct
+import time
 from bisect import bisect_right
+from dataclasses import dataclass
 from typing import Iterator, List, Mapping, Optional
 
 from ..rtmp import flv
@@ -55,6 +57,68 @@ def safe_stream_path(directory: str, name) -> Optional[str]:
     if os.path.commonpath([root, path]) != root or path == root:
         return None
     return path
+
+
+#: What ``record`` may say, and the message types each records (nginx-rtmp's ``record`` values).
+RECORD_CHOICES = {"off": (), "all": (AUDIO, VIDEO), "audio": (AUDIO,), "video": (VIDEO,)}
+#: What a formatted ``recordSuffix`` may contain: what a stream name may (see ``safe_stream_path``).
+_SUFFIX = re.compile(r"[A-Za-z0-9_.-]*")
+
+
+def check_record_suffix(pattern: str) -> str:
+    """``pattern`` if it formats (strftime) to characters a recording's name may hold; else ValueError.
+
+    Checked at start with two sample times, so that no publish finds out later
+    that ``%T`` puts colons in a file name or ``%c`` spaces.
+    """
+    for sample in (0.0, 1e9 + 0.5):
+        text = time.strftime(pattern, time.gmtime(sample))
+        if _SUFFIX.fullmatch(text) is None or ".." in text or len(text) > 64:
+            raise ValueError(pattern)
+    return pattern
+
+
+@dataclass(frozen=True)
+class RecordPolicy:
+    """An application's ``record`` options: every publish recorded, as nginx-rtmp's ``record`` does.
+
+    ffmpeg and OBS always publish "live", so without this only a client that
+    asks for ``publish(name, "record")`` could be recorded.  With ``kind``
+    other than "off", each live publish of ``name`` is also written to
+    ``<recordDir>/<name><suffix>.flv``; the suffix is a strftime pattern in
+    local time (``-%Y%m%d-%H%M%S`` keeps one file per publish; without one,
+    each publish replaces the last, as nginx-rtmp's default does).  The
+    limits bound any recording of the application, asked for or not: past
+    ``max_size`` bytes or ``max_duration`` seconds of the file (what an
+    appended file held before counts) it is closed and the stream goes on
+    live, unrecorded.  0 means no limit.
+    """
+
+    #: "off", "all", "audio" or "video" (``record``).
+    kind: str = "off"
+    #: strftime pattern appended to the stream name (``recordSuffix``).
+    suffix: str = ""
+    #: Bytes of one recording file; 0: no limit (``recordMaxSize``).
+    max_size: int = 0
+    #: Seconds of one recording file; 0: no limit (``recordMaxDuration``).
+    max_duration: float = 0.0
+
+    @property
+    def types(self):
+        """The message types recorded automatically (none when off)."""
+        return RECORD_CHOICES[self.kind]
+
+    def file_name(self, name: str, when: float) -> str:
+        """The recording's stream name for a publish of ``name`` starting at ``when`` (epoch seconds)."""
+        return name + time.strftime(self.suffix, time.localtime(when)) if self.suffix else name
+
+    def over(self, recorder: "Recorder") -> Optional[str]:
+        """The option whose limit ``recorder`` has reached (for the log), or None."""
+        if self.max_size and recorder.size >= self.max_size:
+            return f"recordMaxSize ({self.max_size} bytes)"
+        if self.max_duration and recorder.duration_ms >= self.max_duration * 1000:
+            return f"recordMaxDuration ({self.max_duration:g} s)"
+        return None
 
 
 def _duration_value_offset(body: bytes) -> Optional[int]:
@@ -101,7 +165,8 @@ class Recorder:
     interleave garbage.
     """
 
-    def __init__(self, path: str, mode: str = "record", *, buffer_size: int = 64 * 1024):
+    def __init__(self, path: str, mode: str = "record", *, buffer_size: int = 64 * 1024,
+                 has_audio: bool = True, has_video: bool = True):
         if buffer_size < 4096:
             raise ValueError("buffer_size below 4096 defeats buffering; use flush()")
         if mode not in ("record", "append"):
@@ -113,6 +178,8 @@ class Recorder:
         self._last = None              # largest file timestamp in the file
         self._duration_at = None       # file offset of the first onMetaData's duration double
         self._seen_keyframe = False
+        #: Bytes in the file (buffered ones included): what ``recordMaxSize`` bounds.
+        self.size = 0
         if mode == "append":
             fd = _open(path, os.O_RDWR | os.O_CREAT)
             self._file = os.fdopen(fd, "r+b", buffering=buffer_size)
@@ -128,13 +195,17 @@ class Recorder:
                 pass
             fd = _open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
             self._file = os.fdopen(fd, "wb", buffering=buffer_size)
-            self._file.write(flv.flv_header())
+            header = flv.flv_header(has_audio, has_video)
+            self._file.write(header)
+            self.size = len(header)
 
     def _resume(self):
         f = self._file
         size = f.seek(0, 2)
         if size == 0:
-            f.write(flv.flv_header())
+            header = flv.flv_header()
+            f.write(header)
+            self.size = len(header)
             return
         f.seek(0)
         end = flv.read_header(f).data_offset + 4      # ValueError: not FLV, refused
@@ -149,6 +220,7 @@ class Recorder:
                     self._duration_at = tag.offset + flv.TAG_HEADER_SIZE + value_at
         f.truncate(end)
         f.seek(end)
+        self.size = end
         if self._last is not None:
             self._offset = self._last + 1
 
@@ -210,6 +282,7 @@ class Recorder:
         self._file.write(header)
         self._file.write(body)
         self._file.write(flv.previous_tag_size(len(body)))
+        self.size += flv.TAG_HEADER_SIZE + len(body) + 4
         self._last = timestamp if self._last is None else max(self._last, timestamp)
 
     def flush(self) -> None:

@@ -6,17 +6,21 @@ command gets the replies and onStatus codes Flash clients, ffmpeg and OBS
 wait for; publish and play pass through the application's hooks first.
 """
 import logging
+import math
 import os
+import time
 from typing import Dict, Optional
 
 from twisted.internet.defer import maybeDeferred
 
+from ..rtmp.budget import brief, brief_name
 from ..rtmp.events import CommandReceived, DataReceived, MediaReceived
+from ..rtmp.flv import is_video_keyframe
 from ..rtmp.messages import UserControl
 from .application import StreamRejected
-from .live import LiveStream, Player
-from .logs import log_failure
-from .recording import RecordedStream, Recorder
+from .live import AUDIO, VIDEO, LiveStream, Player
+from .logs import RateLimitedLog, log_failure
+from .recording import RECORD_CHOICES, RecordedStream, Recorder
 from .replies import error, status
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,11 @@ VOD_LEAD_MS = 1000
 VOD_TICK = 0.1
 
 
+def _is_finite(value) -> bool:
+    """A number a time can be made of: not a bool, not NaN, not infinite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def split_stream_name(name) -> tuple:
     """'cam1?key=abc' -> ('cam1', 'key=abc'): the query is for hooks, not part of the name."""
     name = name if isinstance(name, str) else ""
@@ -39,13 +48,15 @@ def split_stream_name(name) -> tuple:
 class NetStream:
     """One stream id of a connection and what it is doing."""
 
-    __slots__ = ("stream_id", "live", "player", "recorder", "vod", "name")
+    __slots__ = ("stream_id", "live", "player", "recorder", "record_kind", "vod", "name")
 
     def __init__(self, stream_id: int):
         self.stream_id = stream_id
         self.live: Optional[LiveStream] = None    # the stream this NetStream publishes
         self.player: Optional[Player] = None      # set while it plays a live stream
         self.recorder: Optional[Recorder] = None
+        #: Why it records: "record"/"append" (the publisher asked) or the application's ``record`` option.
+        self.record_kind: Optional[str] = None
         self.vod: Optional["RecordedPlayback"] = None
         self.name = None
 
@@ -60,6 +71,8 @@ class StreamCommands:
         self.clock = clock
         self._next_stream_id = 1
         self._streams: Dict[int, NetStream] = {}
+        #: Media that no publishing stream takes (its count per kind in ``counts``), one log line per interval.
+        self.dropped = RateLimitedLog(log, clock, prefix=f"{session.peer.address}: ")
 
     @property
     def application(self):
@@ -119,8 +132,10 @@ class StreamCommands:
         for stream in list(self._streams.values()):
             self._stop(stream, "disconnect", quiet=True)
         self._streams.clear()
+        self.dropped.close()
 
     def _stop(self, stream: NetStream, why: str, quiet: bool = False):
+        playing = stream.player is not None or (stream.vod is not None and not stream.vod.finished)
         if stream.live is not None:
             self._unpublish(stream, quiet)
         if stream.player is not None:
@@ -129,6 +144,18 @@ class StreamCommands:
         if stream.vod is not None:
             stream.vod.stop()
             stream.vod = None
+        if playing and why in ("deleteStream", "closeStream"):
+            self._play_stopped(stream)
+
+    def _play_stopped(self, stream: NetStream):
+        """Tell a player its stream is over, as nginx-rtmp and FMS do: StreamEOF, then NetStream.Play.Stop.
+
+        librtmp (rtmpdump, GStreamer's ``rtmpsrc``) sends deleteStream and
+        reads on until the server says the stream ended; without this it
+        waited for the next ping (``pingInterval``, 60 s) before it stopped.
+        """
+        self.connection.send_user_control(UserControl.STREAM_EOF, stream.stream_id)
+        self._status(stream.stream_id, "NetStream.Play.Stop", f"Stopped playing {stream.name}.")
 
     # -- publishing -------------------------------------------------------------------------
 
@@ -138,7 +165,7 @@ class StreamCommands:
     def fc_publish(self, command):
         self._reply(command)
         name = self._argument(command, 0, "")
-        self.connection.send_command("onFCPublish", 0, None, [status("NetStream.Publish.Start", f"FCPublish to {name}")])
+        self.connection.send_command("onFCPublish", 0, None, [status("NetStream.Publish.Start", f"FCPublish to {brief_name(name)}")])
 
     def fc_unpublish(self, command):
         self._reply(command)
@@ -146,7 +173,7 @@ class StreamCommands:
         for stream in self._streams.values():
             if stream.live is not None and stream.name == name:
                 self._unpublish(stream)
-        self.connection.send_command("onFCUnpublish", 0, None, [status("NetStream.Unpublish.Success", name)])
+        self.connection.send_command("onFCUnpublish", 0, None, [status("NetStream.Unpublish.Success", brief_name(name))])
 
     def publish(self, command):
         stream = self._streams.get(command.stream_id)
@@ -159,7 +186,7 @@ class StreamCommands:
                          "error")
             return
         if not name or len(name) > MAX_STREAM_NAME:
-            self._status(stream.stream_id, "NetStream.Publish.BadName", f"Invalid stream name {raw!r}.", "error")
+            self._status(stream.stream_id, "NetStream.Publish.BadName", f"Invalid stream name {brief(raw)}.", "error")
             return
         d = maybeDeferred(self.application.on_publish, self.session.client, name, mode, query)
         d.addCallbacks(self._publish_allowed, self._publish_refused, (stream, name, mode), None, (stream, name))
@@ -178,6 +205,7 @@ class StreamCommands:
             return
         if stream.live is not None or stream.player is not None:
             self._stop(stream, "publish")
+        stream.record_kind = None
         if mode in ("record", "append"):
             path = self.application.record_path(name)
             if path is None:
@@ -192,24 +220,65 @@ class StreamCommands:
                 self._status(stream.stream_id, "NetStream.Record.Failed", f"Cannot record {name}.", "error")
                 self.application.live.forget_if_idle(live)
                 return
+            stream.record_kind = mode
             live.taps.append(lambda message: self._record(stream, message))
+        elif self.application.record_policy.kind != "off":
+            self._record_automatically(stream, live, name)
         stream.live, stream.name = live, name
         live.start(self)
         self.connection.send_user_control(UserControl.STREAM_BEGIN, stream.stream_id)
         self._status(stream.stream_id, "NetStream.Publish.Start", f"{name} is now published.")
-        if stream.recorder is not None:
+        if stream.recorder is not None and stream.record_kind in ("record", "append"):
             self._status(stream.stream_id, "NetStream.Record.Start", f"Recording {name}.")
         log.info("client %s publishes %s/%s (%s)", self.session.client.id, self.application.name, name, mode)
 
+    def _record_automatically(self, stream: NetStream, live: LiveStream, name: str):
+        """The application's ``record`` option: a live publish is recorded too, unasked.
+
+        The publisher did not ask, so nothing about it reaches the publisher:
+        a name that cannot be a file, or a file that cannot be opened, is
+        logged and the stream goes on live (ffmpeg stops at an error status).
+        """
+        policy = self.application.record_policy
+        now = self.clock.seconds() if self.clock is not None else time.time()
+        path = self.application.record_path(policy.file_name(name, now))
+        if path is None:
+            log.warning("%s: %r is not recorded (record = %s): not a valid file name", self.application.name,
+                        name, policy.kind)
+            return
+        kinds = policy.types
+        try:
+            stream.recorder = Recorder(path, "record", has_audio=AUDIO in kinds, has_video=VIDEO in kinds)
+        except (OSError, ValueError) as e:
+            log.warning("%s: cannot record to %s: %s", self.application.name, path, e)
+            return
+        stream.record_kind = policy.kind
+        live.taps.append(lambda message: self._record(stream, message))
+        log.info("%s: recording %s to %s (record = %s)", self.application.name, name, path, policy.kind)
+
     def _record(self, stream: NetStream, message):
+        kinds = RECORD_CHOICES.get(stream.record_kind)
+        if kinds and message.type_id not in kinds:
+            return
         try:
             stream.recorder.write(message.type_id, message.timestamp, message.payload)
+            limit = self.application.record_policy.over(stream.recorder)
+            if limit is not None:
+                # A limit ends the recording, not the live stream.
+                log.warning("%s: recording of %s stopped at %s: limit hit: %s", self.application.name,
+                            stream.name, stream.recorder.path, limit)
+                stream.live.taps.clear()
+                self._close_recorder(stream)
+                if stream.record_kind in ("record", "append"):
+                    self._status(stream.stream_id, "NetStream.Record.Stop", f"Stopped recording {stream.name}.")
         except OSError as e:
             # A full disk ends the recording, not the live stream.
             log.warning("%s: recording %s failed: %s", self.application.name, stream.name, e)
             stream.live.taps.clear()
             self._close_recorder(stream)
-            self._status(stream.stream_id, "NetStream.Record.Failed", f"Recording {stream.name} failed.", "error")
+            if stream.record_kind in ("record", "append"):
+                self._status(stream.stream_id, "NetStream.Record.Failed", f"Recording {stream.name} failed.",
+                             "error")
 
     def _close_recorder(self, stream: NetStream):
         recorder, stream.recorder = stream.recorder, None
@@ -241,18 +310,38 @@ class StreamCommands:
         d = maybeDeferred(self.application.on_unpublish, self.session.client, name)
         d.addErrback(log_failure(log, f"on_unpublish of {name!r}"))
 
-    def on_media(self, event: MediaReceived):
-        stream = self._streams.get(event.stream_id)
-        if stream is not None and stream.live is not None:
-            stream.live.publish(event.type_id, event.timestamp, event.payload)
+    def _publishing(self, stream_id) -> Optional[NetStream]:
+        """The stream that a media or data message on ``stream_id`` is for, or None.
 
-    def on_data(self, event: DataReceived):
-        stream = self._streams.get(event.stream_id)
-        if stream is None and event.stream_id == 0:
-            # ffmpeg may send @setDataFrame on stream 0 (as Red5 notes): it means its one published stream.
+        Stream 0 is the connection's own, never a NetStream: a message there
+        means the connection's one published stream.  ffmpeg may send
+        ``@setDataFrame`` there (as Red5 notes), and node-media-server's relay
+        publishes on stream 1 but sends every audio and video message on
+        stream 0; nginx-rtmp plays both.  With no or several streams
+        publishing, which one is meant cannot be told.
+        """
+        stream = self._streams.get(stream_id)
+        if stream is None and stream_id == 0:
             publishing = [s for s in self._streams.values() if s.live is not None]
             stream = publishing[0] if len(publishing) == 1 else None
-        if stream is None or stream.live is None or not event.values:
+        return stream if stream is not None and stream.live is not None else None
+
+    def on_media(self, event: MediaReceived):
+        stream = self._publishing(event.stream_id)
+        if stream is not None:
+            stream.live.publish(event.type_id, event.timestamp, event.payload)
+            return
+        # Counted and logged (rate-limited): a relay whose media goes nowhere must show in the log.
+        if event.stream_id == 0:
+            count = sum(1 for s in self._streams.values() if s.live is not None)
+            why = f"stream 0 stands for the one publishing stream, and {count} streams publish"
+        else:
+            why = f"stream {event.stream_id} does not publish"
+        self.dropped.hit("media dropped", f"audio/video message dropped: {why}")
+
+    def on_data(self, event: DataReceived):
+        stream = self._publishing(event.stream_id)
+        if stream is None or not event.values:
             return
         values = event.values
         if values[0] == "@setDataFrame":
@@ -272,21 +361,26 @@ class StreamCommands:
         stream = self._streams.get(command.stream_id)
         raw = self._argument(command, 0, "")
         start = self._argument(command, 1, -2)
+        duration = self._argument(command, 2, -1)
         if isinstance(raw, dict):      # play2 passes NetStreamPlayOptions
-            raw, start = raw.get("streamName", ""), raw.get("start", -2)
+            raw, start, duration = raw.get("streamName", ""), raw.get("start", -2), raw.get("len", -1)
         name, query = split_stream_name(raw)
-        start = start if isinstance(start, (int, float)) and not isinstance(start, bool) else -2
+        start = start if _is_finite(start) else -2
         if start in (-1000, -2000):
             start //= 1000      # ffmpeg and librtmp send FMS's -1 (live only) and -2 (any) times 1000
+        # ms, as librtmp (rtmpdump --stop) sends it; negative (FMS's -1, or -1000): to the end.
+        duration = int(duration) if _is_finite(duration) and duration >= 0 else None
         reset = self._argument(command, 3, True) is not False
-        if stream is None or not name:
-            self._status(command.stream_id, "NetStream.Play.StreamNotFound", f"Stream {raw!r} not found.", "error")
+        if stream is None or not name or len(name) > MAX_STREAM_NAME:
+            self._status(command.stream_id, "NetStream.Play.StreamNotFound", f"Stream {brief(raw)} not found.", "error")
             return
         d = maybeDeferred(self.application.on_play, self.session.client, name, query)
-        d.addCallbacks(self._play_allowed, self._play_refused, (stream, name, start, reset), None, (stream, name))
+        d.addCallbacks(self._play_allowed, self._play_refused, (stream, name, start, reset, duration), None,
+                       (stream, name))
         d.addErrback(log_failure(log, f"play {name!r}"))
 
-    def _play_allowed(self, decision, stream: NetStream, name: str, start, reset: bool):
+    def _play_allowed(self, decision, stream: NetStream, name: str, start, reset: bool,
+                      duration: Optional[int] = None):
         if self.session.closed:
             return
         if decision is False:
@@ -295,30 +389,40 @@ class StreamCommands:
         stream.name = name
         live = self.application.live.get(name)
         if live is not None and live.publisher is not None and start < 0:
-            return self._play_live(stream, live, reset)
+            return self._play_live(stream, live, reset, duration)
         path = self.application.record_path(name) if start != -1 else None
         if path is not None and os.path.isfile(path):
-            return self._play_recorded(stream, name, path, max(start, 0), reset)
+            return self._play_recorded(stream, name, path, max(start, 0), reset, duration)
         if start >= 0:
             self._status(stream.stream_id, "NetStream.Play.StreamNotFound", f"Stream {name!r} not found.", "error")
             return
         # Live, not published yet: wait for it, as FMS does.
-        self._play_live(stream, self.application.live.stream(name), reset)
+        self._play_live(stream, self.application.live.stream(name), reset, duration)
 
-    def _play_live(self, stream: NetStream, live: LiveStream, reset: bool):
-        stream.player = Player(self.session, stream.stream_id)
-        live.add_player(stream.player, reset)
+    def _play_live(self, stream: NetStream, live: LiveStream, reset: bool, duration: Optional[int] = None):
+        player = stream.player = Player(self.session, stream.stream_id, duration)
+        player.on_end = lambda: self._live_play_ended(stream, player)
+        live.add_player(player, reset)
         # on_play may have answered later than the read that asked: nothing else would flush this.
         self.session.peer.flush()
 
-    def _play_recorded(self, stream: NetStream, name: str, path: str, start_ms, reset: bool):
+    def _live_play_ended(self, stream: NetStream, player: Player):
+        """A live play with a duration has had it: the player leaves, told as at a deleteStream."""
+        if stream.player is not player or self.session.closed:
+            return
+        player.live.remove_player(player)
+        stream.player = None
+        self._play_stopped(stream)
+
+    def _play_recorded(self, stream: NetStream, name: str, path: str, start_ms, reset: bool,
+                       duration: Optional[int] = None):
         try:
             recorded = RecordedStream(path)
         except (OSError, ValueError) as e:
             log.warning("%s: cannot play %s: %s", self.application.name, path, e)
             self._status(stream.stream_id, "NetStream.Play.Failed", f"Cannot play {name}.", "error")
             return
-        stream.vod = RecordedPlayback(self, stream, name, recorded, self.clock)
+        stream.vod = RecordedPlayback(self, stream, name, recorded, self.clock, duration)
         stream.vod.start(int(start_ms), reset)
 
     def _play_refused(self, failure, stream: NetStream, name: str):
@@ -340,7 +444,7 @@ class StreamCommands:
             if not paused:
                 stream.player.need_keyframe = True
         elif stream.vod is not None:
-            stream.vod.pause(paused, self._argument(command, 1, 0))
+            stream.vod.pause(paused, self._argument(command, 1))
         code = "NetStream.Pause.Notify" if paused else "NetStream.Unpause.Notify"
         self._status(stream.stream_id, code, f"{'Paused' if paused else 'Unpaused'} {stream.name}.")
 
@@ -356,14 +460,16 @@ class StreamCommands:
 
     def receive_audio(self, command):
         stream = self._streams.get(command.stream_id)
-        if stream is not None and stream.player is not None:
-            stream.player.audio = bool(self._argument(command, 0, True))
+        target = stream.player or stream.vod if stream is not None else None
+        if target is not None:
+            target.audio = bool(self._argument(command, 0, True))
 
     def receive_video(self, command):
         stream = self._streams.get(command.stream_id)
-        if stream is not None and stream.player is not None:
-            stream.player.video = bool(self._argument(command, 0, True))
-            stream.player.need_keyframe = True
+        target = stream.player or stream.vod if stream is not None else None
+        if target is not None:
+            target.video = bool(self._argument(command, 0, True))
+            target.need_keyframe = True
 
     def get_stream_length(self, command):
         name, _ = split_stream_name(self._argument(command, 0, ""))
@@ -380,24 +486,39 @@ class StreamCommands:
     def fc_subscribe(self, command):
         name = self._argument(command, 0, "")
         self.connection.send_command("onFCSubscribe", 0, None,
-                                     [status("NetStream.Play.Start", f"Subscribed to {name}.")])
+                                     [status("NetStream.Play.Start", f"Subscribed to {brief_name(name)}.")])
 
 
 class RecordedPlayback:
-    """Sends a recorded stream at its own pace, a little ahead of real time; seek and pause move it."""
+    """Sends a recorded stream at its own pace, a little ahead of real time; seek and pause move it.
 
-    def __init__(self, commands: StreamCommands, stream: NetStream, name: str, recorded: RecordedStream, clock):
+    ``duration_ms`` is play's third argument (``rtmpdump --stop``): playback
+    ends, as at the end of the file, after the tags up to that many ms past
+    where it started (0: the frame at the start).  A seek starts that span
+    again from where it lands, as a new play would.
+    """
+
+    def __init__(self, commands: StreamCommands, stream: NetStream, name: str, recorded: RecordedStream, clock,
+                 duration_ms: Optional[int] = None):
         self.commands = commands
         self.stream = stream
         self.name = name
         self.recorded = recorded
         self.clock = clock
+        self.duration_ms = duration_ms
         self._tags = None
         self._pending = None
         self._origin = 0.0       # clock time at which the playhead was at _start_ms
+        self._paused_at = 0      # file time of the playhead when pause came
         self._start_ms = 0
+        self._end_ms = None      # file time past which nothing is sent (None: the end of the file)
         self._timer = None
         self.paused = False
+        #: receiveAudio / receiveVideo: what the client wants; video back on waits for a keyframe.
+        self.audio = self.video = True
+        self.need_keyframe = False
+        #: Play.Stop / Play.Complete were sent: the end of the file or of the duration was reached.
+        self.finished = False
 
     @property
     def connection(self):
@@ -413,8 +534,12 @@ class RecordedPlayback:
         connection.send_data(["|RtmpSampleAccess", True, True], stream_id=self.stream.stream_id)
         if self.recorded.metadata is not None:
             connection.send_data(["onMetaData", self.recorded.metadata], stream_id=self.stream.stream_id)
+        self._limit(start_ms)
         self._position(start_ms)
         self._tick()
+
+    def _limit(self, start_ms: int):
+        self._end_ms = start_ms + self.duration_ms if self.duration_ms is not None else None
 
     def _send_status(self, code, description, level="status"):
         self.connection.send_command("onStatus", 0, None, [status(code, description, level)],
@@ -441,7 +566,7 @@ class RecordedPlayback:
         while True:
             tag = self._pending if self._pending is not None else next(self._tags, None)
             self._pending = None
-            if tag is None:
+            if tag is None or (self._end_ms is not None and tag.timestamp > self._end_ms):
                 self._complete()
                 return
             if tag.timestamp > horizon:
@@ -449,11 +574,21 @@ class RecordedPlayback:
                 break
             if tag.type_id == 18:
                 continue       # metadata was sent at start
+            if tag.type_id == 8 and not self.audio:
+                continue
+            if tag.type_id == 9:
+                if not self.video:
+                    continue
+                if self.need_keyframe:
+                    if not is_video_keyframe(tag.body):
+                        continue
+                    self.need_keyframe = False
             self.connection.send_media(tag.type_id, self.stream.stream_id, tag.timestamp, tag.body)
         self.commands.session.peer.flush()
         self._timer = self.clock.callLater(VOD_TICK, self._tick)
 
     def _complete(self):
+        self.finished = True
         self._send_status("NetStream.Play.Stop", f"Stopped playing {self.name}.")
         self.connection.send_user_control(UserControl.STREAM_EOF, self.stream.stream_id)
         self.connection.send_command("onPlayStatus", 0, None,
@@ -465,15 +600,23 @@ class RecordedPlayback:
         self._cancel()
         self._send_status("NetStream.Seek.Notify", f"Seeking {position_ms} (stream ID: {self.stream.stream_id}).")
         self._send_status("NetStream.Play.Start", f"Started playing {self.name}.")
+        self.finished = False
+        self._limit(max(0, position_ms))
         self._position(max(0, position_ms))
+        self._paused_at = self._start_ms      # an unpause without a position goes on from here
         if not self.paused:
             self._tick()
 
-    def pause(self, paused: bool, position_ms):
+    def pause(self, paused: bool, position_ms=None):
+        """``position_ms``: where the client's playhead is (Flash and librtmp send it); else ours."""
         self._cancel()
-        self.paused = paused
+        if paused and not self.paused:
+            self._paused_at = int(self._start_ms + (self.clock.seconds() - self._origin) * 1000)
+        was_paused, self.paused = self.paused, paused
         if not paused:
-            self._position(int(position_ms) if isinstance(position_ms, (int, float)) else self._start_ms)
+            if not _is_finite(position_ms):
+                position_ms = self._paused_at if was_paused else self._start_ms
+            self._position(max(0, int(position_ms)))
             self._tick()
 
     def _cancel(self):

@@ -4,8 +4,10 @@ Each player's session holds a fake peer with a real server ``Connection``
 paired to a client ``Connection``, so what a player would receive is decoded
 from the bytes actually queued for it.  Time is a ``task.Clock``.
 """
+import os
 import shutil
 import tempfile
+import time
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -13,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from fmspy_gateway.app.application import Application
 from fmspy_gateway.app.live import LiveStreams, MediaMessage, Player
-from fmspy_gateway.app.recording import Recorder
+from fmspy_gateway.app.recording import RecordedStream, RecordPolicy, Recorder
 from fmspy_gateway.app.rooms import LocalDirectory
 from fmspy_gateway.app.session import Session
 from fmspy_gateway.rtmp.connection import VIDEO_CHUNK_STREAM, Connection, Role
@@ -492,3 +494,351 @@ class PlayCommandTests(SynchronousTestCase):
         self.decision.callback(True)
         self.assertGreater(self.peer.flushes, flushes)
         self.assertEqual(codes(self.peer.received()), ["NetStream.Play.Reset", "NetStream.Play.Start"])
+
+
+class Conversation:
+    """One client's Session on a shared application, fed through a real client Connection."""
+
+    def __init__(self, app, clock, address):
+        self.peer = FakePeer(address=address)
+        self.session = Session({"live": app}, self.peer, clock=clock)
+        self.events = []
+        self.send("connect", 1, {"app": "live", "tcUrl": "rtmp://h/live"})
+
+    def _deliver(self):
+        for event in self.peer.connection.receive_data(self.peer.client.data_to_send()):
+            self.session.handle(event)
+        self.session.events_handled()
+        return self.received()
+
+    def received(self):
+        """What the server queued for this client since the last look (also kept in ``events``)."""
+        got = self.peer.received()
+        self.events.extend(got)
+        return got
+
+    def everything(self):
+        """Every event this client was sent so far."""
+        self.received()
+        return self.events
+
+    def send(self, name, transaction_id, command_object, *args, stream_id=0):
+        self.peer.client.send_command(name, transaction_id, command_object, args, stream_id=stream_id)
+        return self._deliver()
+
+    def media(self, type_id, timestamp, payload, stream_id):
+        self.peer.client.send_media(type_id, stream_id, timestamp, payload)
+        return self._deliver()
+
+    def data(self, values, stream_id):
+        self.peer.client.send_data(values, stream_id=stream_id)
+        return self._deliver()
+
+    def user_controls(self, events=None):
+        return [(e.event_type, e.value) for e in (self.everything() if events is None else events)
+                if isinstance(e, UserControlReceived) and e.event_type != UserControl.STREAM_BEGIN]
+
+    def status_codes(self, events=None):
+        return codes(self.everything() if events is None else events)
+
+
+class StreamCommandsTestCase(SynchronousTestCase):
+    """A publisher and players as Sessions of one application, time on a ``task.Clock``."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.app = Application("live", directory=LocalDirectory())
+        self.app.live = LiveStreams(self.clock)
+        self.app.record_dir = tempfile.mkdtemp(prefix="fmspy-live-")
+        self.addCleanup(shutil.rmtree, self.app.record_dir, True)
+        self.count = 0
+
+    def client(self):
+        self.count += 1
+        conversation = Conversation(self.app, self.clock, f"127.0.0.1:{2000 + self.count}")
+        self.addCleanup(conversation.session.connection_lost, "test over")
+        conversation.send("createStream", 2, None)
+        conversation.received()
+        return conversation
+
+    def publisher(self, name="cam", media_stream=1):
+        """Publishes ``name`` on stream 1; its media go on ``media_stream``."""
+        publisher = self.client()
+        publisher.send("publish", 0, None, name, "live", stream_id=1)
+        self.assertIn("NetStream.Publish.Start", publisher.status_codes())
+        publisher.data(["@setDataFrame", "onMetaData", {"width": 320.0}], media_stream)
+        publisher.media(VIDEO, 0, VIDEO_HEADER, media_stream)
+        publisher.media(AUDIO, 0, AUDIO_HEADER, media_stream)
+        return publisher
+
+    def player(self, name="cam", *args):
+        player = self.client()
+        player.send("play", 0, None, name, *args, stream_id=1)
+        return player
+
+    def gop(self, publisher, start, media_stream=1, seconds=1):
+        """``seconds`` of media from ``start`` ms: a keyframe a second, video every 40 ms, audio every 20."""
+        for t in range(start, start + seconds * 1000, 20):
+            if t % 40 == 0:
+                publisher.media(VIDEO, t, keyframe() if t % 1000 == 0 else inter(), media_stream)
+            publisher.media(AUDIO, t, audio(), media_stream)
+
+
+class StreamZeroMediaTests(StreamCommandsTestCase):
+    """Item 10: node-media-server's relay publishes on stream 1 but sends its media on stream 0."""
+
+    def test_media_on_stream_0_reaches_the_players_of_the_single_publishing_stream(self):
+        publisher = self.publisher(media_stream=0)
+        player = self.player("cam", -1000)
+        self.gop(publisher, 0, media_stream=0)
+        got = media(player.everything())
+        self.assertEqual([m.payload for m in got[:2]], [VIDEO_HEADER, AUDIO_HEADER])
+        self.assertEqual(len([m for m in got if m.type_id == VIDEO]), 1 + 25)
+        self.assertEqual(len([m for m in got if m.type_id == AUDIO]), 1 + 50)
+        self.assertEqual({m.stream_id for m in got}, {1})
+        self.assertEqual([e.values[0] for e in player.everything() if isinstance(e, DataReceived)][-1], "onMetaData")
+        self.assertEqual(publisher.session.streams.dropped.counts, {})
+
+    def test_media_no_stream_takes_is_counted_and_logged_once_per_interval(self):
+        idle = self.client()                 # created a stream, publishes nothing
+        with self.assertLogs("fmspy_gateway.app.streams", "WARNING") as logged:
+            for t in range(0, 100):
+                idle.media(AUDIO, t, audio(), 0)
+                idle.media(VIDEO, t, inter(), 1)
+        self.assertEqual(idle.session.streams.dropped.counts, {"media dropped": 200})
+        self.assertEqual(len(logged.records), 1, logged.output)
+        self.assertIn(idle.peer.address, logged.output[0])
+        self.assertIn("stream 0", logged.output[0])
+        self.clock.advance(11)
+        with self.assertLogs("fmspy_gateway.app.streams", "WARNING") as logged:
+            idle.media(VIDEO, 200, inter(), 1)
+        self.assertIn("199 more", logged.output[0])
+        self.assertIn("stream 1 does not publish", logged.output[0])
+
+    def test_stream_0_media_with_two_streams_publishing_is_dropped(self):
+        publisher = self.publisher("one")
+        publisher.send("createStream", 3, None)
+        publisher.send("publish", 0, None, "two", "live", stream_id=2)
+        player = self.player("one", -1000)
+        before = len(media(player.everything()))
+        publisher.media(VIDEO, 0, keyframe(), 0)
+        self.assertEqual(len(media(player.everything())), before)
+        self.assertEqual(publisher.session.streams.dropped.counts, {"media dropped": 1})
+
+
+class PlayStopTests(StreamCommandsTestCase):
+    """Item 11: a player's deleteStream/closeStream ends its stream with StreamEOF and Play.Stop."""
+
+    def check_stopped(self, player, events):
+        self.assertEqual(player.user_controls(events), [(UserControl.STREAM_EOF, 1)])
+        self.assertEqual(player.status_codes(events), ["NetStream.Play.Stop"])
+        [stop] = [e for e in events if isinstance(e, CommandReceived)]
+        self.assertEqual(stop.stream_id, 1)
+        self.assertEqual(stop.arguments[0]["level"], "status")
+
+    def test_delete_stream_of_a_live_player(self):
+        publisher = self.publisher()
+        self.gop(publisher, 0)
+        player = self.player("cam", -1000)
+        self.assertEqual(player.user_controls(), [])
+        events = player.send("deleteStream", 0, None, 1)
+        self.check_stopped(player, events)
+        self.assertEqual(self.app.live.get("cam").players, [])
+        self.gop(publisher, 1000)
+        self.assertEqual(media(player.received()), [])
+
+    def test_close_stream_of_a_player_waiting_for_a_publisher(self):
+        player = self.player("nobody", -1000)
+        events = player.send("closeStream", 0, None, stream_id=1)
+        self.check_stopped(player, events)
+        self.assertIsNone(self.app.live.get("nobody"))
+
+    def test_delete_stream_of_a_recording_being_played(self):
+        with Recorder(self.app.record_path("show")) as recorder:
+            recorder.write(VIDEO, 0, VIDEO_HEADER)
+            for t in range(0, 10_000, 40):
+                recorder.write(VIDEO, t, keyframe() if t % 1000 == 0 else inter())
+        player = self.player("show", 0)
+        self.assertIn("NetStream.Play.Start", player.status_codes())
+        events = player.send("deleteStream", 0, None, 1)
+        self.check_stopped(player, events)
+        self.clock.advance(20)
+        self.assertEqual(media(player.received()), [])
+
+    def test_a_publishers_delete_stream_gets_unpublish_success_only(self):
+        publisher = self.publisher()
+        events = publisher.send("deleteStream", 0, None, 1)
+        self.assertEqual(publisher.status_codes(events), ["NetStream.Unpublish.Success"])
+        self.assertEqual(publisher.user_controls(events), [])
+
+
+class PlayDurationTests(StreamCommandsTestCase):
+    """Item 13: play(name, start, duration): duration in ms, as librtmp (rtmpdump --stop) sends it."""
+
+    def record(self, name="show", seconds=6):
+        with Recorder(self.app.record_path(name)) as recorder:
+            recorder.write(VIDEO, 0, VIDEO_HEADER)
+            recorder.write(AUDIO, 0, AUDIO_HEADER)
+            for t in range(0, seconds * 1000, 20):
+                if t % 40 == 0:
+                    recorder.write(VIDEO, t, keyframe() if t % 1000 == 0 else inter())
+                recorder.write(AUDIO, t, audio())
+
+    def play_to_the_end(self, player):
+        stops = player.status_codes().count("NetStream.Play.Stop")
+        for _ in range(200):
+            self.clock.advance(0.1)
+            if player.status_codes().count("NetStream.Play.Stop") > stops:
+                break
+        return [m.timestamp for m in media(player.everything()) if m.payload not in (VIDEO_HEADER, AUDIO_HEADER)]
+
+    def completes(self, player):
+        return [e.arguments[0]["code"] for e in player.everything()
+                if isinstance(e, CommandReceived) and e.name == "onPlayStatus"]
+
+    def test_recording_played_for_a_duration_stops_with_play_stop_and_complete(self):
+        self.record()
+        player = self.player("show", 1000, 2500)
+        times = self.play_to_the_end(player)
+        self.assertEqual((min(times), max(times)), (1000, 3500))
+        self.assertEqual(player.status_codes()[-1], "NetStream.Play.Stop")
+        self.assertEqual(self.completes(player), ["NetStream.Play.Complete"])
+        self.assertIn((UserControl.STREAM_EOF, 1), player.user_controls())
+        self.clock.advance(10)
+        self.assertEqual(media(player.received()), [])
+
+    def test_recording_without_a_duration_or_with_minus_one_plays_to_its_end(self):
+        self.record()
+        for args in ((0,), (0, -1), (0, -1000)):
+            player = self.player("show", *args)
+            times = self.play_to_the_end(player)
+            self.assertEqual(max(times), 5980, args)
+            self.assertEqual(self.completes(player), ["NetStream.Play.Complete"], args)
+
+    def test_duration_0_plays_the_frame_at_start(self):
+        self.record()
+        player = self.player("show", 2000, 0)
+        self.assertEqual(self.play_to_the_end(player), [2000, 2000])      # the keyframe and its audio
+        self.assertEqual(self.completes(player), ["NetStream.Play.Complete"])
+
+    def test_a_seek_starts_the_duration_again_where_it_lands(self):
+        self.record()
+        player = self.player("show", 0, 1000)
+        self.play_to_the_end(player)
+        player.send("seek", 0, None, 3000, stream_id=1)
+        times = self.play_to_the_end(player)
+        self.assertEqual(max(times), 4000)
+        self.assertEqual(player.status_codes().count("NetStream.Play.Stop"), 2)
+        self.assertEqual(self.completes(player), ["NetStream.Play.Complete"] * 2)
+
+    def test_live_play_for_a_duration_counts_the_media_it_was_sent(self):
+        publisher = self.publisher()
+        self.gop(publisher, 5000)                       # joins mid-stream: its 0 is the keyframe at 5000
+        self.clock.advance(3600)                        # waiting costs nothing: only media counts
+        player = self.player("cam", -1000, 1500)
+        self.gop(publisher, 6000, seconds=2)
+        times = [m.timestamp for m in media(player.everything())]
+        self.assertEqual(max(times), 1500)
+        self.assertEqual(player.status_codes()[-1], "NetStream.Play.Stop")
+        self.assertEqual(player.user_controls(), [(UserControl.STREAM_EOF, 1)])
+        self.assertEqual(self.app.live.get("cam").players, [])
+        self.gop(publisher, 8000)
+        self.assertEqual(media(player.received()), [])
+
+    def test_live_duration_adds_up_across_republishes(self):
+        player = self.player("cam", -1000, 1500)
+        publisher = self.publisher()
+        self.gop(publisher, 0)                          # 0-980 played
+        publisher.send("deleteStream", 0, None, 1)
+        publisher = self.publisher()
+        self.gop(publisher, 0)                          # a new time line from 0: 520 ms left
+        times = [m.timestamp for m in media(player.everything()) if m.payload not in (VIDEO_HEADER, AUDIO_HEADER)]
+        self.assertEqual(max(times), 980)
+        self.assertEqual(times[-1], 520)
+        self.assertEqual(player.status_codes()[-1], "NetStream.Play.Stop")
+
+
+class AutomaticRecordingTests(StreamCommandsTestCase):
+    """Item 15: ``record = all | audio | video`` records every live publish (ffmpeg and OBS publish "live")."""
+
+    def tags(self, name):
+        path = self.app.record_path(name)
+        self.assertTrue(os.path.isfile(path), os.listdir(self.app.record_dir))
+        with RecordedStream(path) as recorded:
+            return [(tag.type_id, tag.timestamp) for tag in recorded.tags_from(0)], recorded.metadata
+
+    def publish_and_stop(self, seconds=2):
+        publisher = self.publisher()
+        player = self.player("cam", -1000)
+        self.gop(publisher, 0, seconds=seconds)
+        publisher.send("deleteStream", 0, None, 1)
+        return publisher, player
+
+    def test_off_records_nothing(self):
+        self.publish_and_stop()
+        self.assertEqual(os.listdir(self.app.record_dir), [])
+
+    def test_all_records_a_live_publish_without_telling_the_publisher(self):
+        self.app.record_policy = RecordPolicy("all")
+        publisher, player = self.publish_and_stop()
+        tags, metadata = self.tags("cam")
+        self.assertEqual(len([t for t in tags if t[0] == VIDEO]), 50)
+        self.assertEqual(len([t for t in tags if t[0] == AUDIO]), 100)
+        self.assertEqual(metadata["width"], 320.0)
+        self.assertEqual(metadata["duration"], 1.98)
+        self.assertNotIn("NetStream.Record.Start", publisher.status_codes())
+        self.assertEqual(len([m for m in media(player.everything()) if m.type_id == VIDEO]), 51)
+
+    def test_audio_or_video_only(self):
+        for kind, kept in (("audio", AUDIO), ("video", VIDEO)):
+            self.app.record_policy = RecordPolicy(kind)
+            self.publish_and_stop()
+            tags, _ = self.tags("cam")
+            self.assertEqual({t[0] for t in tags}, {kept}, kind)
+
+    def test_suffix_names_each_publish_its_own_file(self):
+        self.app.record_policy = RecordPolicy("all", "-%Y%m%d-%H%M%S")
+        self.clock.advance(1_000_000_000)
+        self.publish_and_stop()
+        self.clock.advance(3600)
+        self.publish_and_stop()
+        names = [time.strftime("cam-%Y%m%d-%H%M%S.flv", time.localtime(t))
+                 for t in (1_000_000_000, 1_000_003_600)]
+        self.assertEqual(sorted(os.listdir(self.app.record_dir)), names)
+
+    def test_a_name_that_cannot_be_a_file_is_published_unrecorded(self):
+        self.app.record_policy = RecordPolicy("all")
+        publisher = self.client()
+        with self.assertLogs("fmspy_gateway.app.streams", "WARNING") as logged:
+            publisher.send("publish", 0, None, "../evil", "live", stream_id=1)
+        self.assertIn("not recorded", logged.output[0])
+        self.assertEqual(publisher.status_codes(), ["NetStream.Publish.Start"])
+        self.assertEqual(os.listdir(self.app.record_dir), [])
+
+    def test_record_max_size_closes_the_file_and_the_stream_goes_on(self):
+        self.app.record_policy = RecordPolicy("all", max_size=20_000)
+        publisher = self.publisher()
+        player = self.player("cam", -1000)
+        with self.assertLogs("fmspy_gateway.app.streams", "WARNING") as logged:
+            self.gop(publisher, 0, seconds=3)
+        self.assertEqual(len(logged.records), 1, logged.output)
+        self.assertIn("limit hit: recordMaxSize (20000 bytes)", logged.output[0])
+        size = os.path.getsize(self.app.record_path("cam"))
+        self.assertGreaterEqual(size, 20_000)
+        self.assertLess(size, 20_000 + len(keyframe()) + 15)
+        self.assertEqual(len([m for m in media(player.everything()) if m.type_id == VIDEO]), 1 + 75)
+        publisher.send("deleteStream", 0, None, 1)
+        tags, _ = self.tags("cam")            # a whole file, closed properly
+        self.assertGreater(len(tags), 10)
+
+    def test_record_max_duration_applies_to_publish_record_too_and_says_record_stop(self):
+        self.app.record_policy = RecordPolicy("off", max_duration=1.5)
+        publisher = self.client()
+        publisher.send("publish", 0, None, "cam", "record", stream_id=1)
+        self.assertEqual(publisher.status_codes(), ["NetStream.Publish.Start", "NetStream.Record.Start"])
+        with self.assertLogs("fmspy_gateway.app.streams", "WARNING") as logged:
+            self.gop(publisher, 0, seconds=3)
+        self.assertIn("limit hit: recordMaxDuration (1.5 s)", logged.output[0])
+        self.assertEqual(publisher.status_codes()[-1], "NetStream.Record.Stop")
+        tags, metadata = self.tags("cam")
+        self.assertEqual(max(t for _, t in tags), 1500)

@@ -1,4 +1,5 @@
-"""A publisher built on our own client, for tests: what ffmpeg and OBS cannot do (publish "record").
+"""A publisher built on our own client, for tests: what ffmpeg and OBS cannot do (publish "record",
+media on message stream 0 as node-media-server's relay sends it).
 
 It connects, creates a stream, sends ``publish(name, mode)``, waits for the
 server's answer and, once NetStream.Publish.Start arrived, sends the metadata
@@ -79,11 +80,15 @@ def _read_flv(path):
 
 @inlineCallbacks
 def publish_flv(url: str, name: str, path: str, mode: str = "record", *, reactor,
-                paced: bool = False, timeout: float = 10.0):
+                paced: bool = False, timeout: float = 10.0, media_stream_id: Optional[int] = None,
+                started: Optional[Deferred] = None):
     """Publish the FLV at ``path`` as ``name`` on the application of ``url``; fires with a PublishResult.
 
     ``paced``: send each tag when its timestamp comes due (as a live encoder
-    would); otherwise as fast as the socket takes them.
+    would); otherwise as fast as the socket takes them.  ``media_stream_id``:
+    send the audio and video on that message stream instead of the published
+    one, as node-media-server's relay does with 0.  ``started`` fires when
+    Publish.Start arrived, for a test that starts players then.
     """
     result = PublishResult()
     statuses = _StatusWaiter(result)
@@ -99,6 +104,9 @@ def publish_flv(url: str, name: str, path: str, mode: str = "record", *, reactor
         result.answer = answer.get("code")
         if result.answer != "NetStream.Publish.Start":
             return result
+        if started is not None:
+            started.callback(stream_id)
+        media_on = stream_id if media_stream_id is None else media_stream_id
         if metadata is not None:
             connection.send_data(["@setDataFrame", "onMetaData", metadata], stream_id=stream_id)
         started = time.monotonic()
@@ -108,7 +116,7 @@ def publish_flv(url: str, name: str, path: str, mode: str = "record", *, reactor
                 if due > 0.005:
                     client.flush()
                     yield deferLater(reactor, due, lambda: None)
-            connection.send_media(type_id, stream_id, timestamp, body)
+            connection.send_media(type_id, media_on, timestamp, body)
             result.messages += 1
             result.media_bytes += len(body)
         client.flush()

@@ -7,6 +7,8 @@ ffmpeg itself does not hide non-keyframes the server sent first.
 """
 import json
 import os
+import shlex
+import subprocess
 import shutil
 import tempfile
 import socket
@@ -25,7 +27,7 @@ from fmspy_gateway.app.application import Application, Services, StreamRejected
 from fmspy_gateway.app.live import LiveStream, LiveStreams
 from fmspy_gateway.app.live_application import LiveApplication
 from fmspy_gateway.app.rooms import LocalDirectory
-from fmspy_gateway.config import RTMPConfig
+from fmspy_gateway.config import ApplicationConfig, RTMPConfig
 from fmspy_gateway.rtmp.connection import Connection, Role
 from fmspy_gateway.rtmp.events import MediaReceived
 from fmspy_gateway.rtmp.flv import is_sequence_header, is_video_keyframe, iter_tags
@@ -46,7 +48,9 @@ WAIT = 15
 
 LAVFI_SOURCE = ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440",
                 "-t", str(SOURCE_SECONDS)]
-H264_AAC = ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-c:a", "aac"]
+#: -pix_fmt yuv420p: lavfi's RGB would otherwise become H.264 High 4:4:4, which Flash and browsers cannot decode.
+H264_AAC = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25",
+            "-c:a", "aac"]
 
 
 # -- the server side ---------------------------------------------------------------------
@@ -55,6 +59,10 @@ class WatchedStream(LiveStream):
     def publish(self, type_id, timestamp, payload):
         super().publish(type_id, timestamp, payload)
         self.registry.published(self.name, type_id, payload)
+
+    def add_player(self, player, reset=True):
+        super().add_player(player, reset)
+        self.registry.player_added(self.name)
 
 
 class WatchedStreams(LiveStreams):
@@ -65,6 +73,23 @@ class WatchedStreams(LiveStreams):
         self.keyframes = Counter()
         self.media_bytes = Counter()
         self._waiting = []
+        self.players_added = Counter()
+        self._waiting_players = []
+
+    def player_added(self, name):
+        self.players_added[name] += 1
+        for entry in list(self._waiting_players):
+            if entry[0] == name:
+                self._waiting_players.remove(entry)
+                entry[1].callback(name)
+
+    def wait_player(self, name, timeout=WAIT) -> Deferred:
+        """Fires once a player of ``name`` joined (at once if one did)."""
+        if self.players_added[name]:
+            return succeed(name)
+        d = Deferred()
+        self._waiting_players.append((name, d))
+        return d.addTimeout(timeout, reactor)
 
     def stream(self, name):
         live = self.streams.get(name)
@@ -271,7 +296,15 @@ class StreamingTests(LoopbackServerMixin, TestCase):
         live.live = WatchedStreams(reactor, self.rtmp_config.max_gop_bytes, self.rtmp_config.slow_player_timeout)
         live.record_dir = self.record_dir
         self.live_app = live
-        return {"live": live, "guarded": GuardedApplication("guarded")}
+        # What fmspy.cfg's [LiveApplication:rec] section with record = all builds (item 15).
+        self.auto_record_dir = os.path.join(self.work, "auto")
+        section = ApplicationConfig(class_name="LiveApplication", label="rec", enabled=True, name="rec",
+                                    options={"recordDir": "auto", "record": "all",
+                                             "recordSuffix": "-%Y%m%d-%H%M%S"},
+                                    source=os.path.join(self.work, "fmspy.cfg"))
+        self.rec_app = LiveApplication.from_config(section, Services(LocalDirectory(), clock=reactor,
+                                                                     rtmp=self.rtmp_config))
+        return {"live": live, "guarded": GuardedApplication("guarded"), "rec": self.rec_app}
 
     def setUp(self):
         self.ffmpeg = require_tool("ffmpeg")
@@ -317,7 +350,8 @@ class StreamingTests(LoopbackServerMixin, TestCase):
         video = "testsrc=size=320x240:rate=25" if not filters else filters
         tool = self.run_tool(self.ffmpeg, self.ffmpeg_args(
             "-f", "lavfi", "-i", video, "-f", "lavfi", "-i", "sine=frequency=440", "-t", str(seconds),
-            "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", *quality, "-c:a", "aac", "-f", "flv", out))
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "ultrafast", "-g", "25", *quality, "-c:a", "aac",
+            "-f", "flv", out))
         yield tool.done
         self.assertEqual(tool.code, 0, tool.describe())
         return out
@@ -516,7 +550,8 @@ class StreamingTests(LoopbackServerMixin, TestCase):
         yield player.done
         self.assertNotEqual(player.code, 0, player.describe())
         self.assertIn("secret is not for you", player.log)
-        self.assertFalse(os.path.exists(self.path("secret.flv")) and os.path.getsize(self.path("secret.flv")))
+        # Refused before any media: ffmpeg never got far enough to create its output (empty or not).
+        self.assertFalse(os.path.exists(self.path("secret.flv")), player.describe())
 
     # -- recording and VOD -------------------------------------------------------------------
 
@@ -566,3 +601,179 @@ class StreamingTests(LoopbackServerMixin, TestCase):
         self.assertEqual(sorted(os.listdir(self.work)), before)
         self.assertFalse(os.path.exists(os.path.join(os.path.dirname(self.work), "evil.flv")))
         self.assertEqual(self.live_app.live.streams, {})
+
+    @inlineCallbacks
+    def test_rtmpdump_stop_plays_that_much_of_a_recording(self):
+        # Item 13: play's duration (rtmpdump --stop sends it, in ms) ends a recording's playback early.
+        rtmpdump = require_tool("rtmpdump")
+        source = yield self.make_source(seconds=10)
+        result = yield publish_flv(self.url("live"), "long", source, "record", reactor=reactor)
+        self.assertEqual(result.answer, "NetStream.Publish.Start", result.codes)
+        out = self.path("stop.flv")
+        dump = self.run_tool(rtmpdump, ["-r", self.url("live/long"), "--stop", "3", "-m", "10", "-o", out])
+        yield dump.done
+        self.assertFalse(dump.overdue, dump.describe())
+        self.assertIn(dump.code, (0, 2), dump.describe())       # 2: "incomplete": less than the metadata says
+        yield self.check_media_file(out, 2.0, 3.5, dump.describe())
+
+    @inlineCallbacks
+    def test_rtmpdump_stop_plays_that_much_of_a_live_stream(self):
+        # On a live stream, as on FMS, the duration is how much media the player gets.
+        rtmpdump = require_tool("rtmpdump")
+        publisher = self.publish_ffmpeg("cam")
+        yield self.live_app.live.wait_keyframes("cam", 1)
+        out = self.path("live-stop.flv")
+        dump = self.run_tool(rtmpdump, ["-r", self.url("live/cam"), "-v", "--stop", "2", "-m", "10", "-o", out])
+        yield gatherResults([dump.done, publisher.done])
+        self.assertFalse(dump.overdue, dump.describe())
+        self.assertIn(dump.code, (0, 2), dump.describe())
+        yield self.check_media_file(out, 1.5, 2.1, dump.describe())
+
+    # -- record = all: ffmpeg's live publish, recorded (item 15) ------------------------------------
+
+    @inlineCallbacks
+    def test_record_all_records_what_ffmpeg_publishes_live_and_it_plays_back(self):
+        publisher = self.run_tool(self.ffmpeg, self.ffmpeg_args(
+            *LAVFI_SOURCE, *H264_AAC, "-f", "flv", self.url("rec/cam")))
+        yield publisher.done
+        self.assertEqual(publisher.code, 0, publisher.describe())
+        [recording] = os.listdir(self.auto_record_dir)
+        self.assertRegex(recording, r"^cam-\d{8}-\d{6}\.flv$")
+        yield self.check_media_file(os.path.join(self.auto_record_dir, recording), SOURCE_SECONDS - 0.5,
+                                    SOURCE_SECONDS + 0.1, "the recording")
+        out = self.path("replay.flv")
+        player = self.play_ffmpeg(recording[:-4], out, app="rec")
+        yield player.done
+        self.assertEqual(player.code, 0, player.describe())
+        yield self.check_media_file(out, SOURCE_SECONDS - 0.5, SOURCE_SECONDS + 0.5, player.describe())
+
+    # -- media on message stream 0 (node-media-server's relay; item 10) --------------------------------
+
+    @inlineCallbacks
+    def test_media_sent_on_stream_0_plays_in_ffmpeg(self):
+        source = yield self.make_source()
+        source_probe = yield self.probe(source)
+        started = Deferred()
+        publishing = publish_flv(self.url("live"), "relay", source, "live", reactor=reactor, paced=True,
+                                 media_stream_id=0, started=started)
+        yield started
+        out = self.path("relay.flv")
+        player = self.play_ffmpeg("relay", out)
+        result = yield publishing
+        yield player.done
+        self.assertEqual(result.answer, "NetStream.Publish.Start", result.codes)
+        self.assertEqual(player.code, 0, player.describe())
+        span = source_probe.span("video")
+        yield self.check_media_file(out, span - 1.5, span + 0.5, player.describe())
+
+    # -- GStreamer: rtmp2sink and rtmp2src (its own RTMP code), rtmpsrc (librtmp) ----------------------
+
+    def gst_launch(self, *pipeline, deadline=TOOL_DEADLINE) -> Tool:
+        """gst-launch-1.0 -e with the pipeline's words (shell quoting: a value with a space in quotes)."""
+        gst = require_tool("gst-launch-1.0")
+        return self.run_tool(gst, ["-e", *shlex.split(" ".join(pipeline))], deadline)
+
+    @inlineCallbacks
+    def test_rtmp2sink_publishes_and_ffmpeg_plays(self):
+        video_buffers, audio_buffers = SOURCE_SECONDS * 25, SOURCE_SECONDS * 44100 // 1024
+        publisher = self.gst_launch(
+            f"videotestsrc is-live=true num-buffers={video_buffers}",
+            "! video/x-raw,format=I420,width=320,height=240,framerate=25/1",
+            "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 ! h264parse",
+            f"! flvmux name=mux streamable=true ! rtmp2sink location={self.url('live/gst')}",
+            f"audiotestsrc is-live=true num-buffers={audio_buffers} ! audioconvert ! audioresample",
+            "! audio/x-raw,rate=44100,channels=2 ! voaacenc ! aacparse ! mux.")
+        yield self.live_app.live.wait_keyframes("gst", 1)
+        out = self.path("from-gst.flv")
+        player = self.play_ffmpeg("gst", out)
+        yield gatherResults([publisher.done, player.done])
+        self.assertEqual(publisher.code, 0, publisher.describe())
+        self.assertEqual(player.code, 0, player.describe())
+        yield self.check_media_file(out, SOURCE_SECONDS - 2.5, SOURCE_SECONDS + 0.5, player.describe())
+
+    @inlineCallbacks
+    def test_rtmp2src_plays_what_ffmpeg_publishes(self):
+        publisher = self.publish_ffmpeg("cam")
+        yield self.live_app.live.wait_keyframes("cam", 1)
+        out = self.path("rtmp2src.flv")
+        player = self.gst_launch(f"rtmp2src location={self.url('live/cam')} ! filesink location={out}")
+        yield gatherResults([publisher.done, player.done])
+        self.assertEqual(publisher.code, 0, publisher.describe())
+        self.assertEqual(player.code, 0, player.describe())
+        yield self.check_media_file(out, SOURCE_SECONDS - 2.5, SOURCE_SECONDS + 0.5, player.describe())
+
+    @inlineCallbacks
+    def test_rtmpsrc_plays_to_the_publishers_end(self):
+        publisher = self.publish_ffmpeg("cam")
+        yield self.live_app.live.wait_keyframes("cam", 1)
+        out = self.path("rtmpsrc.flv")
+        player = self.gst_launch(f"rtmpsrc location=\"{self.url('live/cam')} live=1\" ! filesink location={out}")
+        yield gatherResults([publisher.done, player.done])
+        self.assertEqual(player.code, 0, player.describe())
+        self.assertFalse(player.overdue, player.describe())
+        yield self.check_media_file(out, SOURCE_SECONDS - 2.5, SOURCE_SECONDS + 0.5, player.describe())
+
+    @inlineCallbacks
+    def test_rtmpsrc_stopped_by_its_user_ends_at_once(self):
+        # Item 11: on EOS rtmpsrc (librtmp) sends deleteStream and reads on until the server ends the
+        # stream; without StreamEOF and Play.Stop it waited for the next ping, 60 s on.  The deadline is
+        # far below that: a process still running then is killed and the test fails.
+        publisher = self.run_tool(self.ffmpeg, self.ffmpeg_args(
+            "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-t", "60", *H264_AAC[:-2],
+            "-f", "flv", self.url("live/long")), deadline=70)
+        yield self.live_app.live.wait_keyframes("long", 1)
+        player = self.gst_launch(f"rtmpsrc location=\"{self.url('live/long')} live=1\" ! flvdemux ! fakesink",
+                                 deadline=20)
+        yield self.live_app.live.wait_player("long")
+        seen = self.live_app.live.keyframes["long"]
+        yield self.live_app.live.wait_keyframes("long", seen + 2)        # it is playing by now
+        player.transport.signalProcess("INT")
+        yield player.done
+        self.assertFalse(player.overdue, player.describe())
+        self.assertEqual(player.code, 0, player.describe())
+        self.assertTrue(publisher.running, "the publisher ended: the stream's end stopped rtmpsrc, not its own")
+        self.assertEqual(self.live_app.live.get("long").players, [])
+
+
+# -- the documented ffmpeg commands (item 17) ---------------------------------------------------------
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def documented_ffmpeg_encoders():
+    """(document, argv) of every ffmpeg command in the READMEs' sh blocks that encodes with libx264."""
+    found = []
+    for document in ("README.md", os.path.join("examples", "README.md")):
+        with open(os.path.join(REPOSITORY, document)) as f:
+            blocks = f.read().split("```sh\n")[1:]
+        for block in blocks:
+            text = block.split("```", 1)[0].replace("\\\n", " ")
+            for line in text.splitlines():
+                words = shlex.split(line.split(" # ", 1)[0].split("  #", 1)[0])
+                if words[:1] == ["ffmpeg"] and "libx264" in words:
+                    found.append((document, words))
+    return found
+
+
+class DocumentedCommandTests(TestCase):
+    def test_every_documented_ffmpeg_publish_makes_h264_flash_players_and_browsers_decode(self):
+        # Without -pix_fmt yuv420p, lavfi's RGB test source becomes H.264 High 4:4:4 Predictive.
+        ffmpeg, ffprobe = require_tool("ffmpeg"), require_tool("ffprobe")
+        commands = documented_ffmpeg_encoders()
+        self.assertGreaterEqual(len({document for document, _ in commands}), 2, commands)
+        work = tempfile.mkdtemp(prefix="fmspy-docs-")
+        self.addCleanup(shutil.rmtree, work, True)
+        for document, words in commands:
+            # The same encoding, for a second, into a file instead of the server.
+            out = os.path.join(work, "out.flv")
+            args = [w for w in words[1:] if w != "-re"]
+            url = next(w for w in args if w.startswith("rtmp://"))
+            args[args.index(url)] = out
+            args = ["-v", "error", "-y", *args[:-3], "-t", "1", *args[-3:]]
+            subprocess.run([ffmpeg, *args], check=True, timeout=TOOL_DEADLINE)
+            probe = subprocess.run([ffprobe, "-v", "error", "-select_streams", "v", "-show_entries",
+                                    "stream=profile,pix_fmt", "-of", "json", out], check=True,
+                                   capture_output=True, timeout=TOOL_DEADLINE)
+            [stream] = json.loads(probe.stdout)["streams"]
+            self.assertEqual(stream["pix_fmt"], "yuv420p", (document, " ".join(words)))
+            self.assertNotIn("4:4:4", stream["profile"], (document, " ".join(words)))
