@@ -5,6 +5,7 @@ import math
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from fmspy_gateway.app.calls import CallFailed
@@ -105,9 +106,18 @@ def many_streams_claiming_16mb(count):
 
 class HostileInputTests(LoopbackServerMixin, TestCase):
     rtmp_config = RTMPConfig(limits=Limits(max_message_size=16 * 1024 * 1024))
+    #: The option whose limit stops thousands of chunk streams each claiming 16 MB.
+    chunk_stream_limit = "maxChunkStreams"
 
     @inlineCallbacks
-    def hostile(self, payload):
+    def hostile(self, payload, *expected):
+        """``expected``: words of the line the server logs as it drops the hostile connection."""
+        lines = []
+
+        def observer(event):
+            lines.append(formatEvent(event))
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         good = yield connect_client(self.url(), reactor=reactor)
         factory = ClientFactory.forProtocol(lambda: HostilePeer(payload))
         from twisted.internet.defer import Deferred
@@ -124,12 +134,14 @@ class HostileInputTests(LoopbackServerMixin, TestCase):
             yield deferLater(reactor, 0.01, lambda: None)
         self.assertEqual(len(self.factory.connections), 1)
         yield good.close()
+        # Which limit fired, not only that the connection closed (a server dropping everyone passes that).
+        self.assertTrue([line for line in lines if all(word in line for word in expected)], lines)
 
     def test_thousands_of_chunk_streams_claiming_16mb(self):
-        return self.hostile(many_streams_claiming_16mb(5000))
+        return self.hostile(many_streams_claiming_16mb(5000), "limit hit", self.chunk_stream_limit)
 
     def test_garbage_after_handshake(self):
-        return self.hostile(bytes(range(256)) * 64)
+        return self.hostile(bytes(range(256)) * 64, "closing: protocol error")
 
 
 class BufferedBytesLimitTests(HostileInputTests):
@@ -137,3 +149,4 @@ class BufferedBytesLimitTests(HostileInputTests):
 
     rtmp_config = RTMPConfig(limits=Limits(max_message_size=16 * 1024 * 1024, max_chunk_streams=100000,
                                            max_buffered_bytes=256 * 1024))
+    chunk_stream_limit = "maxBufferedBytes"
