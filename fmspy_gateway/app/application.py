@@ -266,7 +266,15 @@ class Application:
         method = self.find_method(name)
         if method is None:
             raise CallError(f"Method '{brief_name(name)}' not found.")
-        return method(client, *args)
+        try:
+            return method(client, *args)
+        except TypeError as exc:
+            # Raised by the call itself (no frame of the method in the traceback): the client sent
+            # arguments the method does not take.  The client's mistake, told to it; not a server error.
+            if exc.__traceback__.tb_next is not None:
+                raise
+            raise CallError(f"Method '{brief_name(name)}' was called with {len(args)} argument"
+                            f"{'' if len(args) == 1 else 's'}, which it does not take.") from None
 
     def find_method(self, name: Optional[str]) -> Optional[Callable]:
         """The method a call named ``name`` reaches, or None.

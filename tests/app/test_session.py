@@ -65,6 +65,9 @@ class HookApp(Application):
     def refuse(self, client):
         raise CallError("not allowed", "App.Error.NotAllowed", application={"why": 1})
 
+    def invoke_broken(self, client):
+        return len(5)   # a bug of the method's own: a TypeError raised inside it
+
     def invoke_legacy(self, client, value):
         return ["legacy", value]
 
@@ -195,6 +198,22 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual(reply.arguments[0]["code"], "NetConnection.Call.Failed")
         self.assertNotIn("secret", reply.arguments[0]["description"])
         self.assertNotIn("Traceback", reply.arguments[0]["description"])
+
+    def test_wrong_argument_count_is_the_clients_error_and_logs_no_traceback(self):
+        self.connect()
+        with self.assertNoLogs("fmspy_gateway", level="ERROR"):
+            (missing,) = self.call("legacy")
+            (extra,) = self.call("legacy", 1, 2, 3)
+        self.assertEqual([r.arguments[0]["description"] for r in (missing, extra)],
+                         ["Method 'legacy' was called with 0 arguments, which it does not take.",
+                          "Method 'legacy' was called with 3 arguments, which it does not take."])
+
+    def test_a_type_error_inside_the_method_is_still_a_server_error(self):
+        self.connect()
+        with self.assertLogs("fmspy_gateway", level="ERROR") as logged:
+            (reply,) = self.call("broken")
+        self.assertEqual(reply.arguments[0]["description"], "Method 'broken' failed.")
+        self.assertIn("TypeError", logged.output[0])
 
     def test_call_error_carries_code_and_application(self):
         self.connect()
