@@ -324,6 +324,8 @@ def _string_keyed(obj):
             key = str(key)
         elif not isinstance(key, str):
             raise LocalProtocolError(f"AMF object keys must be strings, not {type(key).__name__}: {brief(key)}")
+        if key in items:   # 0 and "0": one would silently overwrite the other
+            raise LocalProtocolError(f"AMF object has two keys written as {brief(key)} (an int and a string)")
         items[key] = value
     return items
 
@@ -910,6 +912,8 @@ class _Amf0EncoderMixin(_EncoderMixin):
                 raw = _amf0_name(name)
                 if type(name) is str:
                     names[name] = raw
+                elif str(name) in items:   # 0 and "0" are both written "0": the reader would keep one
+                    raise LocalProtocolError(f"AMF object has two keys written as {str(name)!r} (an int and a string)")
             write(raw)
             self.writeElement(item)
         write(_OBJECT_END)
