@@ -892,10 +892,7 @@ class _CachingEndpointFactory:
         # What twisted.web.client's standard endpoint factory does, without a connect timeout or bind address.
         if uri.scheme not in (b"http", b"https"):
             raise SchemeNotSupported(f"Unsupported scheme: {uri.scheme!r}")
-        try:
-            host = uri.host.decode("ascii")
-        except UnicodeDecodeError:
-            raise ValueError(f"The host of the URI ({uri.host!r}) contains non-ASCII octets") from None
+        host = uri.host.decode("ascii")    # URI.fromBytes (which Agent calls first) refuses non-ASCII URLs
         endpoint = HostnameEndpoint(self._reactor, host, uri.port, bindAddress=None)
         if uri.scheme == b"https":
             endpoint = wrapClientTLS(self._tls_policy.creatorForNetloc(uri.host, uri.port), endpoint)

@@ -85,8 +85,9 @@ class GatewayCallTests(GatewayMixin, TestCase):
         self.assertTrue(who["address"].startswith("127.0.0.1:"))
 
     @inlineCallbacks
-    def test_timeout_is_reported_within_the_routes_timeout(self):
-        # The route's timeout is 1 s; the backend would answer "finally" after 5 s.
+    def test_a_hung_backend_is_reported_naming_the_routes_timeout(self):
+        # The route's timeout is 1 s; the backend would answer "finally" after 5 s.  That the error comes
+        # at the route's timeout and not before is proved on a Clock: tests/bridge/test_route_timeout_on_the_clock.py.
         client = yield self.connect()
         with self.assertRaises(CallFailed) as raised:
             yield client.call("slow", 5)
@@ -149,10 +150,12 @@ class GatewayCallTests(GatewayMixin, TestCase):
         yield self.backend.stop()
         with self.assertRaises(CallFailed) as raised:
             yield client.call("divide", 1, 1)
-        self.assertIn("refused", raised.exception.description)
+        self.assertEqual(raised.exception.description,
+                         f"'divide' failed: backend http://127.0.0.1:{self.backend_port}/rpc refused the connection")
         with self.assertRaises(CallFailed) as raised:
             yield connect_client(self.url(), "let-me-in", reactor=reactor)
         self.assertEqual(raised.exception.code, "NetConnection.Connect.Rejected")
+        self.assertEqual(raised.exception.description, "The service is unavailable, please try again later.")
 
 
 def deferLater(seconds):

@@ -193,7 +193,7 @@ name = echotest
         self.service = tap.makeService(options, reactor=reactor)
         self.service.startService()
         self.addCleanup(self.service.stopService)
-        self.rtmp_port = self.service.getServiceNamed("rtmp")._port.getHost().port
+        self.rtmp_port = self.service.getServiceNamed("rtmp").args[0]
 
     @inlineCallbacks
     def connect(self, app="faults", encoding=0):
@@ -250,7 +250,8 @@ name = echotest
     def test_wrong_id(self):
         return self.check_fault("wrongid", "sent a bad response: wrong id (sent ")
 
-    def test_timed_out_within_the_routes_timeout(self):
+    def test_timed_out_names_the_routes_timeout(self):
+        # When it fires (and not before) is proved on a Clock: tests/bridge/test_route_timeout_on_the_clock.py.
         return self.check_fault("hang", f"backend {self.faults_url} timed out after 0.5 s")
 
     def test_too_large_by_content_length(self):
