@@ -10,10 +10,15 @@ for without bound: while its transport asks us to pause, media for it is
 dropped and it resumes at the next keyframe; one that stays behind longer than
 ``slow_player_timeout`` is disconnected.
 """
+import copy
 import logging
 import time
+from collections.abc import Mapping
 from typing import Dict, List, Optional
 
+from ..rtmp.amf import encode_values
+from ..rtmp.budget import brief_name
+from ..rtmp.errors import LocalProtocolError
 from ..rtmp.flv import is_sequence_header, is_video_info_frame, is_video_keyframe
 from ..rtmp.messages import MessageType, UserControl
 from .replies import status
@@ -21,6 +26,41 @@ from .replies import status
 log = logging.getLogger(__name__)
 
 AUDIO, VIDEO = MessageType.AUDIO, MessageType.VIDEO
+
+
+def _amf0_members(value):
+    """A copy of mapping ``value`` without the members only AMF3 can carry (a ByteArray in onMetaData)."""
+    kept = copy.copy(value)
+    for key, member in value.items():
+        try:
+            encode_values([member], amf3=False, switch=False)
+        except LocalProtocolError:
+            del kept[key]
+    return kept
+
+
+def send_data_amf0_safe(session, values, stream_id: int, what: str) -> bool:
+    """Send a data message to ``session``'s client, AMF0 only if it reads only AMF0; returns whether it went.
+
+    For such a client (npm ``rtmp-client`` disconnects on a 0x11 switch) an
+    object's members that need AMF3 are left out, so onMetaData still gives
+    the size and codecs; a message that still cannot be sent is dropped.
+    Either is logged once per interval.
+    """
+    connection, switch = session.peer.connection, session._may_switch()
+    try:
+        connection.send_data(values, stream_id=stream_id, switch=switch)
+        return True
+    except LocalProtocolError as exc:
+        reason = brief_name(str(exc), 200)
+    values = [_amf0_members(v) if isinstance(v, Mapping) else v for v in values]
+    try:
+        connection.send_data(values, stream_id=stream_id, switch=switch)
+        session.limit_log.hit("unsendable data", f"{what} sent without the values it cannot carry: {reason}")
+        return True
+    except LocalProtocolError:
+        session.limit_log.hit("unsendable data", f"{what} not sent: {reason}")
+        return False
 
 
 class MediaMessage:
@@ -78,7 +118,12 @@ class Player:
             "onStatus", 0, None, [status(code, description, level, **extra)], stream_id=self.stream_id)
 
     def send_data(self, values):
-        self.session.peer.connection.send_data(values, stream_id=self.stream_id)
+        """Relay a data message (the publisher's, or metadata); AMF0 only to a client that reads only AMF0.
+
+        A value only AMF3 can carry (a ByteArray, say) is never switched with
+        0x11 for such a client (see ``send_data_amf0_safe``).
+        """
+        send_data_amf0_safe(self.session, values, self.stream_id, "data message")
 
     def deliver(self, message: MediaMessage, force: bool = False) -> bool:
         """Send one message if this player can take it now; returns whether it was sent."""

@@ -303,8 +303,9 @@ class Session:
     def _send_connect_reply(self, name: str, info: dict, properties: Any = None) -> None:
         if self.peer.connection.state is not State.OPEN:
             return      # the connection broke meanwhile (a protocol error): nothing can be sent
-        # Always AMF0, whatever objectEncoding says: the Flash Player expects it so.
-        self.peer.connection.send_command(name, 1, properties, [info])
+        # Always AMF0, whatever objectEncoding says: the Flash Player expects it so.  An application
+        # value only AMF3 can carry is switched only for a client that reads AMF3 (see _may_switch).
+        self.peer.connection.send_command(name, 1, properties, [info], switch=self._may_switch())
 
     # -- rooms --------------------------------------------------------------------------------
 

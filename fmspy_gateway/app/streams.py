@@ -18,7 +18,7 @@ from ..rtmp.events import CommandReceived, DataReceived, MediaReceived
 from ..rtmp.flv import is_video_keyframe
 from ..rtmp.messages import UserControl
 from .application import StreamRejected
-from .live import AUDIO, VIDEO, LiveStream, Player
+from .live import AUDIO, VIDEO, LiveStream, Player, send_data_amf0_safe
 from .logs import RateLimitedLog, log_failure
 from .recording import RECORD_CHOICES, RecordedStream, Recorder
 from .replies import error, status
@@ -533,7 +533,8 @@ class RecordedPlayback:
         self._send_status("NetStream.Play.Start", f"Started playing {self.name}.")
         connection.send_data(["|RtmpSampleAccess", True, True], stream_id=self.stream.stream_id)
         if self.recorded.metadata is not None:
-            connection.send_data(["onMetaData", self.recorded.metadata], stream_id=self.stream.stream_id)
+            send_data_amf0_safe(self.commands.session, ["onMetaData", self.recorded.metadata],
+                                self.stream.stream_id, f"onMetaData of {brief_name(self.name)}")
         self._limit(start_ms)
         self._position(start_ms)
         self._tick()

@@ -18,6 +18,7 @@ from fmspy_gateway.app.live import LiveStreams, MediaMessage, Player
 from fmspy_gateway.app.recording import RecordedStream, RecordPolicy, Recorder
 from fmspy_gateway.app.rooms import LocalDirectory
 from fmspy_gateway.app.session import Session
+from fmspy_gateway.rtmp import amf
 from fmspy_gateway.rtmp.connection import VIDEO_CHUNK_STREAM, Connection, Role
 from fmspy_gateway.rtmp.events import CommandReceived, DataReceived, MediaReceived, UserControlReceived
 from fmspy_gateway.rtmp.flv import is_video_keyframe
@@ -84,6 +85,9 @@ class FakeSession:
     def __init__(self, **peer_options):
         self.peer = FakePeer(**peer_options)
         self.closed = False
+
+    def _may_switch(self):
+        return True
 
 
 def media(events):
@@ -842,3 +846,53 @@ class AutomaticRecordingTests(StreamCommandsTestCase):
         self.assertEqual(publisher.status_codes()[-1], "NetStream.Record.Stop")
         tags, metadata = self.tags("cam")
         self.assertEqual(max(t for _, t in tags), 1500)
+
+
+class Amf0PlayerTests(StreamCommandsTestCase):
+    """Item 12: a player that connected with objectEncoding 0 is sent AMF0 only, relayed data and metadata too."""
+
+    def data(self, conversation):
+        return [e.values for e in conversation.everything() if isinstance(e, DataReceived)]
+
+    def test_publisher_data_needing_amf3_is_dropped_for_an_amf0_player(self):
+        publisher = self.publisher()
+        player = self.player("cam", -1000)
+        with self.assertLogs("fmspy_gateway.app", "WARNING") as logged:
+            publisher.data(["onCuePoint", amf.ByteArray(b"\x00\x01")], 1)   # 0x11 + AMF3 from the publisher
+        publisher.data(["onTextData", {"text": "hi"}], 1)
+        self.assertEqual(list(self.data(player)[-1]), ["onTextData", {"text": "hi"}])
+        self.assertNotIn("onCuePoint", [values[0] for values in self.data(player)])
+        self.assertFalse(player.peer.client.peer_sent_amf3)
+        self.assertIn("data message not sent: a ByteArray cannot be sent to an AMF0 client", logged.output[0])
+
+    def test_metadata_reaches_an_amf0_player_without_the_members_needing_amf3(self):
+        publisher = self.publisher()
+        publisher.data(["@setDataFrame", "onMetaData", {"width": 320.0, "blob": amf.ByteArray(b"x")}], 1)
+        with self.assertLogs("fmspy_gateway.app", "WARNING") as logged:
+            player = self.player("cam", -1000)
+        self.assertEqual(list(self.data(player)[-1]), ["onMetaData", {"width": 320.0}])
+        self.assertFalse(player.peer.client.peer_sent_amf3)
+        self.assertIn("sent without the values it cannot carry", logged.output[0])
+
+    def test_recorded_metadata_needing_amf3_is_not_switched_to_an_amf0_player(self):
+        with Recorder(self.app.record_path("show")) as recorder:
+            recorder.write_metadata(["onMetaData", {"width": 320.0, "blob": amf.ByteArray(b"x")}])
+            recorder.write(VIDEO, 0, VIDEO_HEADER)
+            recorder.write(VIDEO, 0, keyframe())
+        with self.assertLogs("fmspy_gateway.app", "WARNING") as logged:
+            player = self.player("show", 0)
+        self.assertIn("NetStream.Play.Start", player.status_codes())
+        (metadata,) = [e.values for e in player.everything()
+                       if isinstance(e, DataReceived) and e.values[0] == "onMetaData"]
+        self.assertEqual(metadata[1]["width"], 320.0)
+        self.assertNotIn("blob", metadata[1])
+        self.assertFalse(player.peer.client.peer_sent_amf3)
+        self.assertIn("onMetaData of show sent without the values it cannot carry", logged.output[0])
+
+    def test_a_player_that_switches_itself_still_gets_amf3(self):
+        publisher = self.publisher()
+        player = self.player("cam", -1000)
+        player.send("noop", 0, None, amf.ByteArray(b"x"))                 # it writes 0x11: it reads it too
+        publisher.data(["onCuePoint", amf.ByteArray(b"\x00\x01")], 1)
+        self.assertEqual(self.data(player)[-1][0], "onCuePoint")
+        self.assertTrue(player.peer.client.peer_sent_amf3)

@@ -565,6 +565,31 @@ class RefusedAndUnsendableTests(SynchronousTestCase):
             self.assertIsNotNone(self.peer.closed_because)
             self.assertFalse(self.session.connected)
 
+    def test_connect_answers_to_an_amf0_client_stay_amf0(self):
+        # Item 12: an application value only AMF3 can carry is not switched (0x11) in the connect answer.
+        for decision in (Accept(application=amf.ByteArray(b"x")),
+                         ConnectRejected("no", application=amf.ByteArray(b"x"))):
+            self.setUp()
+
+            def on_connect(client, *args, decision=decision):
+                if isinstance(decision, Exception):
+                    raise decision
+                return decision
+            self.app.on_connect = on_connect
+            self.client.send_command("connect", 1, {"app": "app", "objectEncoding": 0})
+            with self.assertLogs(SESSION_LOG, "WARNING") as logged:
+                (reply,) = self.pump()
+            self.assertEqual((reply.name, reply.transaction_id), ("_error", 1))
+            self.assertNotIn("application", reply.arguments[0])
+            self.assertFalse(self.client.peer_sent_amf3)
+            self.assertIn("AMF0 client", logged.output[0])
+        self.setUp()
+        self.app.on_connect = lambda client, *args: Accept(application=amf.ByteArray(b"x"))
+        self.client.send_command("connect", 1, {"app": "app", "objectEncoding": 3})
+        (reply,) = self.pump()                              # an AMF3 client gets it
+        self.assertEqual(reply.name, "_result")
+        self.assertEqual(bytes(reply.arguments[0]["application"].getvalue()), b"x")
+
     def test_a_non_numeric_object_encoding_is_answered_as_zero(self):
         self.client.send_command("connect", 1, {"app": "app", "objectEncoding": {"": 0}}, amf3=True)
         (reply,) = self.pump()
