@@ -3,11 +3,13 @@
 Both ends of RTMP call each other (``nc.call`` and server-to-client calls);
 both keep this table.  Every entry ends exactly once: with the peer's
 ``_result`` / ``_error``, with a timeout, or with ``fail_all`` when the
-connection goes (as AMP's ``failAllOutgoing``).
+connection goes (as AMP's ``failAllOutgoing``).  After ``fail_all`` the
+table refuses new entries: a call made on a closed connection fails at once
+with ``ConnectionClosed`` instead of waiting for its timeout.
 """
 from typing import Any, Dict, Optional
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 
 
 class CallFailed(Exception):
@@ -46,14 +48,23 @@ class PendingCalls:
         self._timeout = timeout
         self._next_id = first_transaction_id
         self._calls: Dict[int, tuple] = {}
+        #: The reason given to ``fail_all``, once the connection is gone; None while it is open.
+        self.closed: Optional[str] = None
 
     def __len__(self):
         return len(self._calls)
 
     def new(self, description: str, timeout: Optional[float] = None) -> tuple:
-        """Allocate a transaction id for a call described by ``description`` (for error messages)."""
+        """Allocate a transaction id for a call described by ``description`` (for error messages).
+
+        After ``fail_all`` the Deferred has already failed with ``ConnectionClosed``
+        and nothing is kept: the caller need not send the call.
+        """
         transaction_id = self._next_id
         self._next_id += 1
+        if self.closed is not None:
+            return transaction_id, fail(ConnectionClosed(f"{description}: {self.closed}",
+                                                         "NetConnection.Connect.Closed"))
         deferred = Deferred(lambda d: self._calls.pop(transaction_id, None))
         timeout = self._timeout if timeout is None else timeout
         timer = None
@@ -94,7 +105,9 @@ class PendingCalls:
                                           "NetConnection.Call.Timeout"))
 
     def fail_all(self, reason: str):
-        """Fail every outstanding call (the connection is gone)."""
+        """Fail every outstanding call (the connection is gone), and every call made from now on."""
+        if self.closed is None:
+            self.closed = reason
         for transaction_id in list(self._calls):
             deferred = self._take(transaction_id)
             deferred.errback(ConnectionClosed(reason, "NetConnection.Connect.Closed"))

@@ -4,7 +4,10 @@ The handshake runs first (``handshake``), then the chunk layer (``chunks``)
 carries messages, which are decoded into events (``events``).  Replies the
 protocol itself requires (PingResponse, Acknowledgements, Window Ack Size
 after Set Peer Bandwidth) are queued here so every user of the core gets them.
-No sockets and no clock: the caller moves bytes and keeps time.
+No sockets and no clock: the caller moves bytes and keeps time.  The
+connection's deadlines (``timers``) are kept here too, aioquic's way: time
+comes in as ``now`` arguments, ``get_timer()`` says when to call
+``handle_timer(now)``.
 """
 import enum
 import os
@@ -22,6 +25,7 @@ from .handshake import ClientHandshake, ServerHandshake
 from .limits import Limits
 from .messages import (MessageType, UserControl, peer_bandwidth, read_peer_bandwidth, read_shared_object,
                        read_u32, read_user_control, shared_object, split_aggregate, u32, user_control)
+from .timers import NO_TIMEOUTS, PING, Timeouts, Timers
 
 
 class Role(enum.Enum):
@@ -53,10 +57,11 @@ class Connection:
     """
 
     __slots__ = ("role", "state", "_handshake", "_reader", "_writer", "_outgoing", "_budget",
-                 "_received", "_acknowledged", "_ack_window", "window_ack_size", "peer_sent_amf3")
+                 "_received", "_acknowledged", "_ack_window", "window_ack_size", "peer_sent_amf3", "_timers")
 
     def __init__(self, role: Role = Role.SERVER, *, limits: Limits = Limits(),
-                 random_bytes: Callable[[int], bytes] = os.urandom, epoch: int = 0, digest: bool = True):
+                 random_bytes: Callable[[int], bytes] = os.urandom, epoch: int = 0, digest: bool = True,
+                 timeouts: Timeouts = NO_TIMEOUTS, now: float = 0.0):
         self.role = role
         self.state = State.HANDSHAKING
         if role is Role.SERVER:
@@ -73,12 +78,16 @@ class Connection:
         self._acknowledged = 0      # the byte count of our last Acknowledgement
         self._ack_window = 0        # the peer's Window Ack Size; 0 until it sends one
         self.window_ack_size = 0    # the Window Ack Size we announced
+        self._timers = Timers(timeouts, now)   # ``now`` starts the handshake deadline
 
     # -- bytes in -----------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> List[Event]:
+    def receive_data(self, data: bytes, now: Optional[float] = None) -> List[Event]:
+        """Parse ``data``, received at ``now``; None (no deadlines kept) leaves the silence deadlines as they are."""
         if self.state is State.CLOSED:
             raise LocalProtocolError("receive_data on a closed connection")
+        if now is not None:
+            self._timers.received(now)
         try:
             if self.state is State.HANDSHAKING:
                 return self._receive_handshake(data)
@@ -95,6 +104,7 @@ class Connection:
             return []
         self.state = State.OPEN
         self._handshake = None
+        self._timers.handshake_completed(self._timers.last_received)
         if self.role is Role.SERVER:
             event = HandshakeCompleted(digest_scheme=handshake.digest_scheme)
         else:
@@ -208,6 +218,41 @@ class Connection:
                 raise RemoteProtocolError(f"aggregate message carries a part of type {type_id}")
             # Parts belong to the aggregate's message stream, whatever their own header says.
             self._dispatch(Message(type_id, message.stream_id, timestamp, body, message.chunk_stream_id), events)
+
+    # -- deadlines (timers.py) -------------------------------------------------------
+
+    def get_timer(self) -> Optional[float]:
+        """When ``handle_timer`` should next be called, or None: nothing is due, ever, as things stand.
+
+        Bytes received only ever move this later, except the end of the
+        handshake (the connect and ping deadlines begin) and the first bytes
+        after a ping; a caller keeping one scheduled call compares after a
+        read and re-arms only when this is sooner than what it scheduled.
+        """
+        if self.state is State.CLOSED:
+            return None
+        return self._timers.get_timer()
+
+    def handle_timer(self, now: float) -> List[Event]:
+        """Act on what is due at ``now``: queue a PingRequest, or hand up a ``TimedOut``.
+
+        Called early (before ``get_timer()``) it does nothing.  A PingRequest
+        carries the milliseconds since the connection began.
+        """
+        if self.state is State.CLOSED:
+            return []
+        due = self._timers.handle_timer(now)
+        if due is None:
+            return []
+        if due is PING:
+            if self.state is State.OPEN:
+                self.send_user_control(UserControl.PING_REQUEST, self._timers.ping_timestamp(now))
+            return []
+        return [due]
+
+    def connect_accepted(self) -> None:
+        """The application accepted connect: the ``connectTimeout`` deadline is gone."""
+        self._timers.connect_accepted = True
 
     # -- bytes out ----------------------------------------------------------------
 

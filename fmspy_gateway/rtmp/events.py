@@ -151,3 +151,19 @@ class MessageIgnored(Event):
     type_id: int
     stream_id: int
     size: int
+
+
+@dataclass(frozen=True)
+class TimedOut(Event):
+    """A deadline passed (``Connection.handle_timer``): the glue should flush and close.
+
+    The connection's state is left as it was, so what is queued can still be
+    written; it has no deadline after this (``get_timer()`` is None).
+    """
+
+    #: The option whose deadline passed: "handshakeTimeout", "connectTimeout" or "keepAliveTimeout".
+    limit: str
+    #: That option's value, in seconds.
+    seconds: float
+    #: One line saying what did not happen in time, naming the option.
+    reason: str

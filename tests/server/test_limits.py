@@ -39,9 +39,9 @@ class CountingConnection(Connection):
         super().__init__(*args, **kwargs)
         self.fed = 0
 
-    def receive_data(self, data):
+    def receive_data(self, data, now=None):
         self.fed += len(data)
-        return super().receive_data(data)
+        return super().receive_data(data, now)
 
 
 class SlowTransport(StringTransport):

@@ -1,0 +1,49 @@
+"""One DelayedCall per connection, at the protocol core's next deadline.
+
+The core decides every deadline (``rtmp/timers.py``: handshake, connect,
+ping, keep-alive); the glue only has to wake it.  Re-armed lazily, as
+aioquic's asyncio glue does: ``arm`` after a read moves the call only when
+the core's deadline became sooner than the call (the end of the handshake,
+the first bytes after a ping), never per read; a call that fires early
+finds nothing due, and the glue arms it again at the later deadline.
+"""
+from typing import Callable, Optional
+
+
+class Deadline:
+    """The scheduled wake-up of one core ``Connection``; ``fire(now)`` is called when it is due."""
+
+    __slots__ = ("_reactor", "_fire", "_call")
+
+    def __init__(self, reactor, fire: Callable[[float], None]):
+        self._reactor = reactor
+        self._fire = fire
+        self._call = None
+
+    def arm(self, deadline: Optional[float]) -> None:
+        """Make sure a call fires no later than ``deadline`` (None: nothing to add)."""
+        if deadline is None:
+            return
+        call = self._call
+        if call is not None and call.active():
+            if call.getTime() <= deadline:
+                return
+            call.reset(max(deadline - self._reactor.seconds(), 0))
+        else:
+            self._call = self._reactor.callLater(max(deadline - self._reactor.seconds(), 0), self._fired)
+
+    def cancel(self) -> None:
+        call, self._call = self._call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    @property
+    def scheduled(self) -> Optional[float]:
+        """When the call fires, or None when none is pending (for tests and the status page)."""
+        call = self._call
+        return call.getTime() if call is not None and call.active() else None
+
+    def _fired(self) -> None:
+        call, self._call = self._call, None
+        # Never earlier than the deadline it was scheduled for: float sums may land a hair before it.
+        self._fire(max(call.getTime(), self._reactor.seconds()))
