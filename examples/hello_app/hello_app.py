@@ -16,8 +16,8 @@ from fmspy_gateway.app.application import (Accept, Application, CallError, Conne
 
 
 class HelloApplication(Application):
-    def __init__(self, name, options=None, directory=None):
-        super().__init__(name, options, directory)
+    def __init__(self, name, options=None, hub=None):
+        super().__init__(name, options, hub)
         self.greeting = self.options.get("greeting", "Hello")
 
     # -- connect and disconnect --------------------------------------------------
@@ -47,10 +47,11 @@ class HelloApplication(Application):
         """A named room got its first client (the default room always exists)."""
 
     def on_room_enter(self, room, client):
-        room.broadcast("greet", f"{self.greeting}, {client.id}!", exclude=client)
+        # Everything between clients goes through the hub; its answers are Deferreds (here: how many heard it).
+        return self.hub.broadcast(room, "greet", [f"{self.greeting}, {client.id}!"], exclude=client)
 
     def on_room_leave(self, room, client):
-        room.broadcast("left", client.id)
+        return self.hub.broadcast(room, "left", [client.id])
 
     def on_room_destroy(self, room):
         """A named room lost its last client."""
@@ -63,7 +64,8 @@ class HelloApplication(Application):
 
     @remote
     def whoIsHere(self, client):
-        return [other.id for other in client.room]
+        # The hub answers with a Deferred (the members may be on other nodes); the result is sent when it fires.
+        return self.hub.members(client.room).addCallback(lambda members: [other.id for other in members])
 
     @remote
     def askBack(self, client, question):

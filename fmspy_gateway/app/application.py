@@ -9,13 +9,15 @@ the proper error, never the server going down.
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Callable, List, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
+
+from twisted.internet.defer import Deferred
 
 from ..config import ConfigError, _parse_buffer_size
 from ..rtmp.budget import brief_name
+from .hub import DEFAULT_ROOM, LocalHub, Room
 from .live import LiveStreams
 from .recording import RECORD_CHOICES, RecordPolicy, check_record_suffix, safe_stream_path
-from .rooms import DEFAULT_ROOM, LocalDirectory, Room
 
 
 def remote(method: Callable) -> Callable:
@@ -82,8 +84,8 @@ class ConnectRedirected(Exception):
 class Services:
     """What the server hands every application it builds."""
 
-    #: Where clients and rooms are found; one for all applications of a server.
-    directory: Any
+    #: Everything that crosses connections (app/hub.py); one for all applications of a server.
+    hub: Any
     #: The reactor's clock (``callLater``, ``seconds``), for applications that keep time.
     clock: Any = None
     #: The shared HTTP client (a treq ``HTTPClient``) for applications that call backends.
@@ -158,17 +160,18 @@ class Application:
     @classmethod
     def from_config(cls, section, services: Services) -> "Application":
         """Build the application of an fmspy.cfg section; override to read and check options at start."""
-        application = cls(section.name, section.options, services.directory)
+        application = cls(section.name, section.options, services.hub)
         application.configure_streaming(section, services)
         return application
 
-    def __init__(self, name: str, options: Optional[Mapping[str, str]] = None, directory=None):
+    def __init__(self, name: str, options: Optional[Mapping[str, str]] = None, hub=None):
         #: The RTMP application name clients connect to.
         self.name = name
         #: Application-specific options from the fmspy.cfg section, as strings.
         self.options = dict(options or {})
-        #: Where clients and rooms are found (shared by all applications of a server).
-        self.directory = directory if directory is not None else LocalDirectory()
+        #: Everything that crosses connections: rooms, clients, where streams are published (app/hub.py).
+        #: Shared by all applications of a server; every method answers with a Deferred.
+        self.hub = hub if hub is not None else LocalHub()
         #: The application's live streams: every application streams, as on FMS.
         self.live = LiveStreams()
         #: Where ``publish(name, "record")`` writes and recorded streams play from; None: no recording.
@@ -235,25 +238,28 @@ class Application:
 
     # -- rooms and clients ---------------------------------------------------------------
 
+    # Through the hub only, each answer a Deferred: the rooms and clients may be on other nodes.
+
     @property
     def default_room(self) -> Room:
-        return self.directory.default_room(self.name)
+        return self.room(DEFAULT_ROOM)
 
-    def room(self, name: str = DEFAULT_ROOM) -> Optional[Room]:
-        return self.directory.room(self.name, name)
+    def room(self, name: str = DEFAULT_ROOM) -> Room:
+        """The room value ``name`` of this application (a value: naming a room looks nothing up)."""
+        return self.hub.room(self.name, name)
 
-    @property
-    def rooms(self) -> List[Room]:
-        return self.directory.rooms(self.name)
+    def rooms(self) -> Deferred:
+        """Fires with a ``RoomInfo`` (application, name, clients) per room of this application."""
+        return self.hub.rooms(self.name)
 
-    @property
-    def clients(self) -> List:
-        return self.directory.clients(self.name)
+    def clients(self, room: Optional[str] = None) -> Deferred:
+        """Fires with the ``ClientInfo`` of this application's clients (of one room when given)."""
+        return self.hub.clients(self.name, room)
 
-    def client(self, client_id: str):
-        """The client of this application with that id, or None."""
-        client = self.directory.client(client_id)
-        return client if client is not None and client.application_name == self.name else None
+    def client(self, client_id: str) -> Deferred:
+        """Fires with the ``ClientInfo`` of this application's client with that id, or None."""
+        return self.hub.locate(client_id).addCallback(
+            lambda info: info if info is not None and info.application == self.name else None)
 
     # -- calls -------------------------------------------------------------------------------
 

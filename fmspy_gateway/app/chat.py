@@ -41,16 +41,24 @@ class ChatApplication(Application):
         if len(name) > MAX_NAME:
             raise CallError(f"A name is at most {MAX_NAME} characters", INVALID)
         self._names[client.id] = name
-        client.room.broadcast("message", f"<{name}> is entering chat...")
+        return self._tell(client.room, f"<{name}> is entering chat...")
 
     @remote
     def say(self, client, text):
         name = self._names.get(client.id)
         if name is None:
             raise CallError("Client wasn't identified, please don't say anything", NOT_IDENTIFIED)
-        client.room.broadcast("message", f"<{name}>: {_text(text, 'text')}")
+        return self._tell(client.room, f"<{name}>: {_text(text, 'text')}")
 
     def on_room_leave(self, room, client):
         name = self._names.pop(client.id, None)
         if name is not None:
-            room.broadcast("message", f"<{name}> is leaving chat...")
+            return self._tell(room, f"<{name}> is leaving chat...")
+
+    def _tell(self, room, line: str):
+        """``message(line)`` to the room, through the hub; the caller's answer stays null, as FMSPy's was.
+
+        Waiting for the hub's answer means a broadcast the hub could not
+        deliver (a lost Redis, say) is the caller's ``_error``, never dropped.
+        """
+        return self.hub.broadcast(room, "message", (line,)).addCallback(lambda _: None)

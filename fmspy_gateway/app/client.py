@@ -30,7 +30,7 @@ class Client:
         self.args = tuple(args)
         #: The room the URL named (rtmp://host/app/room), then the one the client entered; "" is the default room.
         self.room_name = room_name
-        #: The Room the client is in once connected, else None.
+        #: The room (a ``Room`` value, app/hub.py) the client is in once connected, else None.
         self.room = None
         #: Seconds since the epoch when connect arrived.
         self.connected_at = time.time() if connected_at is None else connected_at

@@ -11,7 +11,7 @@ from .application import Application, Services
 from .chat import ChatApplication
 from .echo import EchoApplication
 from .live_application import LiveApplication
-from .rooms import LocalDirectory
+from .hub import LocalHub
 
 ENTRY_POINT_GROUP = "fmspy_gateway.applications"
 
@@ -37,10 +37,10 @@ def application_classes() -> Dict[str, object]:
 def build_applications(config, services: Services = None, extra_classes=None) -> Dict[str, Application]:
     """Instantiate every enabled application section; returns name -> application.
 
-    All applications share ``services`` (one directory of clients and rooms).
+    All applications share ``services`` (one hub for clients, rooms and streams).
     ``extra_classes`` adds classes by name (the gateway's, from tap.py).
     """
-    services = services if services is not None else Services(LocalDirectory())
+    services = services if services is not None else Services(LocalHub())
     classes = application_classes()
     classes.update(extra_classes or {})
     applications = {}

@@ -257,6 +257,7 @@ class Session:
             self._reject(ConnectRejected())
             return
         self.connected = True
+        connection.connect_accepted()       # the core's connectTimeout deadline is met (rtmp/timers.py)
         client = self.client
         log.info("client %s (%s, %s) connected to %s", client.id, client.address, brief_name(client.agent),
                  self.application.name)
@@ -310,23 +311,38 @@ class Session:
     # -- rooms --------------------------------------------------------------------------------
 
     def _enter(self, room_name: str) -> None:
+        """Join the room through the hub (docs/ARCHITECTURE.md, "The hub"); hooks run once it answered."""
         application, client = self.application, self.client
-        room, created = application.directory.join(client, room_name)
-        d = maybeDeferred(application.on_room_create, room) if created else succeed(None)
-        d.addErrback(log_failure(log, f"on_room_create of {room!r}"))
+        room = application.room(room_name)
+        client.room, client.room_name = room, room.name
+        d = application.hub.join(client, room)
+
+        def joined(created):
+            hook = maybeDeferred(application.on_room_create, room) if created else succeed(None)
+            hook.addErrback(log_failure(log, f"on_room_create of {room!r}"))
+            return hook
+
+        d.addCallbacks(joined, log_failure(log, f"joining {room!r} for {client!r}"))
         d.addCallback(lambda _: application.on_room_enter(room, client))
         d.addErrback(log_failure(log, f"on_room_enter of {client!r}"))
 
     def _leave(self) -> None:
         application, client = self.application, self.client
-        room, destroyed = application.directory.leave(client)
-        d = maybeDeferred(application.on_room_leave, room, client) if room is not None else succeed(None)
-        d.addErrback(log_failure(log, f"on_room_leave of {client!r}"))
-        if destroyed:
-            d.addCallback(lambda _: application.on_room_destroy(room))
-            d.addErrback(log_failure(log, f"on_room_destroy of {room!r}"))
-        d.addCallback(lambda _: application.on_disconnect(client))
-        d.addErrback(log_failure(log, f"on_disconnect of {client!r}"))
+        room, client.room = client.room, None
+        d = application.hub.leave(client, room) if room is not None else succeed(False)
+        d.addErrback(log_failure(log, f"leaving {room!r} for {client!r}"))   # then: not destroyed (None)
+
+        def left(destroyed):
+            hook = maybeDeferred(application.on_room_leave, room, client) if room is not None else succeed(None)
+            hook.addErrback(log_failure(log, f"on_room_leave of {client!r}"))
+            if destroyed:
+                hook.addCallback(lambda _: application.on_room_destroy(room))
+                hook.addErrback(log_failure(log, f"on_room_destroy of {room!r}"))
+            hook.addCallback(lambda _: application.on_disconnect(client))
+            hook.addErrback(log_failure(log, f"on_disconnect of {client!r}"))
+            return hook
+
+        d.addCallback(left)
         log.info("client %s (%s) left %s", client.id, client.address, application.name)
 
     # -- calls from the client ---------------------------------------------------------------
@@ -421,16 +437,15 @@ class Session:
         """Send ``method(*args)`` wanting no answer; returns whether it was sent."""
         if self.closed or not self.connected or self._not_reading(f"notification {brief_name(method)}"):
             return False
-        if not self.closed and self.connected:
-            try:
-                self.peer.connection.send_command(method, 0, None, list(args), amf3=self.client.amf3,
-                                                  switch=self._may_switch())
-            except LocalProtocolError as exc:
-                # Nobody waits for a notification: it is dropped for this client, once logged per interval.
-                self.limit_log.hit("unsendable notification",
-                                   f"{brief_name(method)} not sent: {brief_name(str(exc), REASON_LENGTH)}")
-                return False
-            self.peer.flush()
+        try:
+            self.peer.connection.send_command(method, 0, None, list(args), amf3=self.client.amf3,
+                                              switch=self._may_switch())
+        except LocalProtocolError as exc:
+            # Nobody waits for a notification: it is dropped for this client, once logged per interval.
+            self.limit_log.hit("unsendable notification",
+                               f"{brief_name(method)} not sent: {brief_name(str(exc), REASON_LENGTH)}")
+            return False
+        self.peer.flush()
         return True
 
     def _not_reading(self, what: str) -> bool:

@@ -18,6 +18,7 @@ from ..rtmp.events import CommandReceived, DataReceived, MediaReceived
 from ..rtmp.flv import is_video_keyframe
 from ..rtmp.messages import UserControl
 from .application import StreamRejected
+from .hub import StreamTaken
 from .live import AUDIO, VIDEO, LiveStream, Player, send_data_amf0_safe
 from .logs import RateLimitedLog, log_failure
 from .recording import RECORD_CHOICES, RecordedStream, Recorder
@@ -189,16 +190,36 @@ class StreamCommands:
             self._status(stream.stream_id, "NetStream.Publish.BadName", f"Invalid stream name {brief(raw)}.", "error")
             return
         d = maybeDeferred(self.application.on_publish, self.session.client, name, mode, query)
+        d.addCallback(self._announce, name)
         d.addCallbacks(self._publish_allowed, self._publish_refused, (stream, name, mode), None, (stream, name))
         d.addErrback(log_failure(log, f"publish {name!r}"))
 
+    def _announce(self, decision, name: str):
+        """An allowed publish claims ``name`` through the hub: one publisher in the whole cluster.
+
+        Fails with ``StreamTaken`` (answered BadName) when it is published
+        anywhere; every way out of ``_publish_allowed`` that does not publish
+        gives the claim back (``_withdraw``).
+        """
+        if decision is False or self.session.closed:
+            return decision
+        d = self.application.hub.announce(self.application.name, name, self.session.client.id)
+        return d.addCallback(lambda _: decision)
+
+    def _withdraw(self, name: str):
+        d = self.application.hub.withdraw(self.application.name, name, self.session.client.id)
+        d.addErrback(log_failure(log, f"withdrawing {name!r}"))
+
     def _publish_allowed(self, decision, stream: NetStream, name: str, mode: str):
         if self.session.closed:
+            if decision is not False:
+                self._withdraw(name)
             return
         if decision is False:
             return self._publish_refused(None, stream, name)
         live = self.application.live.stream(name)
         if live.publisher is not None:
+            self._withdraw(name)
             self._status(stream.stream_id, "NetStream.Publish.BadName", f"{name} is already being published.",
                          "error")
             self.application.live.forget_if_idle(live)
@@ -212,6 +233,7 @@ class StreamCommands:
                 self._status(stream.stream_id, "NetStream.Publish.BadName",
                              f"Cannot record {name!r} here (no record directory, or not a valid file name).", "error")
                 self.application.live.forget_if_idle(live)
+                self._withdraw(name)
                 return
             try:
                 stream.recorder = Recorder(path, mode)
@@ -219,6 +241,7 @@ class StreamCommands:
                 log.warning("%s: cannot record to %s: %s", self.application.name, path, e)
                 self._status(stream.stream_id, "NetStream.Record.Failed", f"Cannot record {name}.", "error")
                 self.application.live.forget_if_idle(live)
+                self._withdraw(name)
                 return
             stream.record_kind = mode
             live.taps.append(lambda message: self._record(stream, message))
@@ -292,6 +315,11 @@ class StreamCommands:
         if self.session.closed:
             return
         reason = failure.value if failure is not None else None
+        if isinstance(reason, StreamTaken):
+            # Published elsewhere (this node or another, the hub says): as a second local publisher is told.
+            self._status(stream.stream_id, "NetStream.Publish.BadName", f"{name} is already being published.",
+                         "error")
+            return
         if failure is not None and not isinstance(reason, StreamRejected):
             log.error("on_publish of %s raised:\n%s", self.application.name, failure.getTraceback())
         description = reason.reason if isinstance(reason, StreamRejected) else f"Publishing {name} is not allowed."
@@ -305,6 +333,7 @@ class StreamCommands:
             self._close_recorder(stream)
         live.stop()
         self.application.live.forget_if_idle(live)
+        self._withdraw(name)
         if not quiet:
             self._status(stream.stream_id, "NetStream.Unpublish.Success", f"{name} is now unpublished.")
         d = maybeDeferred(self.application.on_unpublish, self.session.client, name)
@@ -557,9 +586,9 @@ class RecordedPlayback:
         self._origin = self.clock.seconds()
 
     def _tick(self):
+        # Never runs paused or after the connection closed: pause, seek and stop (which close_all
+        # calls) cancel the timer, and the calls from start, seek and unpause are made unpaused.
         self._timer = None
-        if self.commands.session.closed or self.paused:
-            return
         if self.commands.session in self.commands.application.live.blocked:
             self._timer = self.clock.callLater(VOD_TICK, self._tick)
             return

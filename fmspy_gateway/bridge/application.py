@@ -44,13 +44,13 @@ class GatewayApplication(Application):
                             max_queued=settings.max_queued, breaker_threshold=settings.breaker_threshold,
                             breaker_reset=settings.breaker_reset,
                             max_response_bytes=settings.max_response_bytes)
-        application = cls(section.name, section.options, services.directory, settings=settings, routes=routes,
+        application = cls(section.name, section.options, services.hub, settings=settings, routes=routes,
                           rpc=rpc)
         application.configure_streaming(section, services)
         return application
 
-    def __init__(self, name, options=None, directory=None, *, settings, routes, rpc):
-        super().__init__(name, options, directory)
+    def __init__(self, name, options=None, hub=None, *, settings, routes, rpc):
+        super().__init__(name, options, hub)
         self.settings = settings
         self.routes = routes
         self.rpc = rpc

@@ -27,6 +27,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from ..app.calls import CallFailed
+from ..app.hub import ClientNotFound
 from ..app.logs import RateLimitedLog
 from ..rtmp.budget import brief, brief_name
 from .mapping import MappingError, amf_to_json, json_to_amf
@@ -136,10 +137,17 @@ def _not_json(constant):
 
 
 class PushAPI:
-    """The methods themselves, over the applications and their directory."""
+    """The methods themselves, over the applications and the hub they share (app/hub.py).
 
-    def __init__(self, applications: Mapping[str, Any], *, max_call_timeout: float = MAX_CALL_TIMEOUT):
+    Every method asks the hub and answers with its Deferred: the client or
+    room may be on another node.  ``hub`` defaults to the applications' own.
+    """
+
+    def __init__(self, applications: Mapping[str, Any], *, hub=None, max_call_timeout: float = MAX_CALL_TIMEOUT):
         self.applications = applications
+        if hub is None:
+            hub = next((app.hub for app in applications.values()), None)
+        self.hub = hub
         self.max_call_timeout = max_call_timeout
 
     def _application(self, name):
@@ -149,11 +157,12 @@ class PushAPI:
         return app
 
     def _client(self, client_id):
-        for app in self.applications.values():
-            client = app.directory.client(client_id)
-            if client is not None:
-                return client
-        raise PushError(NOT_FOUND, f"no client {brief(client_id)}")
+        """Fires with the client's ``ClientInfo`` (wherever it is), or fails with NOT_FOUND."""
+        def found(info):
+            if info is None:
+                raise PushError(NOT_FOUND, f"no client {brief(client_id)}")
+            return info
+        return self.hub.locate(client_id).addCallback(found)
 
     @staticmethod
     def _to_amf(args, encoding: int = 0):
@@ -170,16 +179,13 @@ class PushAPI:
     def broadcast(self, app, room, method, args=()):
         self._application(app)
         values = self._to_amf(args)     # invalid args are invalid whether or not anyone is in the room
-        target = self.applications[app].room(room)
-        return target.broadcast(method, *values) if target is not None else 0
+        return self.hub.broadcast(self.hub.room(app, room), method, values)
 
     def call(self, client, method, args=(), timeout=None):
         # "not <=" also refuses NaN and infinities; math.isfinite would overflow on a 400-digit integer.
         if timeout is not None and not timeout <= self.max_call_timeout:
             raise PushError(INVALID_PARAMS, f"Invalid params: timeout: {brief(timeout)} is more than the "
                                             f"maximum of {self.max_call_timeout:g} s (push-max-call-timeout)")
-        target = self._client(client)
-
         def answered(result):
             try:
                 return amf_to_json(result, path="result")
@@ -188,26 +194,36 @@ class PushAPI:
 
         def failed(failure):
             error = failure.value
+            if isinstance(error, ClientNotFound):
+                raise PushError(NOT_FOUND, f"no client {brief(client)}")
             if isinstance(error, CallFailed):
                 raise PushError(CLIENT_CALL_FAILED, error.description or "the client's call failed",
                                 {"code": error.code, "description": error.description})
             return failure
 
-        return target.call(method, *self._to_amf(args, getattr(target, "object_encoding", 0)),
-                           timeout=timeout).addCallbacks(answered, failed)
+        def call(target):
+            # Mapped for what the client reads: its object encoding travels in its description.
+            return self.hub.call(target.id, method, self._to_amf(args, target.object_encoding), timeout=timeout)
+
+        return self._client(client).addCallback(call).addCallbacks(answered, failed)
 
     def disconnect(self, client, reason="disconnected by the backend"):
-        self._client(client).disconnect(reason)
-        return True
+        def done(found):
+            if not found:
+                raise PushError(NOT_FOUND, f"no client {brief(client)}")
+            return True
+        return self.hub.disconnect(client, reason).addCallback(done)
 
     def clients(self, app, room=None):
-        application = self._application(app)
-        clients = application.clients if room is None else list(application.room(room) or ())
-        return [{"id": c.id, "address": c.address, "room": c.room_name, "agent": c.agent,
-                 "connectedAt": c.connected_at} for c in clients]
+        self._application(app)
+        return self.hub.clients(app, room).addCallback(lambda clients: [
+            {"id": c.id, "address": c.address, "room": c.room, "agent": c.agent, "connectedAt": c.connected_at}
+            for c in clients])
 
     def rooms(self, app):
-        return [{"name": room.name, "clients": len(room)} for room in self._application(app).rooms]
+        self._application(app)
+        return self.hub.rooms(app).addCallback(
+            lambda rooms: [{"name": room.name, "clients": room.clients} for room in rooms])
 
 
 class PushResource(Resource):

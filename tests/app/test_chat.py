@@ -3,20 +3,21 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from fmspy_gateway.app.application import CallError
 from fmspy_gateway.app.chat import INVALID, MAX_NAME, ChatApplication
-
-
-class Room:
-    def __init__(self):
-        self.heard = []
-
-    def broadcast(self, method, *args):
-        self.heard.append((method, *args))
+from fmspy_gateway.app.hub import Room
 
 
 class Client:
+    """A client handle in the chat's hub: ``heard`` is what broadcasts to its room sent it."""
+
     def __init__(self, client_id="c1"):
         self.id = client_id
-        self.room = Room()
+        self.application_name, self.address = "chat", "192.0.2.1:1"
+        self.room = Room("chat", "")
+        self.heard = []
+
+    def notify(self, method, *args):
+        self.heard.append((method, *args))
+        return True
 
 
 def shared_tree(depth=16):
@@ -31,29 +32,30 @@ class ChatTextTests(SynchronousTestCase):
     def setUp(self):
         self.chat = ChatApplication("chat")
         self.client = Client()
+        self.chat.hub.join(self.client, self.client.room)
 
     def test_names_and_lines_are_strings_or_numbers_as_fmspy_had_them(self):
         self.chat.identify(self.client, 42)
         self.chat.say(self.client, 1.5)
-        self.assertEqual(self.client.room.heard, [("message", "<42> is entering chat..."), ("message", "<42>: 1.5")])
+        self.assertEqual(self.client.heard, [("message", "<42> is entering chat..."), ("message", "<42>: 1.5")])
 
     def test_a_container_name_is_refused_without_walking_it(self):
         with self.assertRaises(CallError) as info:
             self.chat.identify(self.client, shared_tree())
         self.assertEqual(info.exception.code, INVALID)
         self.assertIn("must be a string, not a list", info.exception.description)
-        self.assertEqual(self.client.room.heard, [])
+        self.assertEqual(self.client.heard, [])
 
     def test_a_container_line_is_refused_without_walking_it(self):
         self.chat.identify(self.client, "ann")
         with self.assertRaises(CallError) as info:
             self.chat.say(self.client, {"a": shared_tree()})
         self.assertEqual(info.exception.code, INVALID)
-        self.assertEqual(len(self.client.room.heard), 1)
+        self.assertEqual(len(self.client.heard), 1)
 
     def test_a_name_longer_than_max_name_is_refused(self):
         with self.assertRaises(CallError) as info:
             self.chat.identify(self.client, "n" * (MAX_NAME + 1))
         self.assertEqual(info.exception.code, INVALID)
         self.chat.identify(self.client, "n" * MAX_NAME)
-        self.assertEqual(self.client.room.heard, [("message", f"<{'n' * MAX_NAME}> is entering chat...")])
+        self.assertEqual(self.client.heard, [("message", f"<{'n' * MAX_NAME}> is entering chat...")])

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from fmspy_gateway.app.application import Application
 from fmspy_gateway.app.live import LiveStreams, MediaMessage, Player
 from fmspy_gateway.app.recording import RecordedStream, RecordPolicy, Recorder
-from fmspy_gateway.app.rooms import LocalDirectory
+from fmspy_gateway.app.hub import LocalHub
 from fmspy_gateway.app.session import Session
 from fmspy_gateway.rtmp import amf
 from fmspy_gateway.rtmp.connection import VIDEO_CHUNK_STREAM, Connection, Role
@@ -456,7 +456,7 @@ class PlayCommandTests(SynchronousTestCase):
                 return test.decision
 
         self.decision = True
-        self.app = App("live", directory=LocalDirectory())
+        self.app = App("live", hub=LocalHub())
         self.app.live = LiveStreams(self.clock)
         self.app.record_dir = tempfile.mkdtemp(prefix="fmspy-live-")
         self.addCleanup(shutil.rmtree, self.app.record_dir, True)
@@ -551,7 +551,7 @@ class StreamCommandsTestCase(SynchronousTestCase):
 
     def setUp(self):
         self.clock = Clock()
-        self.app = Application("live", directory=LocalDirectory())
+        self.app = Application("live", hub=LocalHub())
         self.app.live = LiveStreams(self.clock)
         self.app.record_dir = tempfile.mkdtemp(prefix="fmspy-live-")
         self.addCleanup(shutil.rmtree, self.app.record_dir, True)

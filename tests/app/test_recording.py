@@ -491,9 +491,9 @@ def build(section):
     from twisted.internet.task import Clock
     from fmspy_gateway.app.application import Services
     from fmspy_gateway.app.live_application import LiveApplication
-    from fmspy_gateway.app.rooms import LocalDirectory
+    from fmspy_gateway.app.hub import LocalHub
     from fmspy_gateway.config import RTMPConfig
-    return LiveApplication.from_config(section, Services(LocalDirectory(), clock=Clock(), rtmp=RTMPConfig()))
+    return LiveApplication.from_config(section, Services(LocalHub(), clock=Clock(), rtmp=RTMPConfig()))
 
 
 def test_record_options_are_read_at_start(tmp_path):
@@ -551,13 +551,13 @@ def test_the_recording_walkthroughs_config_records_every_publish(tmp_path):
     from fmspy_gateway.app.application import Services
     from fmspy_gateway.app.recording import RecordPolicy
     from fmspy_gateway.app.registry import build_applications
-    from fmspy_gateway.app.rooms import LocalDirectory
+    from fmspy_gateway.app.hub import LocalHub
     from fmspy_gateway.config import load_config
     here = os.path.dirname(os.path.abspath(__file__))
     shutil.copy(os.path.join(here, "..", "..", "examples", "recording", "fmspy.cfg"), tmp_path / "fmspy.cfg")
     config = load_config(str(tmp_path / "fmspy.cfg"))
     assert config.rtmp.interface == "127.0.0.1"
-    [live] = build_applications(config, Services(LocalDirectory(), clock=Clock(), rtmp=config.rtmp)).values()
+    [live] = build_applications(config, Services(LocalHub(), clock=Clock(), rtmp=config.rtmp)).values()
     assert live.name == "live"
     assert live.record_policy == RecordPolicy("all", "", 1 << 30, 3600.0)
     assert os.path.isdir(tmp_path / "recordings")

@@ -36,7 +36,7 @@ def test_builtins_share_one_directory(tmp_path):
                                                "[EchoApplication:off]\nenabled = no\nname = off\n"))
     assert sorted(apps) == ["chat", "chat2", "echotest"]
     assert isinstance(apps["echotest"], EchoApplication) and isinstance(apps["chat2"], ChatApplication)
-    assert apps["chat"].directory is apps["echotest"].directory is apps["chat2"].directory
+    assert apps["chat"].hub is apps["echotest"].hub is apps["chat2"].hub
 
 
 def test_third_party_application_found_by_entry_point(tmp_path, monkeypatch):

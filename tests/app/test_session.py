@@ -6,7 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from fmspy_gateway.app.application import (Accept, Application, CallError, ConnectRedirected, ConnectRejected,
                                            remote)
 from fmspy_gateway.app.calls import CallFailed, CallTimedOut, ConnectionClosed
-from fmspy_gateway.app.rooms import LocalDirectory
+from fmspy_gateway.app.hub import LocalHub
 from fmspy_gateway.app.session import Session, split_app_path
 from fmspy_gateway.rtmp import amf
 from fmspy_gateway.rtmp.connection import Connection, Role
@@ -85,7 +85,7 @@ class HookApp(Application):
 class SessionTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
-        self.app = HookApp("app", directory=LocalDirectory())
+        self.app = HookApp("app", hub=LocalHub())
         self.peer = FakePeer()
         self.session = Session({"app": self.app}, self.peer, clock=self.clock, call_timeout=10)
         self.client = Connection(Role.CLIENT)
@@ -129,7 +129,7 @@ class SessionTests(SynchronousTestCase):
                          ("127.0.0.1:5555", "TEST 1,0,0,0", "rtmp://h/app", "http://page", "http://swf", 3,
                           ("arg1", 2)))
         self.assertEqual(client.room.name, "lobby")
-        self.assertIs(self.app.client(client.id), client)
+        self.assertIs(self.successResultOf(self.app.client(client.id)).handle, client)
         self.assertEqual(self.app.events, [("connect", ("arg1", 2)), ("create", "lobby"), ("enter", "lobby")])
         self.flushLoggedErrors()
 
@@ -138,8 +138,8 @@ class SessionTests(SynchronousTestCase):
         client_id = self.session.client.id
         self.session.connection_lost("gone")
         self.assertEqual(self.app.events[-3:], [("leave", "lobby"), ("destroy", "lobby"), ("disconnect", client_id)])
-        self.assertIsNone(self.app.client(client_id))
-        self.assertIsNone(self.app.room("lobby"))
+        self.assertIsNone(self.successResultOf(self.app.client(client_id)))
+        self.assertEqual(self.successResultOf(self.app.rooms()), [])
 
     def test_reject_with_reason_and_application_value(self):
         self.app.decision = ConnectRejected("go away", application={"retry": 5})
@@ -341,7 +341,7 @@ class RefusedAndUnsendableTests(SynchronousTestCase):
 
     def setUp(self):
         self.clock = Clock()
-        self.app = Unsendable("app", directory=LocalDirectory())
+        self.app = Unsendable("app", hub=LocalHub())
         self.peer = FakePeer()
         self.session = Session({"app": self.app}, self.peer, clock=self.clock, call_timeout=10)
         self.client = Connection(Role.CLIENT)

@@ -4,7 +4,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from fmspy_gateway.app.calls import CallFailed
 from fmspy_gateway.app.chat import ChatApplication
-from fmspy_gateway.app.rooms import LocalDirectory
+from fmspy_gateway.app.hub import LocalHub
 from fmspy_gateway.app.session import Session
 from fmspy_gateway.rtmp.connection import Connection, Role
 from fmspy_gateway.rtmp.events import CommandReceived
@@ -17,7 +17,7 @@ LOGGER = "fmspy_gateway.app.session"
 class OverBudgetTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
-        self.app = ChatApplication("chat", directory=LocalDirectory())
+        self.app = ChatApplication("chat", hub=LocalHub())
         self.sessions = [self.connected(f"127.0.0.1:{5000 + n}") for n in range(2)]
 
     def connected(self, address):
@@ -47,7 +47,7 @@ class OverBudgetTests(SynchronousTestCase):
         listener.peer.over_budget = True
         room = talker.client.room
         with self.assertLogs(LOGGER, "WARNING") as logs:
-            reached = [room.broadcast("message", n) for n in range(50)]
+            reached = [self.successResultOf(room.broadcast("message", n)) for n in range(50)]
         self.assertEqual(reached, [1] * 50)
         self.assertEqual(self.pump(listener, listener_client), [])
         self.assertEqual(len(self.pump(talker, talker_client)), 50)
@@ -65,5 +65,5 @@ class OverBudgetTests(SynchronousTestCase):
     def test_a_client_within_budget_gets_everything(self):
         (listener, listener_client), (talker, _) = self.sessions
         listener.peer.over_budget = False
-        self.assertEqual(talker.client.room.broadcast("message", "hi"), 2)
+        self.assertEqual(self.successResultOf(talker.client.room.broadcast("message", "hi")), 2)
         self.assertEqual([c.name for c in self.pump(listener, listener_client)], ["message"])
