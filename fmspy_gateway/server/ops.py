@@ -1,0 +1,490 @@
+"""What the server is doing, as plain dicts: the figures behind /api/v1/, /metrics and the status page.
+
+Everything is read from live objects when asked (the factory's connections,
+the applications' hub for rooms and clients, live streams, each gateway's route
+figures), so nothing here must be kept in step with the rest of the server.
+The one thing that needs history is a rate: a sampler (``RateSampler``, a
+LoopingCall on the injected reactor) reads the byte counters every
+``interval`` seconds and keeps bits/s per connection, per stream and in total,
+and the process's CPU share.
+
+Sources, all added for this module as plain attributes: ``bytes_in`` /
+``bytes_out`` / ``close_reason`` of each RTMP connection and ``accepted`` /
+``closed_bytes_*`` / ``closed_observers`` of the factory
+(``server/protocol.py``; the observer keeps the limit hits of connections
+that are gone); ``published_at`` / ``bytes_in`` of a
+live stream (``app/live.py``); ``peer`` / ``session`` of a client
+(``app/client.py``); ``stats`` of a gateway application (``bridge/stats.py``).
+"""
+import os
+import resource
+import socket
+import time
+from typing import Any, Dict, List, Optional
+
+from twisted.application import service
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
+
+from ..rtmp import amf, flv
+from ..rtmp.messages import MessageType
+from . import jsonlog
+
+VERSION = "0.1.0"
+
+_AVC_PROFILES = {66: "Baseline", 77: "Main", 88: "Extended", 100: "High", 110: "High 10", 122: "High 4:2:2",
+                 244: "High 4:4:4", 44: "CAVLC 4:4:4"}
+_AAC_PROFILES = {1: "Main", 2: "LC", 3: "SSR", 4: "LTP", 5: "HE-AAC", 29: "HE-AACv2"}
+_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+_LEGACY_RATES = (5512, 11025, 22050, 44100)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("fmspy-gateway")
+    except Exception:
+        return VERSION
+
+
+def _settled(deferred):
+    """The result of a hub answer (app/hub.py) that has already fired.
+
+    The status API renders synchronously, which holds only for ``LocalHub``
+    (its answers are fired Deferreds).  A hub whose answers come from other
+    nodes needs this module and server/api.py to wait on the Deferred
+    (render with NOT_DONE_YET); until then a late answer is an error here,
+    never a wrong figure.
+    """
+    box = []
+    deferred.addBoth(box.append)
+    if not box:
+        raise RuntimeError("the hub has not answered yet; the status API needs a hub that answers at once")
+    if isinstance(box[0], Failure):
+        box[0].raiseException()
+    return box[0]
+
+
+# -- media facts from sequence headers and metadata ----------------------------------------------
+
+def _metadata_object(metadata) -> Dict[str, Any]:
+    """The onMetaData object of a stream's ``("onMetaData", {...})`` values, as a dict."""
+    if not metadata:
+        return {}
+    for value in metadata[1:]:
+        if hasattr(value, "items"):
+            try:
+                return {str(k): v for k, v in value.items()}
+            except Exception:
+                return {}
+    return {}
+
+
+def _number(value) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return None
+    return value
+
+
+def video_info(header, metadata: Dict[str, Any]) -> Optional[dict]:
+    """Codec, profile, level, size and frame rate of a stream's video, or None without video."""
+    payload = bytes(header.payload[:16]) if header is not None else b""
+    if header is None and not any(k in metadata for k in ("videocodecid", "width", "height")):
+        return None
+    info = {"codec": flv.codec_name(MessageType.VIDEO, payload) if payload else None,
+            "profile": None, "level": None,
+            "width": _int(metadata.get("width")), "height": _int(metadata.get("height")),
+            "frame_rate": _number(metadata.get("framerate", metadata.get("videoframerate"))),
+            "data_rate_kbps": _number(metadata.get("videodatarate"))}
+    if payload and not payload[0] & 0x80 and payload[0] & 0x0F == 7 and len(payload) >= 9:
+        # AVCDecoderConfigurationRecord after FrameType/CodecID, AVCPacketType and the 3-byte CTS.
+        info["profile"] = _AVC_PROFILES.get(payload[6], str(payload[6]))
+        info["level"] = payload[8] / 10
+    return info
+
+
+def _int(value) -> Optional[int]:
+    number = _number(value)
+    return int(number) if number is not None else None
+
+
+def audio_info(header, metadata: Dict[str, Any]) -> Optional[dict]:
+    """Codec, profile, sample rate and channels of a stream's audio, or None without audio."""
+    payload = bytes(header.payload[:8]) if header is not None else b""
+    if header is None and "audiocodecid" not in metadata:
+        return None
+    stereo = metadata.get("stereo")
+    info = {"codec": flv.codec_name(MessageType.AUDIO, payload) if payload else None, "profile": None,
+            "sample_rate": _int(metadata.get("audiosamplerate")),
+            "channels": _int(metadata.get("audiochannels")) or ((2 if stereo else 1) if isinstance(stereo, bool)
+                                                                  else None),
+            "data_rate_kbps": _number(metadata.get("audiodatarate"))}
+    if payload:
+        sound_format = payload[0] >> 4
+        if sound_format == 10 and len(payload) >= 4:
+            # AudioSpecificConfig: 5 bits object type, 4 bits frequency index, 4 bits channel configuration.
+            object_type = payload[2] >> 3
+            index = ((payload[2] & 0x07) << 1) | (payload[3] >> 7)
+            channels = (payload[3] >> 3) & 0x0F
+            info["profile"] = _AAC_PROFILES.get(object_type, str(object_type))
+            if index < len(_AAC_RATES):
+                info["sample_rate"] = _AAC_RATES[index]
+            if channels:
+                info["channels"] = channels
+        elif sound_format != 9:
+            info["sample_rate"] = info["sample_rate"] or _LEGACY_RATES[(payload[0] >> 2) & 0x03]
+            info["channels"] = info["channels"] or (2 if payload[0] & 0x01 else 1)
+    return info
+
+
+# -- rates --------------------------------------------------------------------------------------
+
+class RateSampler:
+    """bits/s of byte counters, sampled every ``interval`` seconds on ``clock``.
+
+    ``watch(key, counter)`` is called for each counter at each tick (by
+    ``ServerStatus.sample``); ``rate(key)`` answers from the last two samples,
+    0 until there are two.  Keys not watched at a tick are forgotten.
+    """
+
+    def __init__(self, clock):
+        self._clock = clock
+        self._last: Dict[Any, tuple] = {}
+        self._rates: Dict[Any, float] = {}
+        self._seen = set()
+
+    def begin(self):
+        self._seen = set()
+
+    def watch(self, key, counter: float, scale: float = 8.0):
+        now = self._clock.seconds()
+        self._seen.add(key)
+        last = self._last.get(key)
+        if last is not None and now > last[0]:
+            self._rates[key] = max(0.0, (counter - last[1]) * scale / (now - last[0]))
+        self._last[key] = (now, counter)
+
+    def end(self):
+        for key in list(self._last):
+            if key not in self._seen:
+                self._last.pop(key, None)
+                self._rates.pop(key, None)
+
+    def rate(self, key) -> float:
+        return self._rates.get(key, 0.0)
+
+    def known(self, key) -> bool:
+        """Whether ``key`` was watched at the latest tick."""
+        return key in self._last
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# -- the status ---------------------------------------------------------------------------------
+
+class ServerStatus:
+    """The server's figures as JSON-ready dicts; see the module docstring for where each comes from."""
+
+    def __init__(self, factory, applications, *, clock, node: Optional[str] = None, interval: float = 2.0):
+        self.factory = factory
+        self.applications = applications
+        self.clock = clock
+        self.node = node or socket.gethostname()
+        self.pid = os.getpid()
+        self.started_at = time.time()
+        self._started = clock.seconds()
+        self.interval = interval
+        self.rates = RateSampler(clock)
+        self._loop = None
+        #: Limit hits and dropped traffic (RateLimitedLog counts) of connections already closed, by kind;
+        #: connections the server closed for a limit, by option.
+        self.closed_hits: Dict[str, int] = {}
+        self.closed_by_limit: Dict[str, int] = {}
+        observers = getattr(factory, "closed_observers", None)
+        if observers is not None:
+            observers.append(self._connection_closed)
+
+    def _connection_closed(self, protocol) -> None:
+        for kind, count in _hit_counts(protocol).items():
+            self.closed_hits[kind] = self.closed_hits.get(kind, 0) + count
+        reason = getattr(protocol, "close_reason", None)
+        if isinstance(reason, str) and reason.startswith("limit hit: "):
+            words = reason[len("limit hit: "):].split()
+            option = _option_name(words[0]) if words else "?"
+            self.closed_by_limit[option] = self.closed_by_limit.get(option, 0) + 1
+
+    def limit_hits(self) -> Dict[str, int]:
+        """Every limit hit and dropped message so far, by kind (option name or what was dropped)."""
+        hits = dict(self.closed_hits)
+        for protocol in list(self.factory.connections):
+            for kind, count in _hit_counts(protocol).items():
+                hits[kind] = hits.get(kind, 0) + count
+        for kind, count in getattr(getattr(self.factory, "refusals", None), "counts", {}).items():
+            hits[kind] = hits.get(kind, 0) + count
+        return dict(sorted(hits.items()))
+
+    # -- sampling --------------------------------------------------------------------------
+
+    def start(self):
+        if self._loop is None:
+            self._loop = LoopingCall(self.sample)
+            self._loop.clock = self.clock
+            self._loop.start(self.interval, now=True)
+
+    def stop(self):
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+    def sample(self):
+        rates = self.rates
+        rates.begin()
+        bytes_in, bytes_out = self._totals()
+        rates.watch("in", bytes_in)
+        rates.watch("out", bytes_out)
+        rates.watch("cpu", _cpu_seconds(), scale=100.0)
+        # Per connection only those that publish or play: sampling every idle connection cost 1 KB and
+        # 10 us each (10,000 clients: 10 MB and 0.1 s a tick); the others show their average since connect.
+        peers = {}
+        for app_name, live in self._live_streams():
+            rates.watch(("stream", app_name, live.name, id(live)), getattr(live, "bytes_in", 0))
+            sessions = [getattr(live.publisher, "session", None)] + [p.session for p in list(live.players)]
+            for session in sessions:
+                peer = getattr(session, "peer", None)
+                if peer is not None:
+                    peers[id(peer)] = peer
+        for key, peer in peers.items():
+            rates.watch(("in", key), getattr(peer, "bytes_in", 0))
+            rates.watch(("out", key), getattr(peer, "bytes_out", 0))
+        rates.end()
+
+    # -- sources ---------------------------------------------------------------------------
+
+    def _totals(self):
+        factory = self.factory
+        live_in = sum(getattr(p, "bytes_in", 0) for p in factory.connections)
+        live_out = sum(getattr(p, "bytes_out", 0) for p in factory.connections)
+        return (getattr(factory, "closed_bytes_in", 0) + live_in, getattr(factory, "closed_bytes_out", 0) + live_out)
+
+    def _live_streams(self):
+        for app_name in sorted(self.applications):
+            live = getattr(self.applications[app_name], "live", None)
+            for stream in list(getattr(live, "streams", {}).values()):
+                yield app_name, stream
+
+    def _all_clients(self, app_name: Optional[str] = None) -> List:
+        clients = []
+        for name in sorted(self.applications):
+            if app_name is None or name == app_name:
+                clients.extend(info.handle for info in _settled(self.applications[name].clients())
+                               if info.handle is not None)
+        return clients
+
+    def _streams_by_session(self) -> Dict[int, list]:
+        """Session id -> [{app, name, type}] of what it publishes and plays."""
+        found: Dict[int, list] = {}
+        for app_name, live in self._live_streams():
+            if live.publisher is not None:
+                session = getattr(live.publisher, "session", live.publisher)
+                found.setdefault(id(session), []).append({"app": app_name, "name": live.name, "type": "publish"})
+            for player in list(live.players):
+                found.setdefault(id(player.session), []).append({"app": app_name, "name": live.name,
+                                                                 "type": "play"})
+        return found
+
+    # -- answers ---------------------------------------------------------------------------
+
+    def summary(self) -> dict:
+        bytes_in, bytes_out = self._totals()
+        return {
+            "version": _version(), "node": self.node, "pid": self.pid,
+            "started_at": self.started_at, "uptime_seconds": round(self.clock.seconds() - self._started, 3),
+            "connections": len(self.factory.connections), "connections_accepted": getattr(self.factory, "accepted", 0),
+            "clients": len(self._all_clients()), "applications": len(self.applications),
+            "streams": sum(1 for _, live in self._live_streams() if live.publisher is not None),
+            "bytes_in": bytes_in, "bytes_out": bytes_out,
+            "bits_in_per_second": round(self.rates.rate("in")), "bits_out_per_second": round(self.rates.rate("out")),
+            "cpu_percent": round(self.rates.rate("cpu"), 1), "cpu_seconds": round(_cpu_seconds(), 3),
+            "memory_bytes": _rss_bytes(), "amf_codec": amf.codec_name(),
+            "limit_hits": self.limit_hits(), "closed_by_limit": dict(sorted(self.closed_by_limit.items())),
+        }
+
+    def applications_list(self) -> List[dict]:
+        answer = []
+        for name in sorted(self.applications):
+            app = self.applications[name]
+            live = getattr(app, "live", None)
+            streams = list(getattr(live, "streams", {}).values())
+            answer.append({"name": name, "class": type(app).__name__, "clients": len(_settled(app.clients())),
+                           "rooms": len(_settled(app.rooms())),
+                           "streams": sum(1 for s in streams if s.publisher is not None),
+                           "gateway": hasattr(app, "stats")})
+        return answer
+
+    def rooms(self, app_name: Optional[str] = None) -> List[dict]:
+        answer = []
+        for name in sorted(self.applications):
+            if app_name is not None and name != app_name:
+                continue
+            for room in sorted(_settled(self.applications[name].rooms()), key=lambda r: r.name):
+                answer.append({"app": name, "name": room.name, "default": room.is_default, "clients": room.clients})
+        return answer
+
+    def describe_client(self, client, streams: Optional[Dict[int, list]] = None) -> dict:
+        peer = client.peer
+        now = time.time()
+        if streams is None:
+            streams = self._streams_by_session()
+        return {
+            "id": client.id, "address": client.address, "app": client.application_name, "room": client.room_name,
+            "agent": _text(client.agent), "page_url": _text(client.page_url), "swf_url": _text(client.swf_url),
+            "tc_url": _text(client.tc_url), "object_encoding": client.object_encoding,
+            "connected_at": client.connected_at, "connected_seconds": round(max(0.0, now - client.connected_at), 3),
+            "bytes_in": getattr(peer, "bytes_in", 0), "bytes_out": getattr(peer, "bytes_out", 0),
+            "bits_in_per_second": self._peer_rate("in", peer, client),
+            "bits_out_per_second": self._peer_rate("out", peer, client),
+            "streams": streams.get(id(client.session), []),
+        }
+
+    def _peer_rate(self, direction: str, peer, client) -> int:
+        """Bits/s over the last sample for a connection that publishes or plays, else since connect."""
+        key = (direction, id(peer))
+        if self.rates.known(key):
+            return round(self.rates.rate(key))
+        seconds = time.time() - client.connected_at
+        return round(getattr(peer, "bytes_" + direction, 0) * 8 / seconds) if seconds > 0 else 0
+
+    def clients(self, start: int = 0, count: int = 100, app_name: Optional[str] = None) -> dict:
+        clients = sorted(self._all_clients(app_name), key=lambda c: (c.connected_at, c.id))
+        page = clients[start:start + count]
+        streams = self._streams_by_session()
+        return {"total": len(clients), "start": start, "count": len(page),
+                "clients": [self.describe_client(c, streams) for c in page]}
+
+    def find_client(self, client_id: str):
+        for app in self.applications.values():
+            info = _settled(app.client(client_id))
+            if info is not None and info.handle is not None:
+                return info.handle
+        return None
+
+    def streams(self) -> List[dict]:
+        answer = []
+        now = time.time()
+        sessions = {}
+        for client in self._all_clients():
+            sessions[id(client.session)] = client
+        for app_name, live in self._live_streams():
+            publisher = live.publisher
+            session = getattr(publisher, "session", publisher) if publisher is not None else None
+            client = sessions.get(id(session)) if session is not None else None
+            metadata = _metadata_object(live.metadata)
+            bits_in = round(self.rates.rate(("stream", app_name, live.name, id(live))))
+            players = len(live.players)
+            published_at = getattr(live, "published_at", None) if publisher is not None else None
+            answer.append({
+                "app": app_name, "name": live.name, "publishing": publisher is not None,
+                "publisher": client.id if client is not None else None,
+                "publisher_address": client.address if client is not None else None,
+                "published_at": published_at,
+                "age_seconds": round(now - published_at, 3) if published_at else None,
+                "bytes_in": getattr(live, "bytes_in", 0), "bits_in_per_second": bits_in,
+                # One copy of the stream per player (each gets every message but while it catches up).
+                "bits_out_per_second": bits_in * players,
+                "players": players, "recording": bool(live.taps),
+                "video": video_info(live.video_header, metadata), "audio": audio_info(live.audio_header, metadata),
+            })
+        return answer
+
+    def gateway(self) -> List[dict]:
+        answer = []
+        for name in sorted(self.applications):
+            app = self.applications[name]
+            stats = getattr(app, "stats", None)
+            if stats is None:
+                continue
+            endpoints = []
+            rpc = getattr(app, "rpc", None)
+            for url, endpoint in sorted((rpc.endpoints if rpc is not None else {}).items()):
+                endpoints.append({"url": url, "name": endpoint.name, "circuit": endpoint.breaker.state.value,
+                                  "consecutive_failures": endpoint.breaker.failures,
+                                  "in_flight": endpoint.in_flight, "queued": endpoint.queued,
+                                  "max_concurrent": endpoint.max_concurrent, "max_queued": endpoint.max_queued})
+            circuits = {e["url"]: e["circuit"] for e in endpoints}
+            routes = []
+            for figures in stats.snapshot():
+                p50, p99 = figures.percentile(0.5), figures.percentile(0.99)
+                circuit = circuits.get(figures.endpoint, "closed")
+                routes.append({
+                    "route": figures.name, "endpoint": figures.endpoint, "calls": figures.calls, "ok": figures.ok,
+                    "errors": figures.error_count, "errors_by_kind": dict(sorted(figures.errors.items())),
+                    "http_statuses": {str(k): v for k, v in sorted(figures.statuses.items())},
+                    "in_flight": figures.in_flight,
+                    "latency_p50_ms": round(p50 * 1000, 3) if p50 is not None else None,
+                    "latency_p99_ms": round(p99 * 1000, 3) if p99 is not None else None,
+                    "last_outcome": figures.last_outcome, "last_at": figures.last_at,
+                    "circuit": circuit, "health": _health(figures, circuit),
+                })
+            answer.append({"app": name, "routes": routes, "endpoints": endpoints})
+        return answer
+
+
+def _option_name(limit: str) -> str:
+    """The fmspy.cfg name of a limit: the core names them as fields (max_message_size -> maxMessageSize)."""
+    first, *rest = limit.split("_")
+    return first + "".join(part.capitalize() for part in rest)
+
+
+def _hit_counts(protocol) -> Dict[str, int]:
+    """The RateLimitedLog counts of one connection: its glue's, its session's, its streams'."""
+    session = getattr(protocol, "session", None)
+    logs = (getattr(protocol, "limit_log", None), getattr(session, "limit_log", None),
+            getattr(getattr(session, "streams", None), "dropped", None))
+    hits: Dict[str, int] = {}
+    for limit_log in logs:
+        for kind, count in getattr(limit_log, "counts", {}).items():
+            hits[kind] = hits.get(kind, 0) + count
+    return hits
+
+
+def _health(figures, circuit: str) -> str:
+    """"failing" when the circuit is not closed or the latest outcome was a failure of the backend."""
+    if circuit != "closed":
+        return "failing"
+    if figures.last_outcome in (None, "ok", "backend-error", "invalid-params", "cancelled"):
+        return "ok" if figures.last_outcome is not None else "idle"
+    return "failing"
+
+
+def _text(value) -> Optional[str]:
+    return value if isinstance(value, str) else None
+
+
+class StatusService(service.Service):
+    """Starts and stops the status's sampler with the server."""
+
+    name = "status"
+
+    def __init__(self, status: ServerStatus):
+        self.status = status
+
+    def startService(self):
+        super().startService()
+        self.status.start()
+        jsonlog.attach(self.status)
+
+    def stopService(self):
+        jsonlog.detach(self.status)
+        self.status.stop()
+        return super().stopService()
