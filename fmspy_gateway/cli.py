@@ -5,11 +5,28 @@ import sys
 from twisted.internet.task import react
 
 
+def _one_line(url):
+    """An errback: a server that is down, a wrong URL or application is one line and status 1.
+
+    ``react`` would print "main function encountered error" and a traceback;
+    only failures that are not about reaching the server (our bugs) keep it.
+    """
+    def errback(failure):
+        from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
+        from .app.calls import CallFailed
+        from .tools.failures import explain
+        if failure.check(ConnectError, ConnectionDone, ConnectionLost, CallFailed, ValueError) is None:
+            return failure
+        print(f"error: {explain(url, failure)}", file=sys.stderr, flush=True)
+        raise SystemExit(1)
+    return errback
+
+
 def _echotest(reactor, args):
     from .tools.echotest import AMF0, AMF3, echotest
     encodings = {"amf0": (AMF0,), "amf3": (AMF3,), "both": (AMF0, AMF3)}[args.encoding]
     d = echotest(args.url, encodings, reactor=reactor)
-    d.addCallback(lambda passed: None if passed else sys.exit(1))
+    d.addCallbacks(lambda passed: None if passed else sys.exit(1), _one_line(args.url))
     return d
 
 
@@ -17,6 +34,13 @@ def _chat(reactor, args):
     from .tools.chat import chat
     d = chat(args.url, args.name, reactor=reactor)
     d.addCallback(lambda status: sys.exit(status) if status else None)
+    return d
+
+
+def _listen(reactor, args):
+    from .tools.listen import listen
+    d = listen(args.url, args.connect_args, reactor=reactor)
+    d.addCallbacks(lambda status: sys.exit(status) if status else None, _one_line(args.url))
     return d
 
 
@@ -36,6 +60,15 @@ def main(argv=None):
     talk.add_argument("url", help="rtmp://host[:port]/chat[/room]")
     talk.add_argument("--name", required=True, help="the name the others see")
     talk.set_defaults(run=_chat)
+    hear = commands.add_parser("listen", help="stay connected and print every call the server makes",
+                               description="Connects (with the connect arguments given), answers every call "
+                                           "the server makes with null and prints it as name(args as JSON), "
+                                           "one line each: a client to see a push API broadcast or call "
+                                           "arrive. Ctrl+C leaves.")
+    hear.add_argument("url", help="rtmp://host[:port]/application[/room]")
+    hear.add_argument("connect_args", nargs="*", metavar="ARG",
+                      help="connect arguments, as strings (NetConnection.connect(url, ARG...))")
+    hear.set_defaults(run=_listen)
     args = parser.parse_args(argv)
 
     def run(reactor):

@@ -39,8 +39,8 @@ from fmspy_gateway.rtmp.budget import ValueBudget
 from fmspy_gateway.rtmp.limits import Limits
 
 __all__ = [
-    "DEFAULT_SEARCH_PATH", "ConfigError", "RTMPConfig", "HTTPConfig", "ApplicationConfig", "Config",
-    "load_config", "with_overrides",
+    "DEFAULT_SEARCH_PATH", "ConfigError", "RTMPConfig", "HTTPConfig", "RTMPSConfig", "RTMPTConfig", "ApplicationConfig",
+    "Config", "load_config", "with_overrides",
 ]
 
 #: Where fmspy.cfg is looked for, as FMSPy's FAQ says: the package's install
@@ -109,6 +109,10 @@ class RTMPConfig:
     max_connections: int = 0
     #: Connections open at once from one IP address; 0 = unlimited (``maxConnectionsPerAddress``).
     max_connections_per_address: int = 0
+    #: Ignored or refused messages (unknown types, media or data before connect, values over budget)
+    #: a connection may send with no accepted command or media in between before it is closed as
+    #: junk (``maxIgnoredMessages``); ordinary clients send none.
+    max_ignored_messages: int = 100
     #: ``maxMessageSize``, ``maxChunkSize``, ``maxChunkStreams``, ``maxBufferedBytes``,
     #: ``maxValueNodes``, ``maxValueBytes``.
     limits: Limits = field(default_factory=Limits)
@@ -128,6 +132,58 @@ class HTTPConfig:
     push_token: Optional[str] = None
     #: ``push-max-body``: the largest push API request body read, in bytes.
     push_max_body: int = 1024 * 1024
+    #: ``push-max-call-timeout``: the longest ``timeout`` a push API ``call`` may ask for, in seconds.
+    push_max_call_timeout: float = 300.0
+    #: ``admin-token``: the bearer token of /api/v1/ and /metrics; None: reads open, DELETE refused.
+    admin_token: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class RTMPSConfig:
+    """The [RTMPS] section: RTMP inside TLS on its own port (and RTMPT inside TLS there: RTMPTS).
+
+    The certificate files are only named here; ``server.tls`` reads them at
+    start and again on SIGHUP, so that a missing or unreadable file is one
+    line naming the option.
+    """
+
+    enabled: bool = False
+    #: TCP port; 443 is what ``rtmps://host/app`` (and ``rtmpts://``) means without a port.
+    port: int = 443
+    #: Address to listen on; empty means every interface.
+    interface: str = ""
+    #: PEM file with the server certificate, optionally followed by its intermediates.
+    certificate: str = ""
+    #: PEM file with the certificate's private key (unencrypted).
+    key: str = ""
+    #: Optional PEM file with intermediate certificates sent after the certificate.
+    chain: str = ""
+    #: Offer TLS 1.3 as well as 1.2 (``tls13``).  Off by default: librtmp built with GnuTLS (Debian's
+    #: rtmpdump and python3-librtmp) fails its handshake on the session tickets a TLS 1.3 server sends,
+    #: and pyOpenSSL cannot turn those off.
+    tls13: bool = False
+
+
+@dataclass(frozen=True)
+class RTMPTConfig:
+    """The [RTMPT] section: RTMP tunnelled through HTTP POSTs, on the [HTTP] site and the RTMPS port.
+
+    Each session is an RTMP connection for the [RTMP] limits and timers as
+    well (``maxConnections``, ``keepAliveTimeout``, ...); these bound what an
+    HTTP client can open without holding a socket.
+    """
+
+    enabled: bool = False
+    #: Sessions open at once, all addresses together (``maxSessions``).
+    max_sessions: int = 1000
+    #: Sessions open at once from one IP address (``maxSessionsPerAddress``); proxies share one address.
+    max_sessions_per_address: int = 100
+    #: Bytes waiting for one session's next poll before it is dropped (``maxPendingBytes``).
+    max_pending_bytes: int = 1024 * 1024
+    #: The most RTMP bytes one response carries (``maxResponseBytes``; Red5 uses 32768).
+    max_response_bytes: int = 32768
+    #: The largest POST body read (``maxRequestBytes``) on the RTMPS port; the [HTTP] site has push-max-body.
+    max_request_bytes: int = 1024 * 1024
 
 
 _REQUIRED: Any = object()  # marks a getter call without a default
@@ -194,6 +250,8 @@ class Config:
     rtmp: RTMPConfig = field(default_factory=RTMPConfig)
     http: HTTPConfig = field(default_factory=HTTPConfig)
     applications: Tuple[ApplicationConfig, ...] = ()
+    rtmps: RTMPSConfig = field(default_factory=RTMPSConfig)
+    rtmpt: RTMPTConfig = field(default_factory=RTMPTConfig)
     #: The files read, absolute, in the order they were layered.
     files: Tuple[str, ...] = ()
 
@@ -229,9 +287,12 @@ def load_config(path: Optional[str] = None, *, search_path: Sequence[str] = DEFA
 
     rtmp = _rtmp_config(sections.pop("RTMP"))
     http = _http_config(sections.pop("HTTP")) if "HTTP" in sections else HTTPConfig()
+    rtmps = _rtmps_config(sections.pop("RTMPS")) if "RTMPS" in sections else RTMPSConfig()
+    rtmpt = _rtmpt_config(sections.pop("RTMPT")) if "RTMPT" in sections else RTMPTConfig()
     applications = tuple(_application_config(section) for section in sections.values())
     _check_unique_names(applications)
-    return Config(rtmp=rtmp, http=http, applications=applications, files=tuple(files))
+    return Config(rtmp=rtmp, http=http, applications=applications, files=tuple(files), rtmps=rtmps,
+                  rtmpt=rtmpt)
 
 
 def with_overrides(config: Config, *, rtmp_port: Union[int, str, None] = None,
@@ -511,6 +572,8 @@ def _rtmp_config(section: _Section) -> RTMPConfig:
         max_connections=get("maxConnections", _parse_count, _COUNT, default.max_connections),
         max_connections_per_address=get("maxConnectionsPerAddress", _parse_count, _COUNT,
                                         default.max_connections_per_address),
+        max_ignored_messages=get("maxIgnoredMessages", _parse_positive_int, _POSITIVE,
+                                 default.max_ignored_messages),
         limits=Limits(
             max_message_size=get("maxMessageSize", _parse_message_size, _size_expected(_MAX_MESSAGE_SIZE),
                                  limits.max_message_size),
@@ -555,13 +618,58 @@ def _http_config(section: _Section) -> HTTPConfig:
         push_token=section.get("push-token", lambda t: t or None, "a token", default.push_token),
         push_max_body=section.get("push-max-body", _parse_buffer_size, _size_expected(None),
                                   default.push_max_body),
+        push_max_call_timeout=section.get("push-max-call-timeout", _parse_seconds, _SECONDS,
+                                          default.push_max_call_timeout),
+        admin_token=section.get("admin-token", lambda t: t or None, "a token", default.admin_token),
     )
     section.reject_unknown()
     return http
 
 
+def _rtmps_config(section: _Section) -> RTMPSConfig:
+    default = RTMPSConfig()
+    get = section.get
+    rtmps = RTMPSConfig(
+        enabled=get("enabled", _parse_bool, _BOOL, default.enabled),
+        port=get("port", _parse_port, _PORT, default.port),
+        interface=get("interface", str, "an address", default.interface),
+        certificate=get("certificate", str, "a file name", default.certificate).strip(),
+        key=get("key", str, "a file name", default.key).strip(),
+        chain=get("chain", str, "a file name", default.chain).strip(),
+        tls13=get("tls13", _parse_bool, _BOOL, default.tls13),
+    )
+    section.reject_unknown()
+    if rtmps.enabled:
+        for option in ("certificate", "key"):
+            if not getattr(rtmps, option):
+                source = section.source_of(option) or section.source
+                raise ConfigError(f"{source}: [RTMPS] {option} is missing: expected the PEM file of the server's "
+                                  f"{'certificate' if option == 'certificate' else 'private key'} "
+                                  "(RTMPS is enabled)", file=source, section="RTMPS", option=option)
+    return rtmps
+
+
+def _rtmpt_config(section: _Section) -> RTMPTConfig:
+    default = RTMPTConfig()
+    get = section.get
+    rtmpt = RTMPTConfig(
+        enabled=get("enabled", _parse_bool, _BOOL, default.enabled),
+        max_sessions=get("maxSessions", _parse_positive_int, _POSITIVE, default.max_sessions),
+        max_sessions_per_address=get("maxSessionsPerAddress", _parse_positive_int, _POSITIVE,
+                                     default.max_sessions_per_address),
+        max_pending_bytes=get("maxPendingBytes", _parse_buffer_size, _size_expected(None),
+                              default.max_pending_bytes),
+        max_response_bytes=get("maxResponseBytes", _parse_buffer_size, _size_expected(None),
+                               default.max_response_bytes),
+        max_request_bytes=get("maxRequestBytes", _parse_buffer_size, _size_expected(None),
+                              default.max_request_bytes),
+    )
+    section.reject_unknown()
+    return rtmpt
+
+
 def _application_config(section: _Section) -> ApplicationConfig:
-    if section.name.strip().upper() in ("RTMP", "HTTP"):
+    if section.name.strip().upper() in ("RTMP", "HTTP", "RTMPS", "RTMPT"):
         raise ConfigError(f"{section.source}: [{section.name}]: expected [{section.name.strip().upper()}] "
                           "exactly (section names are case-sensitive)", file=section.source,
                           section=section.name)

@@ -117,6 +117,16 @@ def test_empty_push_token_is_none_and_empty_interface_means_all(tmp_path):
     assert config.rtmp.interface == "" and config.http.interface == ""
 
 
+def test_push_api_limits(tmp_path):
+    config = load_config(write(tmp_path, "[RTMP]\n[HTTP]\npush-max-body = 64K\npush-max-call-timeout = 2.5\n"))
+    assert (config.http.push_max_body, config.http.push_max_call_timeout) == (64 * 1024, 2.5)
+    defaults = load_config(write(tmp_path, "[RTMP]\n[HTTP]\n")).http
+    assert (defaults.push_max_body, defaults.push_max_call_timeout) == (1024 * 1024, 300.0)
+    for bad in ("0", "-1", "inf", "soon"):
+        with pytest.raises(ConfigError, match="push-max-call-timeout"):
+            load_config(write(tmp_path, f"[RTMP]\n[HTTP]\npush-max-call-timeout = {bad}\n"))
+
+
 def test_inline_and_full_line_comments(tmp_path):
     config = load_config(write(tmp_path, """
 # a comment

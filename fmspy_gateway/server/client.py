@@ -2,7 +2,12 @@
 
 Used by the tests and the command-line tools.  Like the server glue it only
 moves bytes between a socket and the sans-I/O core; calls awaiting answers
-live in the same ``PendingCalls`` table the server uses.
+live in the same ``PendingCalls`` table the server uses, which refuses new
+calls once the connection is gone.  The core keeps the client's deadlines
+(``rtmp/timers.py``): the handshake, a PingRequest after ``ping_interval``
+of silence and the close after ``keepalive_timeout`` with nothing received
+(a server that went away without a word); the glue only wakes it
+(``server/deadline.py``).
 """
 import functools
 from typing import Any, Callable, Mapping, Optional
@@ -17,24 +22,32 @@ from ..app.calls import CallFailed, ConnectionClosed, PendingCalls
 from ..app.replies import status
 from ..rtmp.connection import Connection, Role
 from ..rtmp.errors import RemoteProtocolError
-from ..rtmp.events import CommandReceived, HandshakeCompleted, MessageRefused
+from ..rtmp.events import CommandReceived, HandshakeCompleted, MessageRefused, TimedOut
+from ..rtmp.timers import Timeouts
+from .deadline import Deadline
 
 log = Logger()
 
 DEFAULT_PORT = 1935
 DEFAULT_TLS_PORT = 443
+DEFAULT_HTTP_PORT = 80
 FLASH_VERSION = "LNX 32,0,0,465"
+#: The client's deadlines, the server's defaults ([RTMP] handshakeTimeout, pingInterval, keepAliveTimeout).
+HANDSHAKE_TIMEOUT = 30.0
+PING_INTERVAL = 60.0
+KEEPALIVE_TIMEOUT = 180.0
 
 
 def parse_rtmp_url(url: str):
-    """'rtmp://host:port/app/room' -> (host, port, 'app/room'); rtmps:// (RTMP in TLS) defaults to port 443."""
+    """'rtmp://host:port/app/room' -> (host, port, 'app/room'); rtmps:// defaults to port 443, rtmpt:// to 80."""
     parts = urlsplit(url)
-    if parts.scheme not in ("rtmp", "rtmps") or not parts.hostname:
-        raise ValueError(f"not an rtmp:// or rtmps:// URL: {url!r}")
+    if parts.scheme not in ("rtmp", "rtmps", "rtmpt") or not parts.hostname:
+        raise ValueError(f"not an rtmp://, rtmps:// or rtmpt:// URL: {url!r}")
     app = parts.path.lstrip("/")
     if parts.query:
         app += "?" + parts.query
-    return parts.hostname, parts.port or (DEFAULT_TLS_PORT if parts.scheme == "rtmps" else DEFAULT_PORT), app
+    default_port = {"rtmps": DEFAULT_TLS_PORT, "rtmpt": DEFAULT_HTTP_PORT}.get(parts.scheme, DEFAULT_PORT)
+    return parts.hostname, parts.port or default_port, app
 
 
 class RTMPClientProtocol(Protocol):
@@ -44,15 +57,26 @@ class RTMPClientProtocol(Protocol):
     return value (or Deferred) answers the call.  ``onStatus`` messages go to
     the ``onStatus`` handler if there is one.  A ``"*"`` handler is called as
     ``handler(name, *args)`` for every name without a handler of its own.
+    ``handshake_timeout``, ``ping_interval`` and ``keepalive_timeout`` are
+    seconds, None for no such deadline.
     """
 
     def __init__(self, reactor=None, handlers: Optional[Mapping[str, Callable]] = None,
-                 call_timeout: Optional[float] = 30.0, digest: bool = True):
+                 call_timeout: Optional[float] = 30.0, digest: bool = True, *,
+                 handshake_timeout: Optional[float] = HANDSHAKE_TIMEOUT,
+                 ping_interval: Optional[float] = PING_INTERVAL,
+                 keepalive_timeout: Optional[float] = KEEPALIVE_TIMEOUT):
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
         self.handlers = dict(handlers or {})
-        self.connection = Connection(Role.CLIENT, digest=digest)
+        timeouts = Timeouts(handshake_timeout=handshake_timeout, ping_interval=ping_interval,
+                            keepalive_timeout=keepalive_timeout)
+        self.connection = Connection(Role.CLIENT, digest=digest, timeouts=timeouts, now=reactor.seconds())
+        #: The one DelayedCall at the core's next deadline.
+        self._deadline = Deadline(reactor, self._on_timer)
+        #: Why the client dropped the connection itself (a TimedOut's reason), None if it did not.
+        self.close_reason = None
         self.calls = PendingCalls(reactor, call_timeout)
         self.amf3 = False
         #: The HandshakeCompleted event, once the handshake is done.
@@ -64,10 +88,11 @@ class RTMPClientProtocol(Protocol):
 
     def connectionMade(self):
         self.flush()
+        self._deadline.arm(self.connection.get_timer())
 
     def dataReceived(self, data: bytes):
         try:
-            events = self.connection.receive_data(data)
+            events = self.connection.receive_data(data, self.reactor.seconds())
         except RemoteProtocolError as e:
             log.error("server broke the protocol: {reason}", reason=e.reason)
             self.transport.loseConnection()
@@ -85,9 +110,26 @@ class RTMPClientProtocol(Protocol):
                 self.calls.reject(event.transaction_id, status("NetConnection.Call.Failed",
                                                                f"Refused: {event.reason}", level="error"))
         self.flush()
+        if self.close_reason is None:
+            self._deadline.arm(self.connection.get_timer())
+
+    def _on_timer(self, now: float):
+        if self.close_reason is not None or self.transport is None:
+            return
+        for event in self.connection.handle_timer(now):
+            if isinstance(event, TimedOut):
+                log.warn("closing the connection: {reason}", reason=event.reason)
+                self.close_reason = event.reason
+                # Aborted, not closed: a server that stopped answering may never read what is queued either.
+                abort = getattr(self.transport, "abortConnection", None) or self.transport.loseConnection
+                abort()
+                return
+        self.flush()            # a PingRequest, if one was due
+        self._deadline.arm(self.connection.get_timer())
 
     def connectionLost(self, reason):
-        message = reason.getErrorMessage()
+        self._deadline.cancel()
+        message = self.close_reason or reason.getErrorMessage()
         if self._connect_call is not None:
             d, self._connect_call = self._connect_call, None
             d.errback(ConnectionClosed(f"connection closed before connect was answered: {message}"))
@@ -128,8 +170,9 @@ class RTMPClientProtocol(Protocol):
     def call(self, name: str, *args, timeout: Optional[float] = None) -> Deferred:
         """Call a server method; fires with its result or fails with CallFailed / CallTimedOut."""
         transaction_id, deferred = self.calls.new(f"call {name!r}", timeout)
-        self.connection.send_command(name, transaction_id, None, args, amf3=self.amf3)
-        self.flush()
+        if self.calls.closed is None:       # once closed, the call has already failed (ConnectionClosed)
+            self.connection.send_command(name, transaction_id, None, args, amf3=self.amf3)
+            self.flush()
         return deferred
 
     def notify(self, name: str, *args):
@@ -190,7 +233,8 @@ def connect_client(url: str, *args, reactor=None, handlers=None, object_encoding
     the protocol as ``connect_info``.  An ``rtmps://`` URL connects through
     TLS: ``tls`` is the connection creator (``optionsForClientTLS``), by
     default one checking the certificate against the system's roots for the
-    URL's host name.
+    URL's host name.  An ``rtmpt://`` URL tunnels through HTTP POSTs
+    (``server.rtmpt_client``).
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -214,4 +258,7 @@ def connect_client(url: str, *args, reactor=None, handlers=None, object_encoding
         d = protocol.connect(app, *args, tc_url=url, object_encoding=object_encoding, **params)
         return d.addCallbacks(accepted, refused)
 
+    if url.lower().startswith("rtmpt:"):
+        from .rtmpt_client import open_rtmpt
+        return open_rtmpt(reactor, host, port, factory.buildProtocol(None)).addCallback(connected)
     return endpoint.connect(factory).addCallback(connected)

@@ -25,9 +25,9 @@ from twisted.web.http import RESPONSES, HTTPChannel
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
-from twisted.web.static import File
 
 from ..app.logs import RateLimitedLog
+from .examples import PACKAGE_EXAMPLES, ExamplesDirectory
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ Guard = Callable[[Headers, Optional[int]], Optional[EarlyAnswer]]
 #: long enough for a client to read the answer and stop, short enough that refused clients cannot pile up.
 LINGER = 2.0
 
-EXAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                            "examples")
+#: The bundled examples, package data (a link to the repository's examples/ in a checkout): server/examples.py.
+EXAMPLES_DIR = PACKAGE_EXAMPLES
 
 
 class Index(Resource):
@@ -59,7 +59,9 @@ class Index(Resource):
     def render_GET(self, request):
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         names = ", ".join(sorted(self._applications)) or "none"
-        return f"fmspy-gateway is running. RTMP applications: {names}\n".encode()
+        return (f"fmspy-gateway is running. RTMP applications: {names}\n"
+                "Status page: /status/  API: /api/v1/ (openapi.json)  Prometheus: /metrics  Examples: /examples/\n"
+                ).encode()
 
 
 def build_site_root(http_config, applications, push: Resource = None, examples_dir: str = EXAMPLES_DIR) -> Resource:
@@ -67,7 +69,7 @@ def build_site_root(http_config, applications, push: Resource = None, examples_d
     if push is not None:
         root.putChild(b"rpc", push)
     if http_config.examples_enabled and os.path.isdir(examples_dir):
-        root.putChild(b"examples", File(examples_dir))
+        root.putChild(b"examples", ExamplesDirectory(examples_dir))
     return root
 
 

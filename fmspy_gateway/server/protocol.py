@@ -1,10 +1,11 @@
 """The Twisted side of a server connection: bytes from the socket into the core, events to the session.
 
 Thin on purpose (Twisted's own ``web/_http2.py`` around h2): feed bytes, hand
-events on, write what the core queued.  It owns the socket and the timers:
-the handshake deadline, the connect deadline (``connectTimeout``), the ping
-sent after ``pingInterval`` of silence, and the close after
-``keepAliveTimeout`` with nothing received.  It also owns what one
+events on, write what the core queued.  It owns the socket and schedules
+the core's deadlines (``rtmp/timers.py``: handshake, ``connectTimeout``,
+the ping after ``pingInterval`` of silence, the close after
+``keepAliveTimeout``) with one DelayedCall per connection, and acts on the
+``TimedOut`` the core hands up.  It also owns what one
 connection may cost the others: the output budget (``maxOutgoingBytes``),
 the count of junk messages (``maxIgnoredMessages``) and, in the factory,
 the number of connections (``maxConnections``, ``maxConnectionsPerAddress``).
@@ -17,11 +18,12 @@ from twisted.logger import Logger
 
 from ..app.logs import RateLimitedLog
 from ..app.session import Session
-from ..rtmp.connection import Connection, Role, State
+from ..rtmp.connection import Connection, Role
 from ..rtmp.errors import LimitExceeded, RemoteProtocolError
 from ..rtmp.events import (CommandReceived, DataReceived, HandshakeCompleted, MediaReceived, MessageIgnored,
-                           MessageRefused, SharedObjectReceived)
-from ..rtmp.messages import UserControl
+                           MessageRefused, SharedObjectReceived, TimedOut)
+from ..rtmp.timers import Timeouts
+from .deadline import Deadline
 
 log = Logger()
 #: Limit hits are logged with the standard library (bridged into twistd's log), those that can repeat
@@ -47,9 +49,9 @@ class RTMPServerProtocol(Protocol):
         self.connection = None
         self.session = None
         self.address = ""
-        self._started = 0.0
-        self._last_received = 0.0
-        self._pinged = False
+        #: The one DelayedCall at the core's next deadline (rtmp/timers.py decides them all).
+        self._deadline = Deadline(factory.reactor, self._on_timer)
+        #: The close linger (CLOSE_LINGER), once closing.
         self._timer = None
         self._closing = False
         #: 0 or 1 once a client completed the FP9 digest handshake with that scheme.
@@ -59,7 +61,6 @@ class RTMPServerProtocol(Protocol):
         #: Over ``maxOutgoingBytes``: its commands are not read and notifications to it are dropped.
         self.over_budget = False
         self._budget_timer = None
-        self._connect_timer = None
         #: Ignored or refused messages since the last accepted command or media (``maxIgnoredMessages``).
         self._junk = 0
         #: This connection's limit hits and dropped traffic, one log line per kind per interval.
@@ -67,6 +68,8 @@ class RTMPServerProtocol(Protocol):
         #: Bytes read from and written to the socket, for the status API and /metrics (server/ops.py).
         self.bytes_in = 0
         self.bytes_out = 0
+        #: Why the server closed or aborted it ("limit hit: maxMessageSize"...), None if it did not.
+        self.close_reason = None
 
     # -- Protocol ---------------------------------------------------------------------
 
@@ -75,13 +78,15 @@ class RTMPServerProtocol(Protocol):
         reactor = factory.reactor
         peer = self.transport.getPeer()
         self.address = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
-        self._started = self._last_received = reactor.seconds()
         self.limit_log = RateLimitedLog(limit_log, clock=reactor, prefix=f"{self.address}: ")
-        self.connection = Connection(Role.SERVER, limits=factory.config.limits, epoch=0)
         config = factory.config
+        timeouts = Timeouts(handshake_timeout=config.handshake_timeout, connect_timeout=config.connect_timeout,
+                            ping_interval=config.ping_interval, keepalive_timeout=config.keepalive_timeout)
+        self.connection = Connection(Role.SERVER, limits=config.limits, epoch=0, timeouts=timeouts,
+                                     now=reactor.seconds())
         self.session = Session(factory.applications, self, clock=reactor, call_timeout=config.call_timeout,
                                max_streams=config.max_streams, max_queued_commands=config.max_queued_commands)
-        self._timer = reactor.callLater(factory.config.handshake_timeout, self._on_timer)
+        self._arm_timer()
         if self.host is None:
             self.host = getattr(peer, "host", None)
         factory.connection_made(self)
@@ -91,16 +96,15 @@ class RTMPServerProtocol(Protocol):
     def dataReceived(self, data: bytes):
         if self._closing:
             return
-        self._last_received = self.factory.reactor.seconds()
+        now = self.factory.reactor.seconds()
         self.bytes_in += len(data)
-        self._pinged = False
         handled = False
         for start in range(0, len(data), READ_SLICE):
             if self._closing:
                 break           # closed by what came before: the rest of this read is dropped unparsed
             piece = data if len(data) <= READ_SLICE else data[start:start + READ_SLICE]
             try:
-                events = self.connection.receive_data(piece)
+                events = self.connection.receive_data(piece, now)
             except LimitExceeded as e:
                 log.warn("{address}: limit hit: {reason}", address=self.address, reason=e.reason)
                 self.close(f"limit hit: {e.limit}")
@@ -127,6 +131,7 @@ class RTMPServerProtocol(Protocol):
         if handled:
             # Players this read fed get their bytes now, even if this connection was closed by it.
             self.session.events_handled()
+        self._arm_timer()
 
     def _traffic(self, event) -> bool:
         """Count junk; False once this connection was closed for sending nothing else.
@@ -194,13 +199,13 @@ class RTMPServerProtocol(Protocol):
 
     def connectionLost(self, reason):
         self._closing = True
+        self._deadline.cancel()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        for timer in (self._budget_timer, self._connect_timer):
-            if timer is not None and timer.active():
-                timer.cancel()
-        self._budget_timer = self._connect_timer = None
+        if self._budget_timer is not None and self._budget_timer.active():
+            self._budget_timer.cancel()
+        self._budget_timer = None
         self.factory.connection_closed(self)
         if self.session is not None:
             self.session.connection_lost(reason.getErrorMessage())
@@ -273,6 +278,7 @@ class RTMPServerProtocol(Protocol):
         if self._closing:
             return
         log.info("{address}: closing: {reason}", address=self.address, reason=reason)
+        self.close_reason = reason
         self.flush()
         self._closing = True
         half_close = getattr(self.transport, "loseWriteConnection", None)
@@ -280,8 +286,7 @@ class RTMPServerProtocol(Protocol):
             self.transport.loseConnection()
             return
         half_close()
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        self._deadline.cancel()
         # The peer's own close ends it sooner (its EOF reaches connectionLost); one that neither
         # closes nor reads (its socket full) would hold the connection forever: drop it then.
         self._timer = self.factory.reactor.callLater(CLOSE_LINGER, self.transport.abortConnection)
@@ -289,51 +294,39 @@ class RTMPServerProtocol(Protocol):
     def abort(self, reason: str):
         """Drop the connection now, unsent data and all (a peer that stopped reading)."""
         log.info("{address}: aborting: {reason}", address=self.address, reason=reason)
+        self.close_reason = self.close_reason or reason
         self._closing = True
         self.transport.abortConnection()
 
-    # -- timers ------------------------------------------------------------------------
+    # -- timers: the core decides (rtmp/timers.py), one DelayedCall wakes it ----------
 
     def _handshake_completed(self, event: HandshakeCompleted):
         self.digest_scheme = event.digest_scheme
-        # The same timer goes on as the idle timer (one DelayedCall per connection, ever).
-        self._timer.reset(self.factory.config.ping_interval)
-        # Bytes reset the idle timer, so one byte now and then would keep a connection that never
-        # connects open for ever: connect has its own deadline, which no byte moves.
-        self._connect_timer = self.factory.reactor.callLater(self.factory.config.connect_timeout,
-                                                             self._connect_deadline)
 
-    def _connect_deadline(self):
-        self._connect_timer = None
-        if self.session.connected or self._closing:
-            return
-        timeout = self.factory.config.connect_timeout
-        limit_log.warning("%s: limit hit: no connect accepted within %g s of the handshake (connectTimeout)",
-                          self.address, timeout)
-        self.close("limit hit: connectTimeout")
+    def _arm_timer(self):
+        """After a read: the one DelayedCall moves only if the core's deadline became sooner (server/deadline.py)."""
+        if not self._closing:
+            self._deadline.arm(self.connection.get_timer())
 
-    def _on_timer(self):
-        """The connection's one timer: the handshake deadline, then idle checks.
+    def _on_timer(self, now: float):
+        """The core's deadline came: hand it the time, act on what it decided."""
+        if self._closing:
+            return
+        for event in self.connection.handle_timer(now):
+            if isinstance(event, TimedOut):
+                self._timed_out(event)
+                return
+        self.flush()            # a PingRequest, if one was due
+        self._arm_timer()
 
-        Re-armed from the time of the last byte received, so reads never touch it.
-        """
-        config = self.factory.config
-        reactor = self.factory.reactor
-        self._timer = None
-        if self.connection.state is State.HANDSHAKING:
-            self.close(f"handshake not completed within {config.handshake_timeout:g} s (handshakeTimeout)")
-            return
-        idle = reactor.seconds() - self._last_received
-        if idle >= config.keepalive_timeout:
-            self.close(f"nothing received for {idle:g} s (keepAliveTimeout)")
-            return
-        if idle >= config.ping_interval and not self._pinged:
-            self._pinged = True
-            now_ms = int((reactor.seconds() - self._started) * 1000)
-            self.connection.send_user_control(UserControl.PING_REQUEST, now_ms)
-            self.flush()
-        deadline = config.keepalive_timeout if self._pinged else config.ping_interval
-        self._timer = reactor.callLater(max(deadline - idle, 0.001), self._on_timer)
+    def _timed_out(self, event: TimedOut):
+        if event.limit == "connectTimeout":
+            # Bytes move the idle deadline, so one byte now and then would keep a connection that never
+            # connects open for ever: connect has its own deadline, which no byte moves.
+            limit_log.warning("%s: limit hit: %s", self.address, event.reason)
+            self.close(f"limit hit: {event.limit}")
+        else:
+            self.close(event.reason)
 
 
 class RTMPServerFactory(Factory):
@@ -355,6 +348,8 @@ class RTMPServerFactory(Factory):
         #: Connections accepted since start, and the bytes of those already closed (server/ops.py).
         self.accepted = 0
         self.closed_bytes_in = self.closed_bytes_out = 0
+        #: Called with each protocol as it leaves ``connections`` (server/ops.py keeps its figures).
+        self.closed_observers = []
 
     def buildProtocol(self, addr):
         """A protocol, or None to refuse: Twisted then closes the accepted socket at once.
@@ -391,6 +386,8 @@ class RTMPServerFactory(Factory):
         self.connections.discard(protocol)
         self.closed_bytes_in += getattr(protocol, "bytes_in", 0)
         self.closed_bytes_out += getattr(protocol, "bytes_out", 0)
+        for observer in self.closed_observers:
+            observer(protocol)
         if protocol.host is not None:
             left = self.per_address.get(protocol.host, 1) - 1
             if left > 0:

@@ -15,6 +15,7 @@ from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
 from ..app.calls import CallFailed
+from .failures import explain
 
 QUIT = "/quit"
 
@@ -137,7 +138,7 @@ def chat(url: str, name: str, reactor=None, stdio=StandardIO, err=None) -> Defer
     terminal.transport.pauseProducing()      # nothing is said before identify() is answered
 
     def refused(failure):
-        terminal.warn(f"error: cannot connect to {url}: {describe(failure)}")
+        terminal.warn(f"error: {explain(url, failure)}")
         terminal.finish(1)
 
     def not_identified(failure):

@@ -25,7 +25,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from fmspy_gateway.app.application import CallError
-from fmspy_gateway.app.rooms import LocalDirectory
+from fmspy_gateway.app.hub import LocalHub
 from fmspy_gateway.app.session import Session
 from fmspy_gateway.bridge.application import GatewayApplication
 from fmspy_gateway.bridge.routes import gateway_settings, load_routes
@@ -222,7 +222,7 @@ class GatewayTestCase(SynchronousTestCase):
         rpc = JSONRPCClient(self.network, self.clock, max_concurrent=settings.max_concurrent,
                             max_queued=settings.max_queued, breaker_threshold=settings.breaker_threshold,
                             breaker_reset=settings.breaker_reset, max_response_bytes=settings.max_response_bytes)
-        return GatewayApplication("shop", {}, LocalDirectory(), settings=settings, routes=load_routes(settings),
+        return GatewayApplication("shop", {}, LocalHub(), settings=settings, routes=load_routes(settings),
                                   rpc=rpc)
 
     def other_routes(self, *lines):
@@ -699,7 +699,7 @@ class ConnectHookTests(GatewayTestCase):
         info = self.connected("let-me-in")
         self.assertEqual(info["application"], {"welcome": "Hello, alice"})
         self.assertEqual(self.session.client.room_name, "vip")
-        self.assertIs(self.session.client.room, self.app.room("vip"))
+        self.assertEqual(self.session.client.room, self.app.room("vip"))
         self.result_of("echo")
         _, headers = self.backend.calls_to("echo")[0]
         self.assertEqual(json.loads(headers["x-rtmp-session"]), {"user": "alice", "n": [1, 2]})
@@ -780,7 +780,7 @@ class ConnectBackendDownTests(GatewayTestCase):
         self.assertNotIn("down.test", info["description"])
         self.assertEqual(self.network.refused, 1)
         self.assertIn("refused the connection", "\n".join(logs.output))
-        self.assertEqual(self.app.clients, [])
+        self.assertEqual(self.successResultOf(self.app.clients()), [])
 
 
 class ConnectBackendDownFailOpenTests(GatewayTestCase):
@@ -792,7 +792,7 @@ class ConnectBackendDownFailOpenTests(GatewayTestCase):
             self.connected("let-me-in")
         self.assertIn("fail-open", "\n".join(logs.output))
         self.assertEqual(self.network.refused, 1)
-        self.assertEqual([c.id for c in self.app.clients], [self.session.client.id])
+        self.assertEqual([c.id for c in self.successResultOf(self.app.clients())], [self.session.client.id])
         _, headers = self.backend.calls_to("room.enter")[0]
         self.assertNotIn("x-rtmp-session", headers)
 

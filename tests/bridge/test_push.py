@@ -14,6 +14,7 @@ from twisted.internet.defer import succeed
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
+from fmspy_gateway.app.hub import ClientInfo, Room
 from fmspy_gateway.bridge.push import MAX_CALL_TIMEOUT, PushAPI, PushResource
 
 TOKEN = "s3cret"
@@ -48,13 +49,45 @@ class FakeDirectory:
         return self.clients.get(client_id)
 
 
+class FakeHub:
+    """The hub as the push API asks it (app/hub.py): clients found in ``directory``, one room "lobby"."""
+
+    node = "test-node"
+
+    def __init__(self, directory, lobby):
+        self.directory, self.lobby = directory, lobby
+
+    def room(self, application, name):
+        return Room(application, name, self)
+
+    def locate(self, client_id):
+        client = self.directory.client(client_id)
+        return succeed(None if client is None else ClientInfo(client.id, "shop", "192.0.2.1:1", node=self.node,
+                                                              object_encoding=client.object_encoding,
+                                                              handle=client))
+
+    def call(self, client_id, method, args=(), timeout=None):
+        return self.directory.client(client_id).call(method, *args, timeout=timeout)
+
+    def disconnect(self, client_id, reason="disconnected"):
+        return succeed(self.directory.client(client_id) is not None)
+
+    def broadcast(self, room, method, args=(), exclude=None):
+        return succeed(self.lobby.broadcast(method, *args) if room.name == "lobby" else 0)
+
+    def clients(self, application, room=None):
+        return succeed([])
+
+    def rooms(self, application):
+        return succeed([])
+
+
 class FakeApplication:
     def __init__(self, clients):
+        #: The fake client handles by id (``directory.clients``), which the fake hub finds.
         self.directory = FakeDirectory(clients)
         self.lobby = FakeRoom()
-
-    def room(self, name):
-        return self.lobby if name == "lobby" else None
+        self.hub = FakeHub(self.directory, self.lobby)
 
 
 class PushTestCase(SynchronousTestCase):

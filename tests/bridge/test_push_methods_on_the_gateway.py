@@ -25,7 +25,7 @@ class PushMethodTests(GatewayTestCase):
                                                 "tcUrl": "rtmp://h/shop"}, ())
         (reply,) = self.pump()
         self.assertEqual(reply.arguments[0]["code"], "NetConnection.Connect.Success")
-        self.me = self.app.clients[0]
+        self.me = self.successResultOf(self.app.clients())[0]
 
     def push(self, method, params):
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()

@@ -83,9 +83,9 @@ routes-file = {os.path.abspath(os.path.join(EXAMPLE, "routes.cfg"))}
         self.service = tap.makeService(options, reactor=reactor)
         self.service.startService()
         self.addCleanup(self.service.stopService)
-        rtmp = self.service.getServiceNamed("rtmp")
-        self.rtmp_port = rtmp._port.getHost().port
-        self.http_port = self.service.getServiceNamed("http")._port.getHost().port
+        # The port each listener was built with: makeService bound its socket already (port 0 -> the real one).
+        self.rtmp_port = self.service.getServiceNamed("rtmp").args[0]
+        self.http_port = self.service.getServiceNamed("http").args[0]
 
     def url(self, room="lobby"):
         return f"rtmp://127.0.0.1:{self.rtmp_port}/shop/{room}"

@@ -9,7 +9,7 @@ server has closed any recording) and disconnects.
 """
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.task import deferLater
@@ -81,14 +81,18 @@ def _read_flv(path):
 @inlineCallbacks
 def publish_flv(url: str, name: str, path: str, mode: str = "record", *, reactor,
                 paced: bool = False, timeout: float = 10.0, media_stream_id: Optional[int] = None,
-                started: Optional[Deferred] = None):
+                started: Optional[Deferred] = None, gate: Optional[Callable] = None):
     """Publish the FLV at ``path`` as ``name`` on the application of ``url``; fires with a PublishResult.
 
     ``paced``: send each tag when its timestamp comes due (as a live encoder
     would); otherwise as fast as the socket takes them.  ``media_stream_id``:
     send the audio and video on that message stream instead of the published
     one, as node-media-server's relay does with 0.  ``started`` fires when
-    Publish.Start arrived, for a test that starts players then.
+    Publish.Start arrived, for a test that starts players then.  ``gate``:
+    called as ``gate(client, type_id, timestamp, body)`` before each audio/video
+    tag, after what was sent before it is flushed; a Deferred it returns is
+    waited for (a test's flow control: "hold here until the players joined",
+    "until the server read it all"), so that no pacing needs real time.
     """
     result = PublishResult()
     statuses = _StatusWaiter(result)
@@ -111,6 +115,9 @@ def publish_flv(url: str, name: str, path: str, mode: str = "record", *, reactor
             connection.send_data(["@setDataFrame", "onMetaData", metadata], stream_id=stream_id)
         started = time.monotonic()
         for type_id, timestamp, body in media:
+            if gate is not None:
+                client.flush()
+                yield gate(client, type_id, timestamp, body)
             if paced:
                 due = started + timestamp / 1000 - time.monotonic()
                 if due > 0.005:

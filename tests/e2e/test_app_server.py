@@ -21,7 +21,7 @@ from fmspy_gateway.app.application import Accept, Application, ConnectRedirected
 from fmspy_gateway.app.calls import CallFailed, CallTimedOut, ConnectionClosed
 from fmspy_gateway.app.chat import ALREADY_IDENTIFIED, NOT_IDENTIFIED, ChatApplication
 from fmspy_gateway.app.echo import EchoApplication
-from fmspy_gateway.app.rooms import LocalDirectory
+from fmspy_gateway.app.hub import LocalHub
 from fmspy_gateway.server.client import FLASH_VERSION, RTMPClientProtocol, connect_client, parse_rtmp_url
 
 from ..conftest import require_system_librtmp
@@ -96,9 +96,9 @@ class ClientMixin:
 
 class ChatTests(ClientMixin, LoopbackServerMixin, TestCase):
     def applications(self):
-        directory = LocalDirectory()
-        self.chat = ChatApplication("chat", directory=directory)
-        return {"chat": self.chat, "echotest": EchoApplication("echotest", directory=directory)}
+        hub = LocalHub()
+        self.chat = ChatApplication("chat", hub=hub)
+        return {"chat": self.chat, "echotest": EchoApplication("echotest", hub=hub)}
 
     @inlineCallbacks
     def join(self, room, name=None):
@@ -118,8 +118,8 @@ class ChatTests(ClientMixin, LoopbackServerMixin, TestCase):
         self.assertEqual((yield a.wait_for(2)), [entering("alice"), entering("bob")])
         carol, c = yield self.join("dev", "carol")
         self.assertEqual((yield c.wait_for(1)), [entering("carol")])
-        self.assertEqual(len(self.chat.room("lobby")), 2)
-        self.assertEqual(len(self.chat.room("dev")), 1)
+        self.assertEqual(len((yield self.chat.room("lobby").members())), 2)
+        self.assertEqual(len((yield self.chat.room("dev").members())), 1)
 
         # The speaker hears itself, and so does everyone in its room.
         self.assertIsNone((yield alice.call("say", "hello lobby")))
@@ -142,7 +142,7 @@ class ChatTests(ClientMixin, LoopbackServerMixin, TestCase):
         yield alice.call("say", "alone now")
         self.assertEqual(a.items, lobby + [leaving("bob"), said("alice", "alone now")])
         self.assertEqual(b.items, lobby[1:])
-        self.assertEqual(len(self.chat.room("lobby")), 1)
+        self.assertEqual(len((yield self.chat.room("lobby").members())), 1)
 
     @inlineCallbacks
     def test_identify_twice_and_say_before_identify_are_errors(self):
@@ -236,12 +236,12 @@ class Welcoming(Application):
 
 class ConnectOutcomeTests(ClientMixin, LoopbackServerMixin, TestCase):
     def applications(self):
-        directory = LocalDirectory()
-        self.deciding = Deciding("deciding", directory=directory)
-        self.welcoming = Welcoming("welcoming", directory=directory)
-        return {"rejecting": Rejecting("rejecting", directory=directory),
-                "redirecting": Redirecting("redirecting", directory=directory),
-                "broken": Broken("broken", directory=directory),
+        hub = LocalHub()
+        self.deciding = Deciding("deciding", hub=hub)
+        self.welcoming = Welcoming("welcoming", hub=hub)
+        return {"rejecting": Rejecting("rejecting", hub=hub),
+                "redirecting": Redirecting("redirecting", hub=hub),
+                "broken": Broken("broken", hub=hub),
                 "deciding": self.deciding, "welcoming": self.welcoming}
 
     @inlineCallbacks
@@ -308,11 +308,12 @@ class ConnectOutcomeTests(ClientMixin, LoopbackServerMixin, TestCase):
         self.assertEqual(client.connect_info["code"], "NetConnection.Connect.Success")
         self.assertEqual(client.connect_info["application"], {"welcome": "x"})
         client_id = yield client.call("whoami")
-        server_side = self.welcoming.client(client_id)
+        server_side = yield self.welcoming.client(client_id)
         self.assertIsNotNone(server_side)
-        self.assertIn(server_side, self.welcoming.room("vip"))
-        self.assertIs(server_side.room, self.welcoming.room("vip"))
-        self.assertIsNone(self.welcoming.room("lobby"))
+        self.assertEqual(server_side.room, "vip")
+        self.assertIn(server_side, (yield self.welcoming.room("vip").members()))
+        self.assertEqual(server_side.handle.room, self.welcoming.room("vip"))
+        self.assertEqual([room.name for room in (yield self.welcoming.rooms())], ["vip"])
 
 
 # -- calls from the server to the client ---------------------------------------------------------------
@@ -429,7 +430,7 @@ class ServerCallsTests(ClientMixin, LoopbackServerMixin, TestCase):
         yield pending.wait_for(1)
         outstanding = self.caller.outstanding
         self.assertFalse(outstanding.called)
-        [server_side] = self.caller.clients
+        [server_side] = [info.handle for info in (yield self.caller.clients())]
 
         yield client.close()
         closed = yield self.assertFailure(outstanding, ConnectionClosed)
@@ -439,8 +440,8 @@ class ServerCallsTests(ClientMixin, LoopbackServerMixin, TestCase):
         self.assertEqual(self.caller.events, [
             ("room_create", "room9"), ("room_enter", "room9", cid),
             ("room_leave", "room9", cid), ("room_destroy", "room9"), ("disconnect", cid)])
-        self.assertIsNone(self.caller.room("room9"))
-        self.assertEqual(self.caller.clients, [])
+        self.assertEqual((yield self.caller.rooms()), [])
+        self.assertEqual((yield self.caller.clients()), [])
         self.assertFalse(server_side.connected)
         # Calling a gone client fails at once rather than waiting.
         with self.assertRaises(CallFailed) as raised:

@@ -81,7 +81,7 @@ class GatewayCallTests(GatewayMixin, TestCase):
         client = yield self.connect(room="vip")
         who = yield client.call("whoami")
         self.assertEqual((who["application"], who["room"], who["session"]), ("shop", "vip", {"user": "alice"}))
-        self.assertEqual(who["client"], self.shop.clients[0].id)
+        self.assertEqual(who["client"], (yield self.shop.clients())[0].id)
         self.assertTrue(who["address"].startswith("127.0.0.1:"))
 
     @inlineCallbacks
@@ -100,7 +100,7 @@ class GatewayCallTests(GatewayMixin, TestCase):
     @inlineCallbacks
     def test_wildcard_route_and_unknown_backend_method(self):
         client = yield self.connect()
-        me = self.shop.clients[0].id
+        me = (yield self.shop.clients())[0].id
         # Routed by "*" to the backend's own "events": only it knows this client entered the lobby
         # (a notification, sent without waiting: poll until it has landed).
         for _ in range(100):
@@ -130,7 +130,7 @@ class GatewayCallTests(GatewayMixin, TestCase):
     @inlineCallbacks
     def test_lifecycle_hooks_reach_the_backend(self):
         first = yield self.connect(room="r1")
-        first_id = self.shop.clients[0].id
+        first_id = (yield self.shop.clients())[0].id
         yield first.close()
         watcher = yield self.connect(room="r2", user="bob")
         # Notifications are sent without waiting; poll the backend's record through the gateway.

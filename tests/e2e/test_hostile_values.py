@@ -20,7 +20,7 @@ from twisted.trial.unittest import TestCase
 from fmspy_gateway.app.calls import CallFailed
 from fmspy_gateway.app.chat import NOT_IDENTIFIED, ChatApplication
 from fmspy_gateway.app.echo import EchoApplication
-from fmspy_gateway.app.rooms import LocalDirectory
+from fmspy_gateway.app.hub import LocalHub
 from fmspy_gateway.rtmp.chunks import Message
 from fmspy_gateway.rtmp.messages import MessageType
 from fmspy_gateway.server.client import connect_client
@@ -94,9 +94,9 @@ class LogLines(logging.Handler):
 
 class HostileValueTests(LoopbackServerMixin, TestCase):
     def applications(self):
-        directory = LocalDirectory()
-        return {"echotest": EchoApplication("echotest", directory=directory),
-                "chat": ChatApplication("chat", directory=directory)}
+        hub = LocalHub()
+        return {"echotest": EchoApplication("echotest", hub=hub),
+                "chat": ChatApplication("chat", hub=hub)}
 
     @inlineCallbacks
     def attacker(self, path):

@@ -10,13 +10,10 @@ connection comes after every byte the server wrote to it before, and the
 publisher's answer comes after the server handled its media and fed the
 players (one reactor callback does both).
 """
-import logging
 import os
-import shutil
 import struct
-import tempfile
 
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory
@@ -27,16 +24,15 @@ from fmspy_gateway.app.application import Application, Services, StreamRejected
 from fmspy_gateway.app.calls import CallFailed, ConnectionClosed
 from fmspy_gateway.app.live_application import LiveApplication
 from fmspy_gateway.app.recording import Recorder
-from fmspy_gateway.app.rooms import LocalDirectory
-from fmspy_gateway.app.streams import VOD_LEAD_MS, VOD_TICK
+from fmspy_gateway.app.hub import LocalHub
+from fmspy_gateway.app.streams import VOD_LEAD_MS
 from fmspy_gateway.config import RTMPConfig
 from fmspy_gateway.rtmp import flv
-from fmspy_gateway.rtmp.connection import Connection, Role
 from fmspy_gateway.rtmp.events import CommandReceived, DataReceived, MediaReceived
 from fmspy_gateway.rtmp.messages import MessageType
 from fmspy_gateway.server.client import RTMPClientProtocol
-from fmspy_gateway.server.protocol import RTMPServerFactory, RTMPServerProtocol
-from fmspy_gateway.server.transport import listen_direct
+
+from .clocked import ClockedServerMixin, TappedConnection
 
 AUDIO, VIDEO = MessageType.AUDIO, MessageType.VIDEO
 #: Real seconds any single wait may take before the test fails (nothing here waits on real time).
@@ -104,23 +100,12 @@ def keyframe_at_or_before(ms):
 
 # -- our client, keeping what arrives in order -----------------------------------------------
 
-class _TappedConnection(Connection):
-    def __init__(self, sink):
-        super().__init__(Role.CLIENT)
-        self.sink = sink
-
-    def receive_data(self, data):
-        events = super().receive_data(data)
-        self.sink(events)
-        return events
-
-
 class StreamClient(RTMPClientProtocol):
     """Our client; ``timeline`` holds onStatus infos and media in the order they arrived."""
 
     def __init__(self):
         super().__init__(reactor, handlers={"onStatus": lambda *args: None})
-        self.connection = _TappedConnection(self._on_events)
+        self.connection = TappedConnection(self._on_events)
         self.timeline = []
         #: Commands other than onStatus (onFCPublish, _result...).
         self.commands = []
@@ -221,81 +206,16 @@ def live_messages(start, end, step=100):
     return out
 
 
-class LogCapture(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
 # -- the server ----------------------------------------------------------------------------------
 
-class CountingProtocol(RTMPServerProtocol):
-    """Tells the factory how many bytes it has read, so a test knows the server has seen what it sent."""
-
-    received = 0
-
-    def dataReceived(self, data):
-        self.received += len(data)
-        super().dataReceived(data)
-        self.factory.read(self)
-
-
-class CountingFactory(RTMPServerFactory):
-    protocol_class = CountingProtocol
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._waiting = []
-
-    def buildProtocol(self, addr):
-        return CountingProtocol(self)
-
-    def read(self, protocol):
-        for entry in list(self._waiting):
-            if entry[0]():
-                self._waiting.remove(entry)
-                entry[1].callback(None)
-
-    def wait_received(self, client, total) -> Deferred:
-        """Fires once the server's end of ``client`` has read ``total`` bytes."""
-        port = client.transport.getHost().port
-        found = lambda: any(p.received >= total for p in self.connections  # noqa: E731
-                            if p.transport.getPeer().port == port)
-        if found():
-            return succeed(None)
-        d = Deferred()
-        self._waiting.append((found, d))
-        return d.addTimeout(WAIT, reactor)
-
-
-class NetStreamServer:
+class NetStreamServer(ClockedServerMixin):
     """A real server on loopback whose timers (VOD pacing among them) run on ``self.clock``."""
-
-    rtmp_config = RTMPConfig()
 
     def applications(self):
         live = LiveApplication("live")
-        live.configure_streaming(object(), Services(LocalDirectory(), clock=self.clock, rtmp=self.rtmp_config))
+        live.configure_streaming(object(), Services(LocalHub(), clock=self.clock, rtmp=self.rtmp_config))
         live.record_dir = self.record_dir
         return {"live": live}
-
-    def setUp(self):
-        self.clock = task.Clock()
-        self.work = tempfile.mkdtemp(prefix="fmspy-netstream-")
-        self.addCleanup(shutil.rmtree, self.work, True)
-        self.record_dir = os.path.join(self.work, "records")
-        os.makedirs(self.record_dir)
-        self.apps = self.applications()
-        self.factory = CountingFactory(self.apps, self.rtmp_config, reactor=self.clock)
-        self.listening = listen_direct(reactor, 0, self.factory, interface="127.0.0.1")
-        self.addCleanup(self.listening.stopListening)
-        self.addCleanup(self.factory.close_all)
-        self.log = LogCapture()
-        logging.getLogger("fmspy_gateway").addHandler(self.log)
-        self.addCleanup(logging.getLogger("fmspy_gateway").removeHandler, self.log)
 
     @inlineCallbacks
     def client(self, app="live", connect=True):
@@ -311,12 +231,6 @@ class NetStreamServer:
         if client.connected:
             return client.close()
         return None
-
-    def advance(self, seconds):
-        """Let ``seconds`` pass on the server's clock, one VOD tick at a time."""
-        self.clock.advance(1e-6)      # ten float steps of 0.1 s fall short of 1 s: a hair more
-        for _ in range(round(seconds / VOD_TICK)):
-            self.clock.advance(VOD_TICK)
 
 
 # -- live streams --------------------------------------------------------------------------------
@@ -858,7 +772,7 @@ class StreamLifecycleTests(NetStreamServer, TestCase):
 
     def applications(self):
         live = HookedApplication("live")
-        live.configure_streaming(object(), Services(LocalDirectory(), clock=self.clock, rtmp=self.rtmp_config))
+        live.configure_streaming(object(), Services(LocalHub(), clock=self.clock, rtmp=self.rtmp_config))
         live.record_dir = self.record_dir
         return {"live": live}
 

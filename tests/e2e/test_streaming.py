@@ -4,6 +4,16 @@ What the players write is checked with ffprobe's packets (not the metadata):
 both codecs, the duration, timestamps that never go back, and a first video
 packet that is a keyframe.  ffmpeg players run with ``-copyinkf`` so that
 ffmpeg itself does not hide non-keyframes the server sent first.
+
+The server's timers (VOD pacing, ``slowPlayerTimeout``) run on a
+``task.Clock`` (``clocked.ClockedServerMixin``); the sockets and the tools are
+real.  One test is a real-time smoke test: ffmpeg encoding a live source at
+its own pace (``-re``) to ffmpeg and rtmpdump.  Every other live test paces
+the publisher by events instead of time: our publisher (``publish_flv``)
+sends each tag once the server handled the one before and no player that
+should keep up is blocked, and holds where the test needs players joined;
+ffmpeg publishing from a pipe publishes only what the test wrote.  So what
+each player gets is known from the source file (ffprobe's packets), exactly.
 """
 import json
 import os
@@ -19,24 +29,24 @@ from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, suc
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import Factory, ProcessProtocol
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from fmspy_gateway.app.application import Application, Services, StreamRejected
 from fmspy_gateway.app.live import LiveStream, LiveStreams
 from fmspy_gateway.app.live_application import LiveApplication
-from fmspy_gateway.app.rooms import LocalDirectory
+from fmspy_gateway.app.hub import LocalHub
+from fmspy_gateway.app.streams import VOD_TICK
 from fmspy_gateway.config import ApplicationConfig, RTMPConfig
-from fmspy_gateway.rtmp.connection import Connection, Role
 from fmspy_gateway.rtmp.events import MediaReceived
 from fmspy_gateway.rtmp.flv import is_sequence_header, is_video_keyframe, iter_tags
 from fmspy_gateway.rtmp.messages import MessageType
 from fmspy_gateway.server.client import RTMPClientProtocol, parse_rtmp_url
 
 from ..conftest import require_tool
+from .clocked import ClockedServerMixin, TappedConnection
 from .publisher import publish_flv
-from .server import LoopbackServerMixin
 
 SLOW_PLAYER_TIMEOUT = 2.0
 #: Seconds of the generated sources.
@@ -75,20 +85,37 @@ class WatchedStreams(LiveStreams):
         self._waiting = []
         self.players_added = Counter()
         self._waiting_players = []
+        self._waiting_unblocked = []
 
     def player_added(self, name):
         self.players_added[name] += 1
         for entry in list(self._waiting_players):
-            if entry[0] == name:
+            if entry[0] == name and self.players_added[name] >= entry[1]:
                 self._waiting_players.remove(entry)
-                entry[1].callback(name)
+                entry[2].callback(name)
 
-    def wait_player(self, name, timeout=WAIT) -> Deferred:
-        """Fires once a player of ``name`` joined (at once if one did)."""
-        if self.players_added[name]:
+    def wait_player(self, name, count=1, timeout=WAIT) -> Deferred:
+        """Fires once ``count`` players of ``name`` joined (at once if they did)."""
+        if self.players_added[name] >= count:
             return succeed(name)
         d = Deferred()
-        self._waiting_players.append((name, d))
+        self._waiting_players.append((name, count, d))
+        return d.addTimeout(timeout, reactor)
+
+    def unblock(self, session):
+        super().unblock(session)
+        for entry in list(self._waiting_unblocked):
+            if not entry[0] & self.blocked.keys():
+                self._waiting_unblocked.remove(entry)
+                entry[1].callback(None)
+
+    def wait_unblocked(self, sessions, timeout=WAIT) -> Deferred:
+        """Fires once none of ``sessions`` is blocked (its socket drained)."""
+        sessions = set(sessions)
+        if not sessions & self.blocked.keys():
+            return succeed(None)
+        d = Deferred()
+        self._waiting_unblocked.append((sessions, d))
         return d.addTimeout(timeout, reactor)
 
     def stream(self, name):
@@ -112,6 +139,36 @@ class WatchedStreams(LiveStreams):
             return succeed(self.keyframes[name])
         d = Deferred()
         self._waiting.append((name, count, d))
+        return d.addTimeout(timeout, reactor)
+
+
+class PlayWatch:
+    """Wraps applications' ``on_play`` to tell the test which plays were asked for."""
+
+    def __init__(self):
+        self.asked = Counter()
+        self._waiting = []
+
+    def watch(self, application):
+        on_play = application.on_play
+
+        def watched(client, name, query=""):
+            self.asked[application.name, name] += 1
+            for entry in list(self._waiting):
+                if entry[0] == (application.name, name):
+                    self._waiting.remove(entry)
+                    entry[1].callback(name)
+            return on_play(client, name, query)
+
+        application.on_play = watched
+        return application
+
+    def wait(self, application, name, timeout=WAIT) -> Deferred:
+        """Fires once a play of ``name`` on ``application`` was asked for (at once if it was)."""
+        if self.asked[application.name, name]:
+            return succeed(name)
+        d = Deferred()
+        self._waiting.append(((application.name, name), d))
         return d.addTimeout(timeout, reactor)
 
 
@@ -161,6 +218,10 @@ class Tool:
     def running(self):
         return self.code is None and not self.done.called
 
+    def write(self, data: bytes):
+        """To the process's standard input."""
+        self.transport.write(data)
+
     def kill(self):
         try:
             self.transport.signalProcess("KILL")
@@ -206,26 +267,18 @@ class Probe:
         times = self.times(kind)
         return times[-1] - times[0] if times else 0.0
 
+    def keyframe_times(self):
+        return [float(p["dts_time"]) for p in self.packets_of("video") if "K" in p.get("flags", "")]
+
 
 # -- our own client, keeping media ---------------------------------------------------------
-
-class _TappedConnection(Connection):
-    def __init__(self, sink):
-        super().__init__(Role.CLIENT)
-        self.sink = sink
-
-    def receive_data(self, data):
-        events = super().receive_data(data)
-        self.sink(events)
-        return events
-
 
 class MediaClient(RTMPClientProtocol):
     """Our client, also keeping the audio and video it receives (the base class handles commands only)."""
 
     def __init__(self):
         super().__init__(reactor, handlers={"onStatus": self._on_status})
-        self.connection = _TappedConnection(self._on_events)
+        self.connection = TappedConnection(self._on_events)
         self.statuses = []
         self.media = []
         self._waiting = []
@@ -280,20 +333,17 @@ def connect_media_client(url):
 
 # -- the tests ---------------------------------------------------------------------------------
 
-class StreamingTests(LoopbackServerMixin, TestCase):
+class StreamingTests(ClockedServerMixin, TestCase):
     timeout = 60
     rtmp_config = RTMPConfig(slow_player_timeout=SLOW_PLAYER_TIMEOUT)
 
     def applications(self):
-        self.work = tempfile.mkdtemp(prefix="fmspy-streaming-")
-        self.addCleanup(shutil.rmtree, self.work, True)
-        self.record_dir = os.path.join(self.work, "records")
-        os.makedirs(self.record_dir)
-        live = LiveApplication("live")
+        self.plays = PlayWatch()
+        live = self.plays.watch(LiveApplication("live"))
         # The wiring every configured application gets: its LiveStreams from [RTMP].
-        live.configure_streaming(object(), Services(LocalDirectory(), clock=reactor, rtmp=self.rtmp_config))
+        live.configure_streaming(object(), Services(LocalHub(), clock=self.clock, rtmp=self.rtmp_config))
         self.assertEqual(live.live.slow_player_timeout, SLOW_PLAYER_TIMEOUT)
-        live.live = WatchedStreams(reactor, self.rtmp_config.max_gop_bytes, self.rtmp_config.slow_player_timeout)
+        live.live = WatchedStreams(self.clock, self.rtmp_config.max_gop_bytes, self.rtmp_config.slow_player_timeout)
         live.record_dir = self.record_dir
         self.live_app = live
         # What fmspy.cfg's [LiveApplication:rec] section with record = all builds (item 15).
@@ -302,8 +352,10 @@ class StreamingTests(LoopbackServerMixin, TestCase):
                                     options={"recordDir": "auto", "record": "all",
                                              "recordSuffix": "-%Y%m%d-%H%M%S"},
                                     source=os.path.join(self.work, "fmspy.cfg"))
-        self.rec_app = LiveApplication.from_config(section, Services(LocalDirectory(), clock=reactor,
-                                                                     rtmp=self.rtmp_config))
+        self.rec_app = self.plays.watch(LiveApplication.from_config(
+            section, Services(LocalHub(), clock=self.clock, rtmp=self.rtmp_config)))
+        self.rec_app.live = WatchedStreams(self.clock, self.rtmp_config.max_gop_bytes,
+                                           self.rtmp_config.slow_player_timeout)
         return {"live": live, "guarded": GuardedApplication("guarded"), "rec": self.rec_app}
 
     def setUp(self):
@@ -381,15 +433,86 @@ class StreamingTests(LoopbackServerMixin, TestCase):
         self.assertIn("K", first_video["flags"], f"first video packet of {path}. {why}")
         return probe
 
-    def server_protocol_of(self, client):
-        port = client.transport.getHost().port
-        [protocol] = [p for p in self.factory.connections if p.transport.getPeer().port == port]
-        return protocol
+    # -- pacing by events, not time ---------------------------------------------------------------
+
+    def flow(self, live, hold=None, exempt=()):
+        """A ``publish_flv`` gate: each tag waits until the server handled the ones before (a round
+        trip) and no player of ``live`` outside ``exempt`` is blocked, so that no player that reads
+        misses a frame however fast this machine is.  ``hold(type_id, timestamp)`` may return a
+        Deferred to wait for first (players joining, a test's own step)."""
+        @inlineCallbacks
+        def gate(client, type_id, timestamp, body):
+            yield client.call("getStreamLength", "-", timeout=WAIT)
+            if hold is not None:
+                yield hold(type_id, timestamp, body)
+            blocked = set(live.blocked) - {session for session in exempt}
+            if blocked:
+                yield live.wait_unblocked(blocked)
+        return gate
+
+    def hold_until_players(self, live, name, count=1, after_ms=0):
+        """A ``flow`` hold: the picture after the first keyframe at or after ``after_ms`` waits for
+        ``count`` players of ``name``: they join with the stream from that keyframe."""
+        keyframe_sent = []
+
+        def hold(type_id, timestamp, body):
+            if type_id != MessageType.VIDEO or is_sequence_header(type_id, body):
+                return None
+            if keyframe_sent:
+                return live.wait_player(name, count)
+            if is_video_keyframe(body) and timestamp >= after_ms:
+                keyframe_sent.append(timestamp)
+            return None
+        return hold
+
+    def publish_live(self, name, source, hold=None, exempt=(), **kwargs) -> Deferred:
+        """Our publisher on live/``name``: the FLV ``source`` as fast as the players take it."""
+        live = self.live_app.live
+        return publish_flv(self.url("live"), name, source, "live", reactor=reactor,
+                           gate=self.flow(live, hold, exempt), **kwargs)
+
+    def publish_ffmpeg_from_pipe(self, name) -> Tool:
+        """ffmpeg publishing what the test writes to its standard input (``Tool.write``), no more."""
+        return self.run_tool(self.ffmpeg, self.ffmpeg_args(
+            # It reads 1 s of the stream to learn both codecs (the test writes more than that first).
+            "-analyzeduration", "1000000", "-i", "pipe:0", "-map", "0:v", "-map", "0:a", "-c", "copy", "-f", "flv",
+            self.url(f"live/{name}")))
+
+    @inlineCallbacks
+    def play_through(self, application, name, seconds):
+        """Once a play of the recording ``name`` was asked for, let ``seconds`` of it go by on the clock,
+        a VOD tick at a time; while the player's socket is full the clock waits for it to drain."""
+        yield self.plays.wait(application, name)
+        yield deferLater(reactor, 0, lambda: None)      # the play is set up in the read that asked for it
+        self.clock.advance(1e-6)
+        for _ in range(round(seconds / VOD_TICK)):
+            if application.live.blocked:
+                yield application.live.wait_unblocked(list(application.live.blocked))
+            self.clock.advance(VOD_TICK)
+
+    @inlineCallbacks
+    def check_packets(self, path, source_probe, since=0.0, why=""):
+        """``path`` holds exactly the source's video packets from its first keyframe at or after
+        ``since`` s on, spaced as in the source, and its audio from there.  (ffmpeg's output starts at
+        0 whatever it received; rtmpdump's has the times as received.)"""
+        probe = yield self.check_media_file(path, 0, SOURCE_SECONDS * 10, why)
+        since = min(t for t in source_probe.keyframe_times() if t >= since - 0.0005)
+        expected = [t for t in source_probe.times("video") if since <= t]
+        got = probe.times("video")
+        self.assertEqual(len(got), len(expected), why)
+        for a, b in zip(got, expected):
+            self.assertAlmostEqual(a - got[0], b - expected[0], delta=0.0015, msg=why)   # FLV times: whole ms
+        audio = [t for t in source_probe.times("audio") if since <= t]
+        # The audio interleaved just before the keyframe at ``since`` may or may not be in the GOP.
+        self.assertLessEqual(abs(len(probe.times("audio")) - len(audio)), 2, why)
+        return probe
 
     # -- live ------------------------------------------------------------------------------
 
     @inlineCallbacks
     def test_ffmpeg_publishes_and_ffmpeg_and_rtmpdump_play(self):
+        # The one real-time smoke test: ffmpeg as a live encoder (-re), players at the pace it sends.
+        # Its duration windows are the encoder's wall-clock pace; every other test is exact.
         rtmpdump = require_tool("rtmpdump")
         publisher = self.publish_ffmpeg("cam")
         yield self.live_app.live.wait_keyframes("cam", 1)
@@ -412,36 +535,49 @@ class StreamingTests(LoopbackServerMixin, TestCase):
     @inlineCallbacks
     def test_player_joining_mid_stream_starts_on_a_keyframe(self):
         rtmpdump = require_tool("rtmpdump")
-        publisher = self.publish_ffmpeg("cam")
-        # A keyframe a second: the third one is 2 s into the stream.
-        yield self.live_app.live.wait_keyframes("cam", 3)
+        source = yield self.make_source()
+        source_probe = yield self.probe(source)
+        # The players join once the third keyframe (2 s in) was published, before the next picture.
+        joined_at = source_probe.keyframe_times()[2]
+        live = self.live_app.live
+        publishing = self.publish_live("cam", source, self.hold_until_players(live, "cam", 2,
+                                                                             after_ms=round(joined_at * 1000)))
+        yield live.wait_keyframes("cam", 3)
         ffmpeg_out, dump_out = self.path("late-ffmpeg.flv"), self.path("late-dump.flv")
         player = self.play_ffmpeg("cam", ffmpeg_out)
         dump = self.run_tool(rtmpdump, ["-r", self.url("live/cam"), "-v", "-m", "10", "-o", dump_out])
-        yield gatherResults([publisher.done, player.done, dump.done])
+        result = yield publishing
+        yield gatherResults([player.done, dump.done])
 
-        self.assertEqual(publisher.code, 0, publisher.describe())
+        self.assertEqual(result.answer, "NetStream.Publish.Start", result.codes)
         self.assertEqual(player.code, 0, player.describe())
         self.assertFalse(dump.overdue, dump.describe())
-        # They missed the first 2 s (give or take a GOP): what is left, no more.
+        # They missed the first 2 s: every picture from that keyframe on, none before, rebased to their 0
+        # (rtmpdump writes times as received).
         for out, tool in ((ffmpeg_out, player), (dump_out, dump)):
-            probe = yield self.check_media_file(out, 1.5, SOURCE_SECONDS - 1.5, tool.describe())
-            # The server rebased the stream to the player's start (rtmpdump writes times as received).
-            self.assertLess(probe.times("video")[0], 0.5, tool.describe())
-            self.assertLess(probe.times("audio")[0], 0.5, tool.describe())
+            probe = yield self.check_packets(out, source_probe, since=joined_at, why=tool.describe())
+            if tool is dump:
+                self.assertLess(probe.times("video")[0], 0.05, tool.describe())
+                self.assertLess(probe.times("audio")[0], 0.05, tool.describe())
         # Every tag as rtmpdump received it, sequence headers included (ffprobe shows those as no packet).
         with open(dump_out, "rb") as f:
             stamps = [(tag.type_id, tag.timestamp) for tag in iter_tags(f) if tag.type_id in (8, 9)]
-        self.assertLessEqual(max(t for _, t in stamps), SOURCE_SECONDS * 1000, stamps[:5])
+        self.assertLessEqual(max(t for _, t in stamps), round((source_probe.times("video")[-1] - joined_at) * 1000)
+                             + 50, stamps[:5])
 
     @inlineCallbacks
     def test_players_hear_at_once_when_the_publisher_is_killed(self):
-        publisher = self.publish_ffmpeg("cam")
+        source = yield self.make_source()
+        with open(source, "rb") as f:
+            data = f.read()
+        publisher = self.publish_ffmpeg_from_pipe("cam")
+        publisher.write(data[:len(data) // 2])      # it publishes that much and waits for more
         yield self.live_app.live.wait_keyframes("cam", 1)
         player = yield connect_media_client(self.url("live"))
         self.addCleanup(self._close_paused, player)
         yield player.play("cam", -1)
         yield player.wait(player.first_video_frame)
+        self.assertTrue(publisher.running)
         publisher.kill()            # no FCUnpublish, no deleteStream: the socket just goes
         yield publisher.done
         notify = yield player.wait_status("NetStream.Play.UnpublishNotify")
@@ -464,59 +600,61 @@ class StreamingTests(LoopbackServerMixin, TestCase):
         globalLogPublisher.addObserver(observer)
         self.addCleanup(globalLogPublisher.removeObserver, observer)
 
-        publisher = self.publish_ffmpeg("heavy", source)
-        yield live.wait_keyframes("heavy", 1)
-        fast_out = self.path("fast.flv")
-        fast = self.play_ffmpeg("heavy", fast_out)
-
         slow = yield connect_media_client(self.url("live"))
         self.addCleanup(self._close_paused, slow)
-        server_side = self.server_protocol_of(slow)
+        server_side = self.factory.protocol_of(slow)
         # Small socket buffers at both ends of this one connection stand in for a slow link: otherwise
         # the kernel's autotuning (megabytes on loopback) absorbs the stream before our buffer fills.
         slow.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         server_side.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         lost = Deferred()
         connection_lost = server_side.connectionLost
-        server_side.connectionLost = lambda reason: (connection_lost(reason), lost.callback(reactor.seconds()))
+        server_side.connectionLost = lambda reason: (connection_lost(reason), lost.callback(None))
         yield slow.play("heavy", -1)
         yield slow.wait_status("NetStream.Play.Start")
         slow.transport.pauseProducing()          # from now on it reads nothing
 
-        transport = server_side.transport
-        samples = {"max_buffered": 0, "blocked": 0, "sent_while_blocked": None}
+        fast_out = self.path("fast.flv")
+        fast = self.play_ffmpeg("heavy", fast_out)
+        yield live.wait_player("heavy", 2)
 
-        def sample():
-            buffered = len(transport.dataBuffer) + transport._tempDataLen
-            samples["max_buffered"] = max(samples["max_buffered"], buffered)
-            if server_side.session in live.blocked:
-                samples["blocked"] += 1
-                if samples["sent_while_blocked"] is None:
-                    samples["sent_while_blocked"] = live.media_bytes["heavy"]
+        seen = {"max_queued": 0, "sent_when_blocked": None, "while_blocked": 0, "kept_while_clock_stood": None,
+                "after_drop": 0}
 
-        sampler = LoopingCall(sample)
-        sampler.start(0.01)
-        self.addCleanup(lambda: sampler.running and sampler.stop())
-        yield lost.addTimeout(SOURCE_SECONDS + WAIT, reactor)
-        publishing = publisher.running
-        sampler.stop()
-        sent_when_dropped = live.media_bytes["heavy"]
-        yield gatherResults([publisher.done, fast.done])
+        def hold(type_id, timestamp, body):
+            # The server handled every tag before this one (flow's round trip): look at the slow player.
+            if lost.called:
+                seen["after_drop"] += 1
+                return
+            seen["max_queued"] = max(seen["max_queued"], server_side.queued_bytes)
+            if server_side.session not in live.blocked:
+                return
+            if seen["sent_when_blocked"] is None:
+                seen["sent_when_blocked"] = live.media_bytes["heavy"]
+            seen["while_blocked"] += 1
+            if seen["while_blocked"] == 25:
+                # 25 tags published to a blocked player with the clock standing still: still connected.
+                seen["kept_while_clock_stood"] = not server_side.session.closed
+                self.clock.advance(SLOW_PLAYER_TIMEOUT + 0.1)      # the next tag finds it blocked too long
 
-        self.assertEqual(publisher.code, 0, publisher.describe())
+        result = yield self.publish_live("heavy", source, hold, exempt=[server_side.session])
+        yield fast.done
+
+        self.assertEqual(result.answer, "NetStream.Publish.Start", result.codes)
         self.assertEqual(fast.code, 0, fast.describe())
-        self.assertGreater(samples["blocked"], 0, "the slow player's socket never filled up")
-        self.assertTrue(publishing, "the slow player was not dropped while the stream went on")
+        self.assertIsNotNone(seen["sent_when_blocked"], "the slow player's socket never filled up")
+        self.assertTrue(seen["kept_while_clock_stood"], "dropped before slowPlayerTimeout had passed")
+        self.assertTrue(lost.called, "the slow player was not dropped")
+        self.assertGreater(seen["after_drop"], 0, "the slow player was not dropped while the stream went on")
         self.assertEqual(len(closings), 1, "no close for slowPlayerTimeout was logged")
         self.assertEqual(closings[0].get("address"), server_side.address)
-        # It was dropped after it had been blocked while media went on, not at once.
-        self.assertGreater(sent_when_dropped, samples["sent_while_blocked"])
         total = live.media_bytes["heavy"]
         self.assertGreater(total, 3_000_000, "the publisher was meant to send several MB")
-        self.assertLess(samples["max_buffered"], 1_000_000)
-        # The fast player got everything, at full rate.
-        yield self.check_media_file(fast_out, source_probe.span("video") - 1.2, source_probe.span("video") + 0.5,
-                                    fast.describe())
+        # What waited for it stayed bounded: frames were dropped for it, not queued.
+        self.assertLess(seen["max_queued"], 1_000_000)
+        self.assertLess(seen["sent_when_blocked"], total // 2)
+        # The fast player got every frame.
+        yield self.check_packets(fast_out, source_probe, why=fast.describe())
         # Reading again, the client finds its connection closed.
         slow.transport.resumeProducing()
         yield slow.closed.addTimeout(WAIT, reactor)
@@ -572,9 +710,10 @@ class StreamingTests(LoopbackServerMixin, TestCase):
         # Nothing is live under that name: ffmpeg's default play ("any", -2000) plays the recording.
         vod_out = self.path("vod.flv")
         player = self.play_ffmpeg("show", vod_out)
+        yield self.play_through(self.live_app, "show", SOURCE_SECONDS + 2)
         yield player.done
         self.assertEqual(player.code, 0, player.describe())
-        yield self.check_media_file(vod_out, expected - 0.5, expected + 0.5, player.describe())
+        yield self.check_packets(vod_out, source_probe, why=player.describe())
 
         # Playing from 2 s starts at the keyframe at or before it.
         client = yield connect_media_client(self.url("live"))
@@ -582,8 +721,9 @@ class StreamingTests(LoopbackServerMixin, TestCase):
         yield client.wait_status("NetStream.Play.Start")
         frame = yield client.wait(client.first_video_frame)
         self.assertTrue(is_video_keyframe(frame.payload))
-        self.assertGreater(frame.timestamp, 0)
-        self.assertLessEqual(frame.timestamp, 2000)
+        keyframe_ms = max(round(t * 1000) for t in source_probe.keyframe_times() if t <= 2.0)
+        self.assertGreater(keyframe_ms, 1000)
+        self.assertEqual(frame.timestamp, keyframe_ms)
         headers = [m for m in client.media if is_sequence_header(m.type_id, m.payload)]
         self.assertEqual(sorted(m.type_id for m in headers), [MessageType.AUDIO, MessageType.VIDEO])
         self.assertLess(client.media.index(headers[-1]), client.media.index(frame))
@@ -607,27 +747,37 @@ class StreamingTests(LoopbackServerMixin, TestCase):
         # Item 13: play's duration (rtmpdump --stop sends it, in ms) ends a recording's playback early.
         rtmpdump = require_tool("rtmpdump")
         source = yield self.make_source(seconds=10)
+        source_probe = yield self.probe(source)
         result = yield publish_flv(self.url("live"), "long", source, "record", reactor=reactor)
         self.assertEqual(result.answer, "NetStream.Publish.Start", result.codes)
         out = self.path("stop.flv")
         dump = self.run_tool(rtmpdump, ["-r", self.url("live/long"), "--stop", "3", "-m", "10", "-o", out])
+        yield self.play_through(self.live_app, "long", 5)
         yield dump.done
         self.assertFalse(dump.overdue, dump.describe())
         self.assertIn(dump.code, (0, 2), dump.describe())       # 2: "incomplete": less than the metadata says
-        yield self.check_media_file(out, 2.0, 3.5, dump.describe())
+        probe = yield self.check_media_file(out, 0, 3.0, dump.describe())
+        # 3 s of it, to the frame: nothing past 3 s, and what comes before it all there.
+        self.assertGreaterEqual(probe.times("video")[-1], 3.0 - 1 / 25 - 0.002, dump.describe())
+        self.assertEqual(len(probe.times("video")), len([t for t in source_probe.times("video") if t <= 3.0]),
+                         dump.describe())
 
     @inlineCallbacks
     def test_rtmpdump_stop_plays_that_much_of_a_live_stream(self):
         # On a live stream, as on FMS, the duration is how much media the player gets.
         rtmpdump = require_tool("rtmpdump")
-        publisher = self.publish_ffmpeg("cam")
-        yield self.live_app.live.wait_keyframes("cam", 1)
+        source = yield self.make_source()
+        source_probe = yield self.probe(source)
+        live = self.live_app.live
+        publishing = self.publish_live("cam", source, self.hold_until_players(live, "cam"))
+        yield live.wait_keyframes("cam", 1)
         out = self.path("live-stop.flv")
         dump = self.run_tool(rtmpdump, ["-r", self.url("live/cam"), "-v", "--stop", "2", "-m", "10", "-o", out])
-        yield gatherResults([dump.done, publisher.done])
+        yield gatherResults([dump.done, publishing])
         self.assertFalse(dump.overdue, dump.describe())
         self.assertIn(dump.code, (0, 2), dump.describe())
-        yield self.check_media_file(out, 1.5, 2.1, dump.describe())
+        probe = yield self.check_media_file(out, 0, 2.0, dump.describe())
+        self.assertGreaterEqual(probe.times("video")[-1], 2.0 - 1 / 25 - 0.002, dump.describe())
 
     # -- record = all: ffmpeg's live publish, recorded (item 15) ------------------------------------
 
@@ -641,11 +791,13 @@ class StreamingTests(LoopbackServerMixin, TestCase):
         self.assertRegex(recording, r"^cam-\d{8}-\d{6}\.flv$")
         yield self.check_media_file(os.path.join(self.auto_record_dir, recording), SOURCE_SECONDS - 0.5,
                                     SOURCE_SECONDS + 0.1, "the recording")
+        recorded_probe = yield self.probe(os.path.join(self.auto_record_dir, recording))
         out = self.path("replay.flv")
         player = self.play_ffmpeg(recording[:-4], out, app="rec")
+        yield self.play_through(self.rec_app, recording[:-4], SOURCE_SECONDS + 2)
         yield player.done
         self.assertEqual(player.code, 0, player.describe())
-        yield self.check_media_file(out, SOURCE_SECONDS - 0.5, SOURCE_SECONDS + 0.5, player.describe())
+        yield self.check_packets(out, recorded_probe, why=player.describe())
 
     # -- media on message stream 0 (node-media-server's relay; item 10) --------------------------------
 
@@ -653,18 +805,16 @@ class StreamingTests(LoopbackServerMixin, TestCase):
     def test_media_sent_on_stream_0_plays_in_ffmpeg(self):
         source = yield self.make_source()
         source_probe = yield self.probe(source)
-        started = Deferred()
-        publishing = publish_flv(self.url("live"), "relay", source, "live", reactor=reactor, paced=True,
-                                 media_stream_id=0, started=started)
-        yield started
+        live = self.live_app.live
+        publishing = self.publish_live("relay", source, self.hold_until_players(live, "relay"), media_stream_id=0)
+        yield live.wait_keyframes("relay", 1)
         out = self.path("relay.flv")
         player = self.play_ffmpeg("relay", out)
         result = yield publishing
         yield player.done
         self.assertEqual(result.answer, "NetStream.Publish.Start", result.codes)
         self.assertEqual(player.code, 0, player.describe())
-        span = source_probe.span("video")
-        yield self.check_media_file(out, span - 1.5, span + 0.5, player.describe())
+        yield self.check_packets(out, source_probe, why=player.describe())
 
     # -- GStreamer: rtmp2sink and rtmp2src (its own RTMP code), rtmpsrc (librtmp) ----------------------
 
@@ -676,63 +826,83 @@ class StreamingTests(LoopbackServerMixin, TestCase):
     @inlineCallbacks
     def test_rtmp2sink_publishes_and_ffmpeg_plays(self):
         video_buffers, audio_buffers = SOURCE_SECONDS * 25, SOURCE_SECONDS * 44100 // 1024
-        publisher = self.gst_launch(
-            f"videotestsrc is-live=true num-buffers={video_buffers}",
-            "! video/x-raw,format=I420,width=320,height=240,framerate=25/1",
-            "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 ! h264parse",
-            f"! flvmux name=mux streamable=true ! rtmp2sink location={self.url('live/gst')}",
-            f"audiotestsrc is-live=true num-buffers={audio_buffers} ! audioconvert ! audioresample",
-            "! audio/x-raw,rate=44100,channels=2 ! voaacenc ! aacparse ! mux.")
-        yield self.live_app.live.wait_keyframes("gst", 1)
+        # The player first, waiting for the stream as FMS players do; then GStreamer, as fast as it encodes.
         out = self.path("from-gst.flv")
         player = self.play_ffmpeg("gst", out)
+        yield self.live_app.live.wait_player("gst")
+        publisher = self.gst_launch(
+            f"videotestsrc num-buffers={video_buffers}",
+            "! video/x-raw,format=I420,width=320,height=240,framerate=25/1",
+            "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 ! h264parse",
+            # sync=false: as fast as it encodes, not at the pipeline clock's pace.
+            f"! flvmux name=mux streamable=true ! rtmp2sink sync=false location={self.url('live/gst')}",
+            f"audiotestsrc num-buffers={audio_buffers} ! audioconvert ! audioresample",
+            "! audio/x-raw,rate=44100,channels=2 ! voaacenc ! aacparse ! mux.")
         yield gatherResults([publisher.done, player.done])
         self.assertEqual(publisher.code, 0, publisher.describe())
         self.assertEqual(player.code, 0, player.describe())
-        yield self.check_media_file(out, SOURCE_SECONDS - 2.5, SOURCE_SECONDS + 0.5, player.describe())
+        probe = yield self.check_media_file(out, SOURCE_SECONDS - 0.1, SOURCE_SECONDS, player.describe())
+        self.assertEqual(len(probe.times("video")), video_buffers, player.describe())
 
     @inlineCallbacks
-    def test_rtmp2src_plays_what_ffmpeg_publishes(self):
-        publisher = self.publish_ffmpeg("cam")
-        yield self.live_app.live.wait_keyframes("cam", 1)
+    def test_rtmp2src_plays_what_we_publish(self):
+        source = yield self.make_source()
+        source_probe = yield self.probe(source)
+        live = self.live_app.live
+        publishing = self.publish_live("cam", source, self.hold_until_players(live, "cam"))
+        yield live.wait_keyframes("cam", 1)
         out = self.path("rtmp2src.flv")
         player = self.gst_launch(f"rtmp2src location={self.url('live/cam')} ! filesink location={out}")
-        yield gatherResults([publisher.done, player.done])
-        self.assertEqual(publisher.code, 0, publisher.describe())
+        yield gatherResults([publishing, player.done])
         self.assertEqual(player.code, 0, player.describe())
-        yield self.check_media_file(out, SOURCE_SECONDS - 2.5, SOURCE_SECONDS + 0.5, player.describe())
+        yield self.check_packets(out, source_probe, why=player.describe())
 
     @inlineCallbacks
     def test_rtmpsrc_plays_to_the_publishers_end(self):
-        publisher = self.publish_ffmpeg("cam")
-        yield self.live_app.live.wait_keyframes("cam", 1)
+        source = yield self.make_source()
+        source_probe = yield self.probe(source)
+        live = self.live_app.live
+        publishing = self.publish_live("cam", source, self.hold_until_players(live, "cam"))
+        yield live.wait_keyframes("cam", 1)
         out = self.path("rtmpsrc.flv")
         player = self.gst_launch(f"rtmpsrc location=\"{self.url('live/cam')} live=1\" ! filesink location={out}")
-        yield gatherResults([publisher.done, player.done])
+        yield gatherResults([publishing, player.done])
         self.assertEqual(player.code, 0, player.describe())
         self.assertFalse(player.overdue, player.describe())
-        yield self.check_media_file(out, SOURCE_SECONDS - 2.5, SOURCE_SECONDS + 0.5, player.describe())
+        yield self.check_packets(out, source_probe, why=player.describe())
 
     @inlineCallbacks
     def test_rtmpsrc_stopped_by_its_user_ends_at_once(self):
         # Item 11: on EOS rtmpsrc (librtmp) sends deleteStream and reads on until the server ends the
         # stream; without StreamEOF and Play.Stop it waited for the next ping, 60 s on.  The deadline is
-        # far below that: a process still running then is killed and the test fails.
-        publisher = self.run_tool(self.ffmpeg, self.ffmpeg_args(
-            "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-t", "60", *H264_AAC[:-2],
-            "-f", "flv", self.url("live/long")), deadline=70)
-        yield self.live_app.live.wait_keyframes("long", 1)
+        # far below that: a process still running then is killed and the test fails.  The publisher is
+        # held 3 s into the stream until the player ended, so it cannot be the stream's end that stops it.
+        source = yield self.make_source(seconds=10)
+        live = self.live_app.live
+        release = Deferred()
+
+        until_player = self.hold_until_players(live, "long")
+
+        def hold(type_id, timestamp, body):
+            if type_id == MessageType.VIDEO and timestamp > 3000:
+                return release
+            return until_player(type_id, timestamp, body)
+
+        publishing = self.publish_live("long", source, hold)
+        self.addCleanup(lambda: release.called or release.callback(None))
+        yield live.wait_keyframes("long", 1)
         player = self.gst_launch(f"rtmpsrc location=\"{self.url('live/long')} live=1\" ! flvdemux ! fakesink",
                                  deadline=20)
-        yield self.live_app.live.wait_player("long")
-        seen = self.live_app.live.keyframes["long"]
-        yield self.live_app.live.wait_keyframes("long", seen + 2)        # it is playing by now
+        yield live.wait_keyframes("long", 3)        # it is playing by now, 2 s in
         player.transport.signalProcess("INT")
         yield player.done
         self.assertFalse(player.overdue, player.describe())
         self.assertEqual(player.code, 0, player.describe())
-        self.assertTrue(publisher.running, "the publisher ended: the stream's end stopped rtmpsrc, not its own")
-        self.assertEqual(self.live_app.live.get("long").players, [])
+        self.assertFalse(publishing.called, "the publisher ended: the stream's end stopped rtmpsrc, not its own")
+        self.assertEqual(live.get("long").players, [])
+        release.callback(None)
+        result = yield publishing
+        self.assertEqual(result.answer, "NetStream.Publish.Start", result.codes)
 
 
 # -- the documented ffmpeg commands (item 17) ---------------------------------------------------------

@@ -6,17 +6,21 @@ import sys
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.trial.unittest import TestCase
 
 from fmspy_gateway.server.client import connect_client
 
+from ..conftest import IN_CI
+
 CONFIG = """
 [RTMP]
 port = 1935
+interface = 127.0.0.1
 [HTTP]
 enabled = yes
 port = 3000
+interface = 127.0.0.1
 [EchoApplication]
 enabled = yes
 name = echotest
@@ -25,7 +29,9 @@ enabled = yes
 name = chat
 """
 
-LISTENING = re.compile(rb"RTMPServerFactory starting on (\d+)")
+# The address actually bound, logged once listening (issue 8, item 18).
+LISTENING = re.compile(rb"RTMP listening on 127\.0\.0\.1:(\d+) \(loopback only\)")
+HTTP_LISTENING = re.compile(rb"HTTP listening on 127\.0\.0\.1:(\d+) \(loopback only\)")
 
 
 class Twistd(ProcessProtocol):
@@ -51,10 +57,10 @@ class Twistd(ProcessProtocol):
 
 
 class TwistdTests(TestCase):
-    def start(self, *args):
-        config = os.path.join(self.mktemp_dir(), "fmspy.cfg")
+    def start(self, *args, config=CONFIG):
+        text, config = config, os.path.join(self.mktemp_dir(), "fmspy.cfg")
         with open(config, "w") as f:
-            f.write(CONFIG)
+            f.write(text)
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         process = Twistd()
         self.transport = reactor.spawnProcess(
@@ -82,6 +88,10 @@ class TwistdTests(TestCase):
         self.assertEqual((yield client.call("echo", ["through twistd", 1.5])), ["through twistd", 1.5])
         yield client.close()
         self.assertIn(b"pyamf codec: ", process.output)
+        if IN_CI:
+            # .ci/run builds cpyamf: a set-up that fell back to the pure codec must not pass.
+            self.assertIn(b"pyamf codec: cpyamf (compiled)", process.output)
+        self.assertRegex(process.output, HTTP_LISTENING)
         self.assertIn(b"chat (ChatApplication), echotest (EchoApplication)", process.output)
         self.transport.signalProcess(signal.SIGINT)
         # A clean stop: twistd shuts down, then (as Twisted does) re-raises SIGINT on itself.
@@ -102,3 +112,47 @@ class TwistdTests(TestCase):
         self.assertEqual(code, 1)
         self.assertNotIn(b"Traceback", process.output)
         self.assertIn(b"[RTMP] keepAliveTimeout", process.output)
+
+    @inlineCallbacks
+    def failed_start(self, *args, config=CONFIG):
+        """twistd's whole output for a start that must fail: exactly one line, exit status 1."""
+        process = self.start(*args, config=config)
+        process.listening.addErrback(lambda _: None)
+        code, _ = yield process.ended
+        self.assertEqual(code, 1, process.output.decode())
+        lines = process.output.decode().splitlines()
+        self.assertEqual(len(lines), 1, process.output.decode())
+        self.assertTrue(lines[0].startswith("fmspy-gateway: "), lines[0])
+        return lines[0]
+
+    def busy_port(self):
+        """A loopback port in LISTEN, as another server would hold it, for the rest of the test."""
+        listening = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)
+        return listening.getHost().port
+
+    @inlineCallbacks
+    def test_rtmp_port_in_use_is_one_line(self):
+        busy = self.busy_port()
+        line = yield self.failed_start(config=CONFIG.replace("port = 1935", f"port = {busy}"))
+        self.assertIn(f"[RTMP] port = {busy}: the port is already in use on 127.0.0.1", line)
+
+    @inlineCallbacks
+    def test_http_port_in_use_is_one_line(self):
+        busy = self.busy_port()
+        line = yield self.failed_start("--rtmp-port", "0", "--http-port", str(busy))
+        self.assertIn(f"--http-port {busy}: the port is already in use", line)
+
+    @inlineCallbacks
+    def test_invalid_interface_is_one_line(self):
+        # TEST-NET-1 (RFC 5737): no machine has it, and no DNS is asked.
+        line = yield self.failed_start("--rtmp-port", "0", "--http-port", "0",
+                                       config=CONFIG.replace("interface = 127.0.0.1", "interface = 192.0.2.1", 1))
+        self.assertIn("[RTMP] interface = 192.0.2.1", line)
+
+    @inlineCallbacks
+    def test_unusable_record_dir_is_one_line(self):
+        config = CONFIG + "[LiveApplication]\nenabled = yes\nname = live\nrecordDir = fmspy.cfg\n"
+        line = yield self.failed_start("--rtmp-port", "0", "--http-port", "0", config=config)
+        self.assertIn("[LiveApplication] recordDir = fmspy.cfg", line)
+        self.assertIn("not a directory", line)

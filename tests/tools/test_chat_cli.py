@@ -9,7 +9,7 @@ from twisted.trial.unittest import TestCase
 
 from fmspy_gateway.app.chat import ChatApplication
 from fmspy_gateway.app.echo import EchoApplication
-from fmspy_gateway.app.rooms import LocalDirectory
+from fmspy_gateway.app.hub import LocalHub
 
 from ..e2e.server import LoopbackServerMixin
 
@@ -66,9 +66,9 @@ class ChatProcess(ProcessProtocol):
 
 class ChatCommandLineTests(LoopbackServerMixin, TestCase):
     def applications(self):
-        directory = LocalDirectory()
-        self.chat = ChatApplication("chat", directory=directory)
-        return {"chat": self.chat, "echotest": EchoApplication("echotest", directory=directory)}
+        hub = LocalHub()
+        self.chat = ChatApplication("chat", hub=hub)
+        return {"chat": self.chat, "echotest": EchoApplication("echotest", hub=hub)}
 
     def start(self, path, name="someone"):
         process = ChatProcess()
@@ -114,7 +114,7 @@ class ChatCommandLineTests(LoopbackServerMixin, TestCase):
         self.assertEqual(alice.lines, lobby + ["<bob> is leaving chat..."])
         self.assertEqual(bob.lines, lobby[1:])
         self.assertEqual((alice.err, bob.err), (b"", b""))
-        self.assertEqual(self.chat.clients, [])
+        self.assertEqual((yield self.chat.clients()), [])
 
     @inlineCallbacks
     def test_unknown_application_exits_1_with_one_line(self):
