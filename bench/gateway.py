@@ -218,7 +218,7 @@ def serve_gateway(config_path, log_path):
 
     log_file = begin_file_logging(log_path)
     top, listening, factory, codec = start_fmspy_service(reactor, config_path)
-    graceful_stop = top.getServiceNamed("graceful-stop")
+    graceful_stop = top.getServiceNamed("applications")
     application = graceful_stop.applications[APP]
     profiler = Profiler()
 

@@ -192,7 +192,7 @@ def serve(config_path: str, log_path: str):
 
     log_file = begin_file_logging(log_path)
     top, listening, factory, codec = start_fmspy_service(reactor, config_path)
-    application = top.getServiceNamed("graceful-stop").applications[APP]
+    application = top.getServiceNamed("applications").applications[APP]
     profiler = {}
 
     def stats():

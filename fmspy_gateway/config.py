@@ -37,10 +37,12 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from fmspy_gateway.rtmp.budget import ValueBudget
 from fmspy_gateway.rtmp.limits import Limits
+from fmspy_gateway.rtmp.messages import MAX_CHUNK_SIZE
 
 __all__ = [
     "DEFAULT_SEARCH_PATH", "ConfigError", "RTMPConfig", "HTTPConfig", "RTMPSConfig", "RTMPTConfig", "ApplicationConfig",
-    "Config", "load_config", "with_overrides",
+    "Config", "load_config", "with_overrides", "Option", "option", "from_section", "declared_options",
+    "parse_settings", "parse_application",
 ]
 
 #: Where fmspy.cfg is looked for, as FMSPy's FAQ says: the package's install
@@ -194,8 +196,11 @@ class ApplicationConfig:
     """One application section: ``[ClassName]`` or ``[ClassName:label]`` for a further instance.
 
     ``options`` holds the application's own options as raw strings (without
-    ``enabled`` and ``name``); the ``get_*`` methods type them and, on a bad
-    value, raise a ``ConfigError`` naming the file the value came from.
+    ``enabled`` and ``name``).  ``parse_application`` parses them once, at
+    start, against the declarations of the application's class into
+    ``parsed`` (``settings_of``); a class that declares nothing reads the raw
+    strings, and the ``get_*`` methods type them and, on a bad value, raise
+    a ``ConfigError`` naming the file the value came from.
     """
 
     class_name: str
@@ -210,6 +215,10 @@ class ApplicationConfig:
     #: The file each option came from, for error messages; options missing here are from ``source``.
     option_sources: Mapping[str, str] = field(
         default_factory=lambda: types.MappingProxyType({}), hash=False, repr=False)
+    #: The section's options parsed against the application class's declarations (``parse_application``):
+    #: declaration class -> its frozen settings object.  Empty until then (``load_config`` knows no classes).
+    parsed: Mapping[type, Any] = field(
+        default_factory=lambda: types.MappingProxyType({}), hash=False, repr=False, compare=False)
 
     @property
     def section(self) -> str:
@@ -241,6 +250,130 @@ class ApplicationConfig:
                                   file=source, section=self.section, option=option)
             return default
         return _parse_value(parse, expected, self.options[option], source, self.section, option)
+
+    def settings_of(self, declaration: type) -> Any:
+        """The frozen settings object ``parse_application`` made of this section for ``declaration``."""
+        try:
+            return self.parsed[declaration]
+        except KeyError:
+            raise LookupError(f"[{self.section}] was not parsed against {declaration.__name__} "
+                              "(parse_application)") from None
+
+
+# --- application options, declared as data ---------------------------------
+# An application class declares its options as a frozen dataclass whose fields
+# are made with ``option()`` (an fmspy.cfg option: name, parser, what is
+# expected, default) or ``from_section()`` (a fact of the section itself).
+# ``parse_application`` reads a section against such declarations once, at
+# start, with the same one-line errors as [RTMP]'s.
+
+_OPTION_KEY = "fmspy_gateway.option"
+_SECTION_KEY = "fmspy_gateway.section"
+_SECTION_FACTS = {"section": lambda app: app.section, "source": lambda app: app.source,
+                  "name": lambda app: app.name}
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one field of a settings dataclass is read from its fmspy.cfg option (see ``option``)."""
+
+    #: The option as written in fmspy.cfg (case-sensitive).
+    name: str
+    #: Takes the stripped text, returns the value or raises ValueError.
+    parse: Callable[[str], Any]
+    #: What the error message says was expected ("a positive number of seconds").
+    expected: str
+    #: A file or directory name: made absolute relative to the fmspy.cfg that set it (the default
+    #: relative to the section's file); an empty value means the default.
+    path: bool = False
+    #: The default, computed from the section (``ApplicationConfig``), for the field without a fixed one.
+    default_from: Optional[Callable[[ApplicationConfig], Any]] = None
+
+
+def option(name: str, parse: Callable[[str], Any], expected: str, default: Any = dataclasses.MISSING, *,
+           path: bool = False, default_from: Optional[Callable[[ApplicationConfig], Any]] = None) -> Any:
+    """A dataclass field read from the option ``name``; without ``default`` or ``default_from`` it is required."""
+    metadata = {_OPTION_KEY: Option(name, parse, expected, path, default_from)}
+    if default is dataclasses.MISSING:
+        return field(metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def from_section(fact: str) -> Any:
+    """A dataclass field holding a fact of the section, not an option: ``"section"`` (its name as
+    written, ``GatewayApplication:shop``), ``"source"`` (the file that configured it) or ``"name"``
+    (its RTMP application name)."""
+    if fact not in _SECTION_FACTS:
+        raise ValueError(f"from_section({fact!r}): expected one of {', '.join(_SECTION_FACTS)}")
+    return field(metadata={_SECTION_KEY: fact})
+
+
+def declared_options(declaration: type) -> Tuple[str, ...]:
+    """The fmspy.cfg option names a settings dataclass declares, in field order."""
+    return tuple(f.metadata[_OPTION_KEY].name for f in dataclasses.fields(declaration) if _OPTION_KEY in f.metadata)
+
+
+def parse_settings(app: ApplicationConfig, declaration: type) -> Any:
+    """``declaration`` (a frozen dataclass of ``option`` / ``from_section`` fields) made from ``app``'s options.
+
+    A bad value or a missing required option is a one-line ``ConfigError``
+    naming the file, the section and the option.  After every field is
+    read, the declaration's ``validate(app)`` method, if it has one, checks
+    what concerns several options at once.  Options the declaration does not
+    name are left alone (``parse_application`` decides about those).
+    """
+    values: Dict[str, Any] = {}
+    for f in dataclasses.fields(declaration):
+        if _SECTION_KEY in f.metadata:
+            values[f.name] = _SECTION_FACTS[f.metadata[_SECTION_KEY]](app)
+        elif _OPTION_KEY in f.metadata:
+            values[f.name] = _read_option(app, f, f.metadata[_OPTION_KEY])
+    settings = declaration(**values)
+    validate = getattr(settings, "validate", None)
+    if validate is not None:
+        validate(app)
+    return settings
+
+
+def _read_option(app: ApplicationConfig, f: dataclasses.Field, spec: Option) -> Any:
+    source = app.option_sources.get(spec.name, app.source)
+    raw = app.options.get(spec.name)
+    if raw is not None and not (spec.path and raw == ""):
+        value = _parse_value(spec.parse, spec.expected, raw, source, app.section, spec.name)
+    elif spec.default_from is not None:
+        value = spec.default_from(app)
+    elif f.default is not dataclasses.MISSING:
+        value = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+    else:
+        raise ConfigError(f"{source}: [{app.section}] {spec.name} is missing: expected {spec.expected}",
+                          file=source, section=app.section, option=spec.name)
+    if spec.path and isinstance(value, str) and value:
+        value = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(source)), value))
+    return value
+
+
+def parse_application(app: ApplicationConfig, declarations: Sequence[type], *,
+                      strict: bool = True) -> ApplicationConfig:
+    """``app`` with ``parsed`` filled: one frozen settings object per declaration (``settings_of``).
+
+    ``strict``: an option no declaration names is refused, with the known
+    names and a suggestion (a misspelt ``timout`` would otherwise leave the
+    default silently in force).  Not strict (an application class that
+    declares no options of its own): such options stay raw strings in
+    ``options``, for the application to read, as before declarations existed.
+    """
+    known = [name for declaration in declarations for name in declared_options(declaration)]
+    if strict:
+        for name, raw in app.options.items():
+            if name not in known:
+                source = app.option_sources.get(name, app.source)
+                raise ConfigError(f"{source}: [{app.section}] {name} = {raw!r}: expected one of "
+                                  f"{', '.join(known)}{_suggestion(name, known)}",
+                                  file=source, section=app.section, option=name)
+    parsed = {declaration: parse_settings(app, declaration) for declaration in declarations}
+    return dataclasses.replace(app, parsed=types.MappingProxyType(parsed))
 
 
 @dataclass(frozen=True)
@@ -328,7 +461,7 @@ _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
 #: An RTMP message length is 24 bits, so 16M covers every message there is.
 _MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 #: Set Chunk Size carries 31 bits.
-_MAX_CHUNK_SIZE = 2 ** 31 - 1
+_MAX_CHUNK_SIZE = MAX_CHUNK_SIZE
 _APP_NAME_RE = re.compile(r"[^/?#\s]+")
 _CLASS_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _LABEL_RE = re.compile(r"[^:\s]+")

@@ -10,7 +10,7 @@ import sys
 
 from twisted.application import internet, service
 from twisted.internet.abstract import isIPv6Address
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import inlineCallbacks, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -174,23 +174,58 @@ def _global_reactor():
     return reactor
 
 
-class GracefulStop(service.Service):
-    """At stop: close client connections (their hooks run), end backend calls, close the HTTP pool."""
+class ApplicationService(service.Service):
+    """The applications' lifecycle, and the server's graceful stop.
 
-    name = "graceful-stop"
+    At start: ``start()`` of every application, in fmspy.cfg order, each after
+    the one before has fired.  At stop: close the client connections (their
+    hooks run, so a gateway can still notify its backends), then ``stop()``
+    of every started application in the reverse order, then close the shared
+    HTTP pool.  Added to the top service before the listeners, so it starts
+    first and stops last (after the listeners stopped accepting).
+    """
+
+    name = "applications"
 
     def __init__(self, factory, applications, pool):
         self.factory = factory
         self.applications = applications
         self.pool = pool
+        #: The applications whose start() succeeded, in order.
+        self.started = []
+        #: Fires when every start() has: what stopService waits for before stopping them.
+        self.ready = succeed(None)
+
+    def startService(self):
+        super().startService()
+        self.started = []
+        d = succeed(None)
+        for name, application in self.applications.items():
+            d.addCallback(lambda _, name=name, application=application: self._start(name, application))
+        self.ready = d
+
+    def _start(self, name, application):
+        def started(_):
+            self.started.append(application)
+
+        def failed(failure):
+            log.failure("application {name} ({cls}) failed to start; it will not be stopped", failure,
+                        name=name, cls=type(application).__name__)
+
+        return maybeDeferred(application.start).addCallbacks(started, failed)
 
     @inlineCallbacks
     def stopService(self):
         super().stopService()
         yield self.factory.close_all("server stopping")
-        for application in self.applications.values():
-            if isinstance(application, GatewayApplication):
-                application.rpc.close()
+        yield self.ready
+        while self.started:
+            application = self.started.pop()
+            try:
+                yield maybeDeferred(application.stop)
+            except Exception:
+                log.failure("application {name} ({cls}) failed to stop", name=application.name,
+                            cls=type(application).__name__)
         yield self.pool.closeCachedConnections()
 
 
@@ -205,9 +240,9 @@ def makeService(options, reactor=None) -> service.MultiService:
         services = Services(LocalHub(), clock=reactor, http_client=make_http_client(reactor, pool=pool),
                             rtmp=config.rtmp)
         applications = build_applications(config, services, {"GatewayApplication": GatewayApplication})
-        # Keep a persistent backend connection for every request a gateway may have in flight.
+        # Keep a persistent connection for every backend request an application may have in flight.
         pool.maxPersistentPerHost = max([pool.maxPersistentPerHost] + [
-            app.settings.max_concurrent for app in applications.values() if isinstance(app, GatewayApplication)])
+            app.http_connections for app in applications.values()])
     except (ConfigError, UnknownApplication) as e:
         # One clear line, not a traceback (FMSPy's FAQ about NoSectionError).
         print(f"fmspy-gateway: {e}", file=sys.stderr)
@@ -248,8 +283,8 @@ def makeService(options, reactor=None) -> service.MultiService:
 
     top = service.MultiService()
     factory = RTMPServerFactory(applications, rtmp, reactor=reactor)
-    # Added first, so stopped last: after the listeners have stopped accepting.
-    GracefulStop(factory, applications, pool).setServiceParent(top)
+    # Added first, so started first and stopped last: after the listeners have stopped accepting.
+    ApplicationService(factory, applications, pool).setServiceParent(top)
     rtmp_service = RTMPListener("RTMP", rtmp_socket, factory, backlog=rtmp.backlog, reactor=reactor)
     rtmp_service.setName("rtmp")
     rtmp_service.setServiceParent(top)

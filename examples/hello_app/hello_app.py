@@ -8,6 +8,13 @@ when fmspy.cfg has an enabled section named after the class:
     name = hello          ; clients connect to rtmp://host/hello[/room]
     greeting = Hello      ; application options arrive as strings in self.options
 
+This class declares no ``Settings``, so its options stay strings and a
+misspelt one is not noticed; declaring them (a frozen dataclass of
+``fmspy_gateway.config.option`` fields, as ``Settings = ...``) has them parsed
+and checked at start, and unknown ones refused (docs/ARCHITECTURE.md,
+"Configuration").  ``start()`` / ``stop()`` may be overridden to open and
+close what the application needs while the server runs.
+
 Every hook may return a Deferred.  A hook that raises is logged; the client
 gets a proper error and the server carries on.
 """

@@ -5,15 +5,26 @@ client may call are marked ``@remote``; nothing else is reachable by name, so
 a client can never call hooks, private helpers or attributes.  Hooks may
 return a Deferred; one that raises or fails is logged, and the client gets
 the proper error, never the server going down.
+
+Options are data: every section has the streaming options of
+``StreamingSettings``; a class adds its own by naming a frozen dataclass of
+``config.option`` fields as ``Settings``, and ``config.parse_application``
+reads the section against both once, at start (see docs/ARCHITECTURE.md,
+"Configuration").  A class that declares no ``Settings`` gets its other
+options as raw strings in ``self.options``, unchecked, as before.
+
+Lifecycle: ``from_config`` builds the application when the server is made;
+``start()`` runs when the server starts and ``stop()`` when it stops, after
+every client connection has closed (tap.py's ``ApplicationService``).
 """
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Tuple
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
-from ..config import ConfigError, _parse_buffer_size
+from ..config import ApplicationConfig, ConfigError, _parse_buffer_size, option, parse_application
 from ..rtmp.budget import brief_name
 from .hub import DEFAULT_ROOM, LocalHub, Room
 from .live import LiveStreams
@@ -133,21 +144,39 @@ def _parse_limit_seconds(text: str) -> float:
     return seconds
 
 
-def record_policy(section, record_dir: Optional[str]) -> RecordPolicy:
-    """The section's ``record*`` options, each checked at start with a one-line ``ConfigError``."""
-    get = section._get   # the getters' machinery (file, section and option in the message)
-    policy = RecordPolicy(
-        kind=get("record", "off", _parse_record, "one of off, all, audio, video"),
-        suffix=get("recordSuffix", "", check_record_suffix,
-                   "a strftime pattern giving only letters, digits, '_', '.' and '-', such as -%Y%m%d-%H%M%S"),
-        max_size=get("recordMaxSize", 0, _parse_limit_size, "0 (no limit) or a byte count such as 64K or 100M"),
-        max_duration=get("recordMaxDuration", 0.0, _parse_limit_seconds, "0 (no limit) or seconds, such as 3600"))
-    if policy.kind != "off" and not record_dir:
-        source = section.option_sources.get("record", section.source)
-        raise ConfigError(f"{source}: [{section.section}] record = {policy.kind} needs recordDir: set recordDir "
-                          "to the directory recordings go to, or record = off", file=source,
-                          section=section.section, option="record")
-    return policy
+@dataclass(frozen=True)
+class StreamingSettings:
+    """The options of every application section: where recordings go and what is recorded.
+
+    Every application streams, as on FMS, so these are declared once, here,
+    and read from every section whatever its class declares besides.
+    """
+
+    #: ``recordDir``: absolute (relative to the fmspy.cfg that set it); None: no recording.
+    record_dir: Optional[str] = option("recordDir", str, "a directory name", None, path=True)
+    #: ``record``: off, or all, audio, video: every live publish is recorded too (needs recordDir).
+    record: str = option("record", _parse_record, "one of off, all, audio, video", "off")
+    #: ``recordSuffix``: strftime pattern after the stream name.
+    record_suffix: str = option("recordSuffix", check_record_suffix, "a strftime pattern giving only letters, "
+                                "digits, '_', '.' and '-', such as -%Y%m%d-%H%M%S", "")
+    #: ``recordMaxSize``: bytes; 0: no limit.
+    record_max_size: int = option("recordMaxSize", _parse_limit_size,
+                                  "0 (no limit) or a byte count such as 64K or 100M", 0)
+    #: ``recordMaxDuration``: seconds; 0: no limit.
+    record_max_duration: float = option("recordMaxDuration", _parse_limit_seconds,
+                                        "0 (no limit) or seconds, such as 3600", 0.0)
+
+    def validate(self, section: ApplicationConfig) -> None:
+        if self.record != "off" and not self.record_dir:
+            source = section.option_sources.get("record", section.source)
+            raise ConfigError(f"{source}: [{section.section}] record = {self.record} needs recordDir: set "
+                              "recordDir to the directory recordings go to, or record = off", file=source,
+                              section=section.section, option="record")
+
+    @property
+    def policy(self) -> RecordPolicy:
+        return RecordPolicy(kind=self.record, suffix=self.record_suffix, max_size=self.record_max_size,
+                            max_duration=self.record_max_duration)
 
 
 class Application:
@@ -157,18 +186,48 @@ class Application:
     Deferred.  The default hooks accept everything and do nothing.
     """
 
+    #: The frozen dataclass declaring this class's own options (fields made with ``config.option``),
+    #: parsed once at start into ``self.settings``; with one, an option neither it nor
+    #: ``StreamingSettings`` names is refused at start.  None: the class declares nothing, and its
+    #: options reach it as raw strings in ``self.options`` (``section.get_int`` etc. type them).
+    Settings: Optional[type] = None
+
+    #: Persistent HTTP connections per host this application may keep busy at once through
+    #: ``Services.http_client``; the server's shared pool keeps at least the largest figure.
+    http_connections: int = 0
+
     @classmethod
-    def from_config(cls, section, services: Services) -> "Application":
-        """Build the application of an fmspy.cfg section; override to read and check options at start."""
+    def declarations(cls) -> Tuple[type, ...]:
+        """What this class's sections are parsed against: its ``Settings``, then ``StreamingSettings``."""
+        return ((cls.Settings,) if cls.Settings is not None else ()) + (StreamingSettings,)
+
+    @classmethod
+    def parse_config(cls, section: ApplicationConfig) -> ApplicationConfig:
+        """``section`` parsed against ``declarations()`` (config.parse_application): a ConfigError at start."""
+        return parse_application(section, cls.declarations(), strict=cls.Settings is not None)
+
+    @classmethod
+    def parsed_config(cls, section: ApplicationConfig) -> ApplicationConfig:
+        """``section`` as the registry hands it (already parsed), or parsed now (a test's own section)."""
+        return section if section.parsed else cls.parse_config(section)
+
+    @classmethod
+    def from_config(cls, section: ApplicationConfig, services: Services) -> "Application":
+        """Build the application of an fmspy.cfg section, from its parsed settings; nothing is read later."""
+        section = cls.parsed_config(section)
         application = cls(section.name, section.options, services.hub)
+        if cls.Settings is not None:
+            application.settings = section.settings_of(cls.Settings)
         application.configure_streaming(section, services)
         return application
 
     def __init__(self, name: str, options: Optional[Mapping[str, str]] = None, hub=None):
         #: The RTMP application name clients connect to.
         self.name = name
-        #: Application-specific options from the fmspy.cfg section, as strings.
+        #: The fmspy.cfg section's options as written, strings (what a class without ``Settings`` reads).
         self.options = dict(options or {})
+        #: The frozen ``Settings`` object of a class that declares one (set by ``from_config``).
+        self.settings: Any = None
         #: Everything that crosses connections: rooms, clients, where streams are published (app/hub.py).
         #: Shared by all applications of a server; every method answers with a Deferred.
         self.hub = hub if hub is not None else LocalHub()
@@ -179,19 +238,45 @@ class Application:
         #: ``record``, ``recordSuffix``, ``recordMaxSize``, ``recordMaxDuration`` (needs ``record_dir``).
         self.record_policy = RecordPolicy()
 
-    def configure_streaming(self, section, services: Services) -> None:
-        """Streaming limits from [RTMP] and the section's ``recordDir`` (relative to its fmspy.cfg)."""
+    def configure_streaming(self, section: Optional[ApplicationConfig], services: Services) -> None:
+        """Streaming limits from [RTMP], and the section's ``StreamingSettings`` (None: a bare application).
+
+        The directory of ``recordDir`` is created and written to now, at start
+        (``check_record_dir``); ``record_dir`` and ``record_policy`` are what
+        the streaming code reads.
+        """
         rtmp = services.rtmp
         if rtmp is not None:
             self.live = LiveStreams(services.clock, rtmp.max_gop_bytes, rtmp.slow_player_timeout)
-        record_dir = section.get_str("recordDir", "") if hasattr(section, "get_str") else ""
-        if record_dir:
-            source = section.option_sources.get("recordDir", section.source) if hasattr(
-                section, "option_sources") else section.source
-            self.record_dir = os.path.join(os.path.dirname(os.path.abspath(source)), record_dir)
-            check_record_dir(self.record_dir, f"{source}: [{section.section}] recordDir = {record_dir}")
-        if hasattr(section, "_get"):
-            self.record_policy = record_policy(section, self.record_dir)
+        if not isinstance(section, ApplicationConfig):
+            return          # built by hand (tests, tools): no section, the defaults
+        streaming = type(self).parsed_config(section).settings_of(StreamingSettings)
+        if streaming.record_dir:
+            source = section.option_sources.get("recordDir", section.source)
+            check_record_dir(streaming.record_dir,
+                             f"{source}: [{section.section}] recordDir = {section.options['recordDir']}")
+        self.record_dir = streaming.record_dir
+        self.record_policy = streaming.policy
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> Deferred:
+        """The server starts (tap.py, in the order of fmspy.cfg); fire when ready.  Default: nothing to do.
+
+        Everything that can be checked is checked earlier, in ``from_config``,
+        where an error is one line before twistd daemonizes; ``start`` opens
+        what needs the running reactor.  A failure is logged and the
+        application is not stopped later.
+        """
+        return succeed(None)
+
+    def stop(self) -> Deferred:
+        """The server stops: every client connection has closed and its hooks have run.
+
+        Called in the reverse order of ``start``; the server's shared HTTP
+        pool closes after the last one fires.  Default: nothing to do.
+        """
+        return succeed(None)
 
     def record_path(self, name: str) -> Optional[str]:
         """The file a stream name records to and plays from, or None when that cannot be."""

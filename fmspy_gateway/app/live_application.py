@@ -1,4 +1,6 @@
 """live: an application that streams and does nothing else (FMS's "live" application)."""
+from dataclasses import dataclass
+
 from .application import Application
 
 
@@ -13,3 +15,12 @@ class LiveApplication(Application):
     lavfi's test source is RGB, and ffmpeg would otherwise make H.264 High
     4:4:4, which Flash Player and browsers cannot decode.
     """
+
+    @dataclass(frozen=True)
+    class Settings:
+        """No options beyond every application's ``StreamingSettings``.
+
+        Declared all the same, so that a misspelt option (``recordDri``) is an
+        error at start, with a suggestion, instead of recording silently off.
+        """
+

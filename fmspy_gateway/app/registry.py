@@ -35,8 +35,10 @@ def application_classes() -> Dict[str, object]:
 
 
 def build_applications(config, services: Services = None, extra_classes=None) -> Dict[str, Application]:
-    """Instantiate every enabled application section; returns name -> application.
+    """Instantiate every enabled application section; returns name -> application, in fmspy.cfg order.
 
+    Each section is parsed against its class's declarations (``Application.parse_config``) before
+    the class sees it; a class without ``Settings`` still gets its raw options (``self.options``).
     All applications share ``services`` (one hub for clients, rooms and streams).
     ``extra_classes`` adds classes by name (the gateway's, from tap.py).
     """
@@ -54,5 +56,7 @@ def build_applications(config, services: Services = None, extra_classes=None) ->
             cls = cls.load()
         if not (isinstance(cls, type) and issubclass(cls, Application)):
             raise UnknownApplication(f"{section.source}: [{section.section}]: {cls!r} is not an Application class")
-        applications[section.name] = cls.from_config(section, services)
+        # Every option of the section parsed once, here at start, against what the class declares
+        # (config.parse_application): the application is built from that frozen result.
+        applications[section.name] = cls.from_config(cls.parse_config(section), services)
     return applications

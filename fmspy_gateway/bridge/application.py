@@ -11,13 +11,13 @@ import logging
 from typing import Any, Dict
 from urllib.parse import quote
 
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, succeed
 
 from ..app.application import Accept, Application, CallError, ConnectRejected, StreamRejected
 from ..app.logs import RateLimitedLog
 from ..rtmp.budget import brief, brief_name
 from .mapping import MappingError, amf_to_json, json_to_amf
-from .routes import Route, gateway_settings, load_routes
+from .routes import GatewaySettings, Route, load_routes
 from .rpc import BackendError, JSONRPCClient, RPCError
 from .stats import GatewayStats
 
@@ -36,9 +36,13 @@ def _header_value(value: str) -> str:
 class GatewayApplication(Application):
     """Routes every call of its clients to a JSON-RPC backend, as routes.cfg says."""
 
+    #: Every option of a gateway section, declared as data (bridge/routes.py); parsed once at start.
+    Settings = GatewaySettings
+
     @classmethod
     def from_config(cls, section, services):
-        settings = gateway_settings(section)
+        section = cls.parsed_config(section)
+        settings = section.settings_of(GatewaySettings)
         routes = load_routes(settings)
         rpc = JSONRPCClient(services.http_client, services.clock, max_concurrent=settings.max_concurrent,
                             max_queued=settings.max_queued, breaker_threshold=settings.breaker_threshold,
@@ -48,6 +52,16 @@ class GatewayApplication(Application):
                           rpc=rpc)
         application.configure_streaming(section, services)
         return application
+
+    @property
+    def http_connections(self) -> int:
+        """A persistent backend connection for every request the gateway may have in flight."""
+        return self.settings.max_concurrent
+
+    def stop(self):
+        """The server stops, its clients gone: end what is still in flight or queued for the backends."""
+        self.rpc.close()
+        return succeed(None)
 
     def __init__(self, name, options=None, hub=None, *, settings, routes, rpc):
         super().__init__(name, options, hub)

@@ -30,9 +30,10 @@ from jsonschema_specifications import REGISTRY as _SPECIFICATIONS
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import specification_with
 
+from ..app.application import StreamingSettings
 from ..config import (
-    _BOOL, _SECONDS, ApplicationConfig, ConfigError, _parse_bool, _parse_seconds, _parse_size, _read_file,
-    _suggestion)
+    _BOOL, _SECONDS, ApplicationConfig, ConfigError, _bounded, _parse_bool, _parse_buffer_size, _parse_int,
+    _parse_seconds, _read_file, _suggestion, from_section, option, parse_application)
 
 __all__ = ["HOOKS", "Schema", "Route", "Routes", "GatewaySettings", "gateway_settings", "load_routes"]
 
@@ -240,41 +241,6 @@ class Routes:
 
 # --- fmspy.cfg options ------------------------------------------------------
 
-@dataclass(frozen=True)
-class GatewaySettings:
-    """The options of one ``[GatewayApplication:*]`` section of fmspy.cfg, parsed and checked."""
-
-    #: The fmspy.cfg section (``GatewayApplication:shop``) and the file that configured it, for messages.
-    application: str
-    source: str
-    #: ``routes``: the section of routes.cfg; default: the application's name.
-    routes_section: str
-    #: ``routes-file``, absolute (a relative one is taken from the fmspy.cfg that set it);
-    #: default: routes.cfg beside the fmspy.cfg that configured the application.
-    routes_file: str
-    #: ``endpoint``: the default backend URL.  None when every route names its own
-    #: (``load_routes`` refuses a route that has none to fall back on).
-    endpoint: Optional[str] = None
-    #: ``timeout``: seconds per backend call, for routes without their own.
-    timeout: float = 5.0
-    #: ``fail-open``: accept connects when the @connect backend cannot be reached.
-    fail_open: bool = False
-    #: ``max-concurrent``: requests in flight per endpoint.
-    max_concurrent: int = 32
-    #: ``max-queued``: requests waiting per endpoint beyond those; more are refused.
-    max_queued: int = 256
-    #: ``breaker-threshold``: consecutive failures that open an endpoint's circuit.
-    breaker_threshold: int = 5
-    #: ``breaker-reset``: seconds before a half-open probe.
-    breaker_reset: float = 10.0
-    #: ``max-response-bytes``: larger backend responses are refused (K/M/G suffixes accepted).
-    max_response_bytes: int = 4 * 1024 * 1024
-
-
-_URL = "an http:// or https:// URL with a host, such as http://127.0.0.1:8080/rpc"
-_SIZE = "a byte count such as 65536, 64K or 4M"
-
-
 def _parse_url(text: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in text):
@@ -283,48 +249,66 @@ def _parse_url(text: str) -> str:
     return text
 
 
-def gateway_settings(app: ApplicationConfig) -> GatewaySettings:
-    """Read an enabled gateway's options; a bad or unknown option is a ConfigError naming file, section and option.
-
-    Unknown options are refused (with a suggestion) because a misspelt
-    ``timout`` would otherwise silently leave the default in force.
-    """
-    default = GatewaySettings(application="", source="", routes_section="", routes_file="")
-    get = app._get  # the getters' machinery, with this module's parsers for URLs, seconds and sizes
-    known = ("endpoint", "timeout", "routes", "routes-file", "fail-open", "max-concurrent", "max-queued",
-             "breaker-threshold", "breaker-reset", "max-response-bytes",
-             "recordDir", "record", "recordSuffix", "recordMaxSize",
-             "recordMaxDuration")   # read by every application (Application.configure_streaming)
-    for option in app.options:
-        if option not in known:
-            source = app.option_sources.get(option, app.source)
-            raise ConfigError(f"{source}: [{app.section}] {option} = {app.options[option]!r}: expected one of "
-                              f"{', '.join(known)}{_suggestion(option, known)}",
-                              file=source, section=app.section, option=option)
-
-    files_option = app.get_str("routes-file", "routes.cfg") or "routes.cfg"
-    relative_to = os.path.dirname(os.path.abspath(app.option_sources.get("routes-file", app.source)))
-    return GatewaySettings(
-        application=app.section,
-        source=app.source,
-        routes_section=get("routes", app.name, _parse_section, "a section name of routes.cfg"),
-        routes_file=os.path.normpath(os.path.join(relative_to, files_option)),
-        endpoint=get("endpoint", None, _parse_url, _URL),
-        timeout=get("timeout", default.timeout, _parse_seconds, _SECONDS),
-        fail_open=get("fail-open", default.fail_open, _parse_bool, _BOOL),
-        max_concurrent=app.get_int("max-concurrent", default.max_concurrent, minimum=1),
-        max_queued=app.get_int("max-queued", default.max_queued, minimum=0),
-        breaker_threshold=app.get_int("breaker-threshold", default.breaker_threshold, minimum=1),
-        breaker_reset=get("breaker-reset", default.breaker_reset, _parse_seconds, _SECONDS),
-        max_response_bytes=get("max-response-bytes", default.max_response_bytes,
-                               lambda t: _parse_size(t, None), _SIZE),
-    )
-
-
 def _parse_section(text: str) -> str:
     if not text:
         raise ValueError(text)
     return text
+
+
+def _at_least(minimum: int):
+    """An integer option's parser and expectation (``an integer >= 1``), as ApplicationConfig.get_int says it."""
+    return (lambda text: _parse_int(text, minimum)), _bounded("an integer", minimum, None)
+
+
+_URL = "an http:// or https:// URL with a host, such as http://127.0.0.1:8080/rpc"
+_SIZE = "a byte count such as 65536, 64K or 4M"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """The options of one ``[GatewayApplication:*]`` section of fmspy.cfg, declared as data.
+
+    ``config.parse_application`` reads them once at start (``GatewayApplication.Settings``);
+    each field names its option, parser and default.
+    """
+
+    #: The fmspy.cfg section (``GatewayApplication:shop``) and the file that configured it, for messages.
+    application: str = from_section("section")
+    source: str = from_section("source")
+    #: ``routes``: the section of routes.cfg; default: the application's name.
+    routes_section: str = option("routes", _parse_section, "a section name of routes.cfg",
+                                 default_from=lambda app: app.name)
+    #: ``routes-file``, absolute (a relative one is taken from the fmspy.cfg that set it);
+    #: default: routes.cfg beside the fmspy.cfg that configured the application.
+    routes_file: str = option("routes-file", str, "a file name", path=True, default_from=lambda app: "routes.cfg")
+    #: ``endpoint``: the default backend URL.  None when every route names its own
+    #: (``load_routes`` refuses a route that has none to fall back on).
+    endpoint: Optional[str] = option("endpoint", _parse_url, _URL, None)
+    #: ``timeout``: seconds per backend call, for routes without their own.
+    timeout: float = option("timeout", _parse_seconds, _SECONDS, 5.0)
+    #: ``fail-open``: accept connects when the @connect backend cannot be reached.
+    fail_open: bool = option("fail-open", _parse_bool, _BOOL, False)
+    #: ``max-concurrent``: requests in flight per endpoint.
+    max_concurrent: int = option("max-concurrent", *_at_least(1), 32)
+    #: ``max-queued``: requests waiting per endpoint beyond those; more are refused.
+    max_queued: int = option("max-queued", *_at_least(0), 256)
+    #: ``breaker-threshold``: consecutive failures that open an endpoint's circuit.
+    breaker_threshold: int = option("breaker-threshold", *_at_least(1), 5)
+    #: ``breaker-reset``: seconds before a half-open probe.
+    breaker_reset: float = option("breaker-reset", _parse_seconds, _SECONDS, 10.0)
+    #: ``max-response-bytes``: larger backend responses are refused (K/M/G suffixes accepted).
+    max_response_bytes: int = option("max-response-bytes", _parse_buffer_size, _SIZE, 4 * 1024 * 1024)
+
+
+def gateway_settings(app: ApplicationConfig) -> GatewaySettings:
+    """A gateway section's settings; a bad or unknown option is a ConfigError naming file, section and option.
+
+    The section is parsed as the registry parses it (``GatewaySettings`` and every application's
+    ``StreamingSettings``, unknown options refused with a suggestion); an already parsed one is reused.
+    """
+    if GatewaySettings not in app.parsed:
+        app = parse_application(app, (GatewaySettings, StreamingSettings))
+    return app.settings_of(GatewaySettings)
 
 
 # --- routes.cfg -------------------------------------------------------------

@@ -120,7 +120,7 @@ fail-open = yes
         pool after the stop closed it; its idle timer would outlive the test.
         """
         yield deferLater(reactor, 0.05, lambda: None)
-        yield self.service.getServiceNamed("graceful-stop").pool.closeCachedConnections()
+        yield self.service.getServiceNamed("applications").pool.closeCachedConnections()
 
     def start_ffmpeg(self, name="cam", seconds=60):
         ffmpeg = require_tool("ffmpeg")
