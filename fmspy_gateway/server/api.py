@@ -78,11 +78,13 @@ SCHEMAS = {
     },
     "Client": {
         "type": "object", "additionalProperties": False,
-        "required": ["id", "address", "app", "room", "agent", "page_url", "swf_url", "tc_url", "object_encoding",
+        "required": ["id", "address", "transport", "app", "room", "agent", "page_url", "swf_url", "tc_url",
+                     "object_encoding",
                      "connected_at", "connected_seconds", "bytes_in", "bytes_out", "bits_in_per_second",
                      "bits_out_per_second", "streams"],
         "properties": {
-            "id": _STR, "address": _STR, "app": _STR, "room": _STR, "agent": _nullable(_STR),
+            "id": _STR, "address": _STR, "transport": {"enum": ["rtmp", "rtmps", "rtmpt", "rtmpts"]},
+            "app": _STR, "room": _STR, "agent": _nullable(_STR),
             "page_url": _nullable(_STR), "swf_url": _nullable(_STR), "tc_url": _nullable(_STR),
             "object_encoding": {"enum": [0, 3]}, "connected_at": _NUM, "connected_seconds": _NUM,
             "bytes_in": _INT, "bytes_out": _INT, "bits_in_per_second": _INT, "bits_out_per_second": _INT,

@@ -347,7 +347,8 @@ class ServerStatus:
         if streams is None:
             streams = self._streams_by_session()
         return {
-            "id": client.id, "address": client.address, "app": client.application_name, "room": client.room_name,
+            "id": client.id, "address": client.address, "transport": getattr(peer, "transport_name", "rtmp"),
+            "app": client.application_name, "room": client.room_name,
             "agent": _text(client.agent), "page_url": _text(client.page_url), "swf_url": _text(client.swf_url),
             "tc_url": _text(client.tc_url), "object_encoding": client.object_encoding,
             "connected_at": client.connected_at, "connected_seconds": round(max(0.0, now - client.connected_at), 3),

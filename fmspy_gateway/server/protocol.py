@@ -44,6 +44,10 @@ _ACCEPTED, _NEUTRAL = "accepted", "neutral"
 class RTMPServerProtocol(Protocol):
     """One accepted RTMP connection."""
 
+    #: How the client reached us, for the status API and the log: "rtmp" here; server/tls.py and
+    #: server/rtmpt.py set "rtmps", "rtmpt" or "rtmpts" on the protocols they drive.
+    transport_name = "rtmp"
+
     def __init__(self, factory: "RTMPServerFactory"):
         self.factory = factory
         self.connection = None

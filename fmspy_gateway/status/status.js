@@ -189,7 +189,7 @@ async function refresh() {
         td.append(button);
         return td;
       },
-      (c) => c.id, (c) => c.address, (c) => c.app,
+      (c) => c.id, (c) => c.address, (c) => c.transport, (c) => c.app,
       (c) => c.room || "(default)", (c) => c.agent,
       (c) => el("td", [c.page_url, c.swf_url].filter(Boolean).join(" "), "wrap"),
       (c) => duration(c.connected_seconds),

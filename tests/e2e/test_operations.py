@@ -94,6 +94,7 @@ class OperationsAPITests(OperationsMixin, TestCase):
         self.assertEqual((mine["room"], mine["page_url"], mine["swf_url"], mine["object_encoding"]),
                          ("lobby", "http://example.com/page", "http://example.com/app.swf", 0))
         self.assertTrue(mine["address"].startswith("127.0.0.1:"))
+        self.assertEqual(mine["transport"], "rtmp")
         self.assertGreater(mine["bytes_in"], 1536)                   # handshake and more
         self.assertGreater(mine["bytes_out"], 3072)
         publisher = clients["live"]

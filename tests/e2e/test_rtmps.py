@@ -12,6 +12,7 @@ from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
+from fmspy_gateway.server.ops import ServerStatus
 from fmspy_gateway.app.calls import ConnectionClosed
 from fmspy_gateway.config import RTMPConfig
 from fmspy_gateway.server.client import connect_client
@@ -34,6 +35,8 @@ class RTMPSTests(TunnelServerMixin, TestCase):
         self.assertEqual((yield client.call("echo", "over tls")), "over tls")
         [protocol] = list(self.factory.connections)
         self.assertEqual(protocol.transport_name, "rtmps")
+        status = ServerStatus(self.factory, self.factory.applications, clock=reactor)
+        self.assertEqual(status.describe_client(protocol.session.client)["transport"], "rtmps")
         self.assertEqual(protocol.transport.getHandle().get_protocol_version_name(), "TLSv1.2")
         yield client.close()
 

@@ -20,6 +20,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
 from fmspy_gateway.config import RTMPConfig, RTMPTConfig
+from fmspy_gateway.server.ops import ServerStatus
 
 from ..conftest import require_system_librtmp
 from .bystander import Bystander
@@ -87,13 +88,20 @@ class RTMPTClientTests(TunnelServerMixin, TestCase):
     def test_our_client_calls_echo_over_rtmpt(self):
         from fmspy_gateway.server.client import connect_client
         seen = self.transports_seen()
-        client = yield connect_client(self.rtmpt_url(), reactor=reactor)
+        with self.assertLogs("fmspy_gateway.app.session", "INFO") as logged:
+            client = yield connect_client(self.rtmpt_url(), reactor=reactor)
         answers = []
         for n in range(20):
             answers.append((yield client.call("echo", {"n": n, "text": "x" * (n * 5000)})))
         self.assertEqual([a["n"] for a in answers], list(range(20)))
         self.assertEqual(len(answers[-1]["text"]), 95000)        # answers over several polls
         self.assertEqual([p.transport_name for p in seen], ["rtmpt"])
+        # The status API and the log name the transport (issue 13: rtmp, rtmps, rtmpt, rtmpts).
+        (session,) = [p.session for p in seen]
+        status = ServerStatus(self.factory, self.factory.applications, clock=reactor)
+        self.assertEqual(status.describe_client(session.client)["transport"], "rtmpt")
+        self.assertEqual(len([line for line in logged.output if "connected to echotest over rtmpt" in line]), 1,
+                         logged.output)
         yield client.close()
         self.assertEqual(self.sessions.sessions, {})
 
