@@ -11,11 +11,13 @@ from typing import Any, Dict, Optional
 
 from twisted.internet.defer import Deferred, fail
 
+from .replies import NetConnectionCode
+
 
 class CallFailed(Exception):
     """The peer answered ``_error``; ``info`` is its information object."""
 
-    def __init__(self, description: str, code: str = "NetConnection.Call.Failed", info: Any = None):
+    def __init__(self, description: str, code: str = NetConnectionCode.CALL_FAILED, info: Any = None):
         super().__init__(description)
         self.description = description
         self.code = code
@@ -24,7 +26,7 @@ class CallFailed(Exception):
     @classmethod
     def from_info(cls, info: Any) -> "CallFailed":
         if isinstance(info, dict):
-            return cls(str(info.get("description", "")), str(info.get("code", "NetConnection.Call.Failed")), info)
+            return cls(str(info.get("description", "")), str(info.get("code", NetConnectionCode.CALL_FAILED)), info)
         return cls(str(info), info=info)
 
 
@@ -64,7 +66,7 @@ class PendingCalls:
         self._next_id += 1
         if self.closed is not None:
             return transaction_id, fail(ConnectionClosed(f"{description}: {self.closed}",
-                                                         "NetConnection.Connect.Closed"))
+                                                         NetConnectionCode.CONNECT_CLOSED))
         deferred = Deferred(lambda d: self._calls.pop(transaction_id, None))
         timeout = self._timeout if timeout is None else timeout
         timer = None
@@ -102,7 +104,7 @@ class PendingCalls:
         deferred = self._take(transaction_id)
         if deferred is not None:
             deferred.errback(CallTimedOut(f"{description}: no answer within {timeout:g} s",
-                                          "NetConnection.Call.Timeout"))
+                                          NetConnectionCode.CALL_TIMEOUT))
 
     def fail_all(self, reason: str):
         """Fail every outstanding call (the connection is gone), and every call made from now on."""
@@ -110,4 +112,4 @@ class PendingCalls:
             self.closed = reason
         for transaction_id in list(self._calls):
             deferred = self._take(transaction_id)
-            deferred.errback(ConnectionClosed(reason, "NetConnection.Connect.Closed"))
+            deferred.errback(ConnectionClosed(reason, NetConnectionCode.CONNECT_CLOSED))

@@ -90,7 +90,7 @@ class Client:
         return bool(self._session.notify_client(method, args))
 
     def disconnect(self, reason: str = "disconnected by the application") -> None:
-        self._session.peer.close(reason)
+        self._session.close(reason)
 
     def __repr__(self):
         return f"<Client {self.id} {self.address} {self.application_name}/{brief_name(self.room_name)}>"

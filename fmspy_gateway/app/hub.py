@@ -27,6 +27,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 
 from ..rtmp.budget import brief_name
 from .calls import CallFailed
+from .replies import NetConnectionCode
 
 #: The key of an application's default room (rtmp://host/app, no room in the URL).
 DEFAULT_ROOM = ""
@@ -140,7 +141,7 @@ class ClientNotFound(CallFailed):
     """No client with that id is connected (on any node)."""
 
     def __init__(self, client_id: str):
-        super().__init__(f"no client {brief_name(client_id)} is connected", "NetConnection.Call.Failed")
+        super().__init__(f"no client {brief_name(client_id)} is connected", NetConnectionCode.CALL_FAILED)
         self.client_id = client_id
 
 

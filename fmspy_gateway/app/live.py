@@ -10,57 +10,18 @@ for without bound: while its transport asks us to pause, media for it is
 dropped and it resumes at the next keyframe; one that stays behind longer than
 ``slow_player_timeout`` is disconnected.
 """
-import copy
 import logging
 import time
-from collections.abc import Mapping
 from typing import Dict, List, Optional
 
-from ..rtmp.amf import encode_values
-from ..rtmp.budget import brief_name
-from ..rtmp.errors import LocalProtocolError
 from ..rtmp.flv import is_sequence_header, is_video_info_frame, is_video_keyframe
-from ..rtmp.messages import MessageType, UserControl
-from .replies import status
+from ..rtmp.messages import MessageType
+from .recording import RecordingIndexes
+from .replies import play_started, publish_notified, unpublish_notified
 
 log = logging.getLogger(__name__)
 
 AUDIO, VIDEO = MessageType.AUDIO, MessageType.VIDEO
-
-
-def _amf0_members(value):
-    """A copy of mapping ``value`` without the members only AMF3 can carry (a ByteArray in onMetaData)."""
-    kept = copy.copy(value)
-    for key, member in value.items():
-        try:
-            encode_values([member], amf3=False, switch=False)
-        except LocalProtocolError:
-            del kept[key]
-    return kept
-
-
-def send_data_amf0_safe(session, values, stream_id: int, what: str) -> bool:
-    """Send a data message to ``session``'s client, AMF0 only if it reads only AMF0; returns whether it went.
-
-    For such a client (npm ``rtmp-client`` disconnects on a 0x11 switch) an
-    object's members that need AMF3 are left out, so onMetaData still gives
-    the size and codecs; a message that still cannot be sent is dropped.
-    Either is logged once per interval.
-    """
-    connection, switch = session.peer.connection, session._may_switch()
-    try:
-        connection.send_data(values, stream_id=stream_id, switch=switch)
-        return True
-    except LocalProtocolError as exc:
-        reason = brief_name(str(exc), 200)
-    values = [_amf0_members(v) if isinstance(v, Mapping) else v for v in values]
-    try:
-        connection.send_data(values, stream_id=stream_id, switch=switch)
-        session.limit_log.hit("unsendable data", f"{what} sent without the values it cannot carry: {reason}")
-        return True
-    except LocalProtocolError:
-        session.limit_log.hit("unsendable data", f"{what} not sent: {reason}")
-        return False
 
 
 class MediaMessage:
@@ -113,17 +74,13 @@ class Player:
         #: Called (no arguments) once the duration is reached; None: the player just leaves its stream.
         self.on_end = None
 
-    def status(self, code: str, description: str, level: str = "status", **extra):
-        self.session.peer.connection.send_command(
-            "onStatus", 0, None, [status(code, description, level, **extra)], stream_id=self.stream_id)
-
     def send_data(self, values):
         """Relay a data message (the publisher's, or metadata); AMF0 only to a client that reads only AMF0.
 
         A value only AMF3 can carry (a ByteArray, say) is never switched with
-        0x11 for such a client (see ``send_data_amf0_safe``).
+        0x11 for such a client (``Session.send_data``).
         """
-        send_data_amf0_safe(self.session, values, self.stream_id, "data message")
+        self.session.send_data(values, self.stream_id, "data message")
 
     def deliver(self, message: MediaMessage, force: bool = False) -> bool:
         """Send one message if this player can take it now; returns whether it was sent."""
@@ -151,8 +108,7 @@ class Player:
                 self.live.registry.ended.append(self)
             return False
         self.last_ms = timestamp
-        self.session.peer.connection.send_media(message.type_id, self.stream_id, timestamp,
-                                                message.payload, message.shared)
+        self.session.send_media(message.type_id, self.stream_id, timestamp, message.payload, message.shared)
         return True
 
 
@@ -186,7 +142,7 @@ class LiveStream:
         for player in self.players:
             player.need_keyframe, player.base = True, None
             player.played_ms, player.last_ms = player.played_ms + player.last_ms, 0
-            self._begin(player, "NetStream.Play.PublishNotify", f"{self.name} is now published.")
+            publish_notified(player.session, player.stream_id, self.name)
         self.registry.touch(self.players)
 
     def set_metadata(self, values: tuple):
@@ -248,8 +204,7 @@ class LiveStream:
         self.gop = []
         self._gop_bytes = 0
         for player in self.players:
-            player.status("NetStream.Play.UnpublishNotify", f"{self.name} is now unpublished.")
-            player.session.peer.connection.send_user_control(UserControl.STREAM_EOF, player.stream_id)
+            unpublish_notified(player.session, player.stream_id, self.name)
         self.registry.touch(self.players)
         # A dropped publisher is no read of anyone's, so no flush would follow: flush now.
         self.registry.flush()
@@ -259,19 +214,10 @@ class LiveStream:
     def add_player(self, player: Player, reset: bool = True):
         player.live = self
         self.players.append(player)
-        connection = player.session.peer.connection
-        connection.send_user_control(UserControl.STREAM_BEGIN, player.stream_id)
-        if reset:
-            player.status("NetStream.Play.Reset", f"Playing and resetting {self.name}.")
-        player.status("NetStream.Play.Start", f"Started playing {self.name}.")
-        player.send_data(["|RtmpSampleAccess", True, True])
+        play_started(player.session, player.stream_id, self.name, reset)
         if self.publisher is not None:
             self._catch_up(player)
         self.registry.touch([player])
-
-    def _begin(self, player: Player, code: str, description: str):
-        player.session.peer.connection.send_user_control(UserControl.STREAM_BEGIN, player.stream_id)
-        player.status(code, description)
 
     def _catch_up(self, player: Player):
         """What a player joining now needs: metadata, sequence headers, the frames since the last keyframe."""
@@ -313,6 +259,8 @@ class LiveStreams:
         self.blocked: Dict[object, float] = {}
         #: Players whose play duration ran out during the current read; ended at the next flush.
         self.ended: List[Player] = []
+        #: The FLV indexes of the application's recordings, built once per file version (app/playback.py).
+        self.recorded_indexes = RecordingIndexes()
 
     def block(self, session):
         self.blocked.setdefault(session, self._now())
@@ -327,7 +275,7 @@ class LiveStreams:
             log.warning("%s: player could not keep up for %.0f s (slowPlayerTimeout); disconnecting",
                         session.peer.address, self.slow_player_timeout)
             # Not close(): that lets the socket drain first, which a player that stopped reading never does.
-            session.peer.abort("limit hit: slowPlayerTimeout")
+            session.abort("limit hit: slowPlayerTimeout")
 
     def get(self, name: str) -> Optional[LiveStream]:
         return self.streams.get(name)
@@ -356,4 +304,4 @@ class LiveStreams:
         dirty, self.dirty = self.dirty, set()
         for session in dirty:
             if not session.closed:
-                session.peer.flush()
+                session.flush()

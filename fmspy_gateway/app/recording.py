@@ -6,16 +6,12 @@ named in the recordings directory, or None.  ``Recorder`` and
 ``RecordedStream`` open with ``O_NOFOLLOW`` as well, so a symlink planted
 between the check and the open is not followed either.
 
-Threading: both classes do blocking file I/O and are meant to run on the
-reactor thread.  That is acceptable for recording because the writes are
-buffered: a 2-8 Mbit/s stream is 250 KB-1 MB a second, which with the default
-64 KiB buffer is 4-16 ``write`` calls a second, each a copy into the page
-cache (tens of microseconds on a local disk).  It stops being acceptable when
-the disk is slow or remote (NFS, a saturated disk where the kernel throttles
-dirty pages and a ``write`` can block for hundreds of milliseconds) or with
-many streams at once: then put the ``Recorder`` behind a writer thread with a
-bounded queue.  Opening a ``RecordedStream`` reads 75 bytes a tag (a few
-thousand tags a minute of media) and ``tags_from`` one tag at a time.
+Threading: both classes do blocking file I/O and are never called on the
+reactor thread by the server: ``app/publishing.py`` and ``app/playback.py``
+call them through an executor (``app/fileio.py``: Twisted's thread pool,
+one ``SerialQueue`` per file so one file's tasks never overlap).  Opening a
+``RecordedStream`` reads 75 bytes a tag to index the file; with
+``RecordingIndexes`` that happens once per version of a file.
 """
 import copy
 import os
@@ -309,6 +305,36 @@ class Recorder:
         self.close()
 
 
+class RecordingIndexes:
+    """The FLV indexes of an application's recordings, built once and kept (the last ``size`` files).
+
+    Keyed by (path, inode, mtime, size) of the file as opened, so a recording
+    that grew or was replaced is indexed again and a stale index is never
+    used.  An index is never changed once made (``RecordedStream`` only reads
+    it), so playbacks of one file share it, from any thread.
+    """
+
+    def __init__(self, size: int = 64):
+        self.size = size
+        self._indexes = {}
+        #: How many opens found their index here, and how many built one (for tests and the status page).
+        self.hits = self.misses = 0
+
+    def get(self, key):
+        index = self._indexes.pop(key, None)
+        if index is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._indexes[key] = index       # most recently used last
+        return index
+
+    def put(self, key, index):
+        self._indexes[key] = index
+        while len(self._indexes) > self.size:
+            del self._indexes[next(iter(self._indexes))]
+
+
 #: At most one seek point per this many ms in files without video keyframes.
 _AUDIO_SEEK_STEP_MS = 500
 #: onMetaData bodies larger than this are not decoded (injected keyframe tables can be big).
@@ -323,11 +349,24 @@ class RecordedStream:
     ``ValueError`` when the file is not FLV; ``OSError`` when it cannot be opened.
     """
 
-    def __init__(self, path: str):
+    _INDEX = ("header", "duration_ms", "_metadata", "_headers", "has_keyframes", "_points")
+
+    def __init__(self, path: str, indexes: Optional["RecordingIndexes"] = None):
         self.path = path
         self._file = os.fdopen(_open(path, os.O_RDONLY), "rb")
         try:
+            key = None
+            if indexes is not None:
+                st = os.fstat(self._file.fileno())
+                key = (path, st.st_ino, st.st_mtime_ns, st.st_size)
+                index = indexes.get(key)
+                if index is not None:
+                    for field, value in zip(self._INDEX, index):
+                        setattr(self, field, value)
+                    return
             self._index()
+            if key is not None:
+                indexes.put(key, tuple(getattr(self, field) for field in self._INDEX))
         except BaseException:
             self._file.close()
             raise

@@ -1,16 +1,20 @@
 """One connection's conversation with the application server.
 
 The Twisted glue feeds each decoded event to ``Session.handle``; the session
-answers through the rtmp ``Connection`` its peer holds and asks the glue to
-flush.  Here live the connect exchange with the application's hooks, calls in
+is the only writer to the rtmp ``Connection`` its peer holds (``SessionOutput``:
+streams, players, playback and applications ask it to send) and asks the glue
+to flush.  Its states are a table in ``app/states.py``; the path of a message
+is in docs/ARCHITECTURE.md, "How a message travels".  Here live the connect exchange with the application's hooks, calls in
 both directions, and the stream-level commands clients send around them.
 """
+import copy
 import logging
 import secrets
 from typing import Any, Iterable, Mapping, Optional, Protocol
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 
+from ..rtmp.amf import encode_values
 from ..rtmp.budget import brief_name
 from ..rtmp.connection import Connection, State
 from ..rtmp.errors import LocalProtocolError
@@ -20,8 +24,10 @@ from .application import Accept, Application, CallError, ConnectRedirected, Conn
 from .calls import CallFailed, CallTimedOut, PendingCalls
 from .client import Client
 from .logs import RateLimitedLog, log_failure
-from .replies import connect_properties, error, status
-from .streams import StreamCommands
+from .replies import NetConnectionCode, NetStreamCode, connect_properties, error, status
+from .fileio import default_executor
+from .states import Action, ConnectionEvent, ConnectionState, connection_action, next_connection_state
+from .stream_commands import StreamCommands
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +36,8 @@ WINDOW_ACK_SIZE = 2_500_000
 #: Chunk size we send with after connect: fewer headers than the default 128.
 CHUNK_SIZE = 4096
 #: The onStatus code a refused stream command gets on its stream; others get FMS's generic NetStream.Failed.
-_REFUSED_STREAM_CODES = {"play": "NetStream.Play.Failed", "play2": "NetStream.Play.Failed",
-                         "publish": "NetStream.Publish.BadName"}
+_REFUSED_STREAM_CODES = {"play": NetStreamCode.PLAY_FAILED, "play2": NetStreamCode.PLAY_FAILED,
+                         "publish": NetStreamCode.PUBLISH_BAD_NAME}
 #: Characters of a reason (an encoder's message, say) put in a log line or an ``_error`` description.
 REASON_LENGTH = 200
 
@@ -69,24 +75,107 @@ def _plain(info: dict) -> dict:
     return {key: brief_name(info.get(key, ""), REASON_LENGTH) for key in ("level", "code", "description")}
 
 
-class Session:
+def _amf0_members(value):
+    """A copy of mapping ``value`` without the members only AMF3 can carry (a ByteArray in onMetaData)."""
+    kept = copy.copy(value)
+    for key, member in value.items():
+        try:
+            encode_values([member], amf3=False, switch=False)
+        except LocalProtocolError:
+            del kept[key]
+    return kept
+
+
+class SessionOutput:
+    """The only way anything of ``app/`` writes to a connection: through the session that owns it.
+
+    Streams, players, recorded playback and applications ask the session to
+    send; it queues on its peer's ``Connection``, and ``flush`` hands what is
+    queued to the glue.  ``send_media`` is the connection's own bound method
+    (the fan-out's hot path costs no extra call per player).
+    """
+
+    def __init__(self, peer: Peer):
+        self.peer = peer
+        #: (type id, stream id, timestamp, payload, shared chunk bodies or None): one audio or video message.
+        self.send_media = peer.connection.send_media
+        #: Write what the connection has queued (``Peer.flush``); bound, as ``send_media``: called per player.
+        self.flush = peer.flush
+
+    def close(self, reason: str) -> None:
+        """Flush, then drop the connection (``Peer.close``)."""
+        self.peer.close(reason)
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection at once, whatever is unsent (``Peer.abort``): a client that stopped reading."""
+        self.peer.abort(reason)
+
+    def send_status(self, stream_id: int, code: str, description: str, level: str = "status", **extra) -> None:
+        """``onStatus`` on ``stream_id``: the one onStatus sender (codes in ``app/replies.py``)."""
+        self.peer.connection.send_command("onStatus", 0, None, [status(code, description, level, **extra)],
+                                          stream_id=stream_id)
+
+    def send_command(self, name: str, arguments, stream_id: int = 0) -> None:
+        """A command wanting no answer (transaction 0, null command object): onFCPublish, onPlayStatus..."""
+        self.peer.connection.send_command(name, 0, None, list(arguments), stream_id=stream_id)
+
+    def send_result(self, command, value=None) -> None:
+        """``_result`` for a stream command that wants one (transaction id not 0)."""
+        if command.transaction_id:
+            self.peer.connection.send_command("_result", command.transaction_id, None, [value], amf3=command.amf3)
+
+    def send_user_control(self, event_type: int, stream_id: int) -> None:
+        self.peer.connection.send_user_control(event_type, stream_id)
+
+    def send_data(self, values, stream_id: int, what: str) -> bool:
+        """Send a data message, AMF0 only if the client reads only AMF0; returns whether it went.
+
+        For such a client (npm ``rtmp-client`` disconnects on a 0x11 switch) an
+        object's members that need AMF3 are left out, so onMetaData still gives
+        the size and codecs; a message that still cannot be sent is dropped.
+        Either is logged once per interval.
+        """
+        connection, switch = self.peer.connection, self._may_switch()
+        try:
+            connection.send_data(values, stream_id=stream_id, switch=switch)
+            return True
+        except LocalProtocolError as exc:
+            reason = brief_name(str(exc), 200)
+        values = [_amf0_members(v) if isinstance(v, Mapping) else v for v in values]
+        try:
+            connection.send_data(values, stream_id=stream_id, switch=switch)
+            self.limit_log.hit("unsendable data", f"{what} sent without the values it cannot carry: {reason}")
+            return True
+        except LocalProtocolError:
+            self.limit_log.hit("unsendable data", f"{what} not sent: {reason}")
+            return False
+
+
+class Session(SessionOutput):
     """Connect, then calls in both directions, for one peer.
 
-    States: awaiting connect -> connecting (the application's hook decides)
-    -> connected -> closed.
+    States: ``app/states.py`` (``ConnectionState``, ``CONNECTION_TRANSITIONS``,
+    ``connection_action``): awaiting connect -> deciding (the application's
+    hook) -> connected -> closed.
     """
 
     def __init__(self, applications: Mapping[str, Application], peer: Peer, clock=None,
-                 call_timeout: Optional[float] = 30.0, max_streams: int = 256, max_queued_commands: int = 32):
+                 call_timeout: Optional[float] = 30.0, max_streams: int = 256, max_queued_commands: int = 32,
+                 executor=None):
+        super().__init__(peer)
         self.applications = applications
-        self.peer = peer
         self.application: Optional[Application] = None
         #: The Client once connect arrived (accepted or still being decided).
         self.client: Optional[Client] = None
-        self.connected = False
-        self.closed = False
+        #: The NetConnection's state (``app/states.py``: its table); ``connected`` and ``closed`` read it.
+        self.state = ConnectionState.AWAITING_CONNECT
+        #: Read-only views of ``state``, kept by ``_move``.
+        self.connected = self.closed = False
+        self._lost = False
         self.outgoing_calls = PendingCalls(clock, call_timeout, first_transaction_id=1)
-        self.streams = StreamCommands(self, max_streams, clock)
+        #: Runs recording's and playback's file I/O: ``clock``'s thread pool when it is a reactor (app/fileio.py).
+        self.streams = StreamCommands(self, max_streams, clock,
+                                      executor if executor is not None else default_executor(clock))
         #: Commands held while connect is being decided (``maxQueuedCommands``); more closes the connection.
         self.max_queued_commands = max_queued_commands
         self._early = None
@@ -121,13 +210,21 @@ class Session:
             else:
                 self.application.live.unblock(self)
 
+    def _move(self, event: ConnectionEvent) -> None:
+        state = self.state = next_connection_state(self.state, event)
+        # Plain attributes, not properties: the fan-out reads ``closed`` per player per read.
+        self.connected = state is ConnectionState.CONNECTED
+        self.closed = state is ConnectionState.CLOSED
+
     def connection_lost(self, reason: str) -> None:
-        if self.closed:
+        if self._lost:
             return
-        self.closed = True
+        self._lost = True
+        was_connected = self.connected
+        self._move(ConnectionEvent.LOST)
         self.limit_log.close()
         self.outgoing_calls.fail_all(f"connection closed: {reason}")
-        if self.connected:
+        if was_connected:
             self.streams.close_all()
             self.application.live.unblock(self)
             self._leave()
@@ -136,23 +233,26 @@ class Session:
             self._deciding.cancel()
 
     def _on_command(self, command: CommandReceived) -> None:
-        if self.client is None:
-            if command.name == "connect" and command.stream_id == 0:
-                self._on_connect(command)
-            else:
-                self.peer.close(f"{brief_name(command.name)} before connect")
-        elif not self.connected:
-            self._hold(command)
-        elif command.name == "_result":
-            self.outgoing_calls.resolve(command.transaction_id, command.arguments[0] if command.arguments else None)
-        elif command.name == "_error":
-            self.outgoing_calls.reject(command.transaction_id, command.arguments[0] if command.arguments else None)
-        elif command.name == "connect":
-            self.peer.close("second connect on one connection")
-        elif self.streams.handles(command.name):
+        name = command.name
+        action = connection_action(self.state, name, command.stream_id, self.streams.handles(name))
+        if action is Action.STREAM:
             self.streams.handle(command)
-        else:
+        elif action is Action.CALL:
             self._on_call(command)
+        elif action is Action.RESOLVE:
+            value = command.arguments[0] if command.arguments else None
+            if name == "_result":
+                self.outgoing_calls.resolve(command.transaction_id, value)
+            else:
+                self.outgoing_calls.reject(command.transaction_id, value)
+        elif action is Action.HOLD:
+            self._hold(command)
+        elif action is Action.CONNECT:
+            self._on_connect(command)
+        elif action is Action.CLOSE_BEFORE_CONNECT:
+            self.close(f"{brief_name(name)} before connect")
+        elif action is Action.CLOSE_SECOND_CONNECT:
+            self.close("second connect on one connection")
 
     def _hold(self, event) -> None:
         """Keep a command (or a refusal) until connect is decided, so answers keep their order."""
@@ -160,7 +260,7 @@ class Session:
         if len(self._early) > self.max_queued_commands:
             log.warning("%s: more than %d commands before connect was answered (maxQueuedCommands)",
                         self.peer.address, self.max_queued_commands)
-            self.peer.close("limit hit: maxQueuedCommands")
+            self.close("limit hit: maxQueuedCommands")
 
     # -- messages the core refused (values over the value budget) -----------------------------
 
@@ -181,29 +281,28 @@ class Session:
         description = f"Refused: {refused.reason}"
         if self.client is None:
             if name == "connect" and refused.stream_id == 0:
-                self._refuse(error("NetConnection.Connect.Rejected", description), f"connect refused: {refused.reason}")
+                self._refuse(error(NetConnectionCode.CONNECT_REJECTED, description), f"connect refused: {refused.reason}")
             else:
-                self.peer.close(f"{name or 'a refused message'} before connect")
+                self.close(f"{name or 'a refused message'} before connect")
             return
         if not self.connected:
             self._hold(refused)
             return
         if name == "connect":
-            self.peer.close("second connect on one connection")
+            self.close("second connect on one connection")
         elif name in ("_result", "_error"):
             # The client's answer to one of our calls: that call fails, saying why.
-            self.outgoing_calls.reject(refused.transaction_id, error("NetConnection.Call.Failed", description))
+            self.outgoing_calls.reject(refused.transaction_id, error(NetConnectionCode.CALL_FAILED, description))
         elif refused.stream_id and self.streams.handles(name):
             # play/publish and the like on a stream are answered with an onStatus there, as FMS does,
             # whatever their transaction id (ffmpeg numbers them, Flash sends 0).
-            code = _REFUSED_STREAM_CODES.get(name, "NetStream.Failed")
+            code = _REFUSED_STREAM_CODES.get(name, NetStreamCode.FAILED)
             try:
-                self.peer.connection.send_command("onStatus", 0, None, [error(code, description)],
-                                                  stream_id=refused.stream_id)
+                self.send_status(refused.stream_id, code, description, "error")
             except LocalProtocolError:
                 return      # the connection is closing
         elif refused.transaction_id:
-            self.send_call_error(refused, error("NetConnection.Call.Failed", description))
+            self.send_call_error(refused, error(NetConnectionCode.CALL_FAILED, description))
         self.peer.flush()
 
     # -- connect --------------------------------------------------------------------------
@@ -217,10 +316,11 @@ class Session:
         # Echoed in the reply: only what Flash sends (0 or 3), never a peer's value that might not encode.
         self._encoding = encoding if type(encoding) in (int, float) and encoding in (0, 3) else 0
         if application is None:
-            self._refuse(error("NetConnection.Connect.InvalidApp",
+            self._refuse(error(NetConnectionCode.CONNECT_INVALID_APP,
                                f"Application '{brief_name(name)}' is not available on this server.",
                                objectEncoding=self._encoding), f"connect to unknown application {brief_name(name)}")
             return
+        self._move(ConnectionEvent.CONNECT)
         self.application = application
         self.client = Client(secrets.token_hex(8), self.peer.address, name, params, command.arguments, room, self)
         self._early = []
@@ -245,7 +345,7 @@ class Session:
         connection.set_peer_bandwidth(WINDOW_ACK_SIZE, PeerBandwidthLimit.DYNAMIC)
         connection.send_user_control(UserControl.STREAM_BEGIN, 0)
         connection.set_chunk_size(CHUNK_SIZE)
-        info = status("NetConnection.Connect.Success", "Connection succeeded.", objectEncoding=self._encoding)
+        info = status(NetConnectionCode.CONNECT_SUCCESS, "Connection succeeded.", objectEncoding=self._encoding)
         if accept.application is not None:
             info["application"] = accept.application
         try:
@@ -256,11 +356,11 @@ class Session:
                       brief_name(str(exc), REASON_LENGTH))
             self._reject(ConnectRejected())
             return
-        self.connected = True
+        self._move(ConnectionEvent.ACCEPTED)
         connection.connect_accepted()       # the core's connectTimeout deadline is met (rtmp/timers.py)
         client = self.client
-        log.info("client %s (%s, %s) connected to %s", client.id, client.address, brief_name(client.agent),
-                 self.application.name)
+        log.info("client %s (%s, %s) connected to %s over %s", client.id, client.address,
+                 brief_name(client.agent), self.application.name, getattr(self.peer, "transport_name", "rtmp"))
         self._enter(accept.room if accept.room is not None else client.room_name)
         early, self._early = self._early, None
         for command in early:
@@ -282,10 +382,10 @@ class Session:
 
     def _reject(self, reason) -> None:
         if isinstance(reason, ConnectRedirected):
-            info = error("NetConnection.Connect.Rejected", reason.reason, ex={"code": 302, "redirect": reason.url})
+            info = error(NetConnectionCode.CONNECT_REJECTED, reason.reason, ex={"code": 302, "redirect": reason.url})
             why = f"redirected to {reason.url}"
         else:
-            info = error("NetConnection.Connect.Rejected", reason.reason)
+            info = error(NetConnectionCode.CONNECT_REJECTED, reason.reason)
             if reason.application is not None:
                 info["application"] = reason.application
             why = f"rejected: {reason.reason}"
@@ -299,7 +399,8 @@ class Session:
             log.error("%s: connect refusal sent without its extra values: %s", self.peer.address,
                       brief_name(str(exc), REASON_LENGTH))
             self._send_connect_reply("_error", _plain(info))
-        self.peer.close(why)
+        self._move(ConnectionEvent.REFUSED)
+        self.close(why)
 
     def _send_connect_reply(self, name: str, info: dict, properties: Any = None) -> None:
         if self.peer.connection.state is not State.OPEN:
@@ -375,7 +476,7 @@ class Session:
                 # message: the caller gets an _error saying so (never a traceback), the log one line.
                 name, reason = brief_name(command.name), brief_name(str(exc), REASON_LENGTH)
                 self.limit_log.hit("unsendable reply", f"the result of {name} cannot be sent: {reason}")
-                self.send_call_error(command, error("NetConnection.Call.Failed",
+                self.send_call_error(command, error(NetConnectionCode.CALL_FAILED,
                                                     f"The result of '{name}' cannot be sent: {reason}"))
             self.peer.flush()
 
@@ -390,12 +491,12 @@ class Session:
         elif isinstance(reason, CallFailed):
             # A call this method made elsewhere failed (e.g. that client left): the caller's call failed,
             # not its connection, whatever code the inner failure carried.
-            info = error("NetConnection.Call.Failed", reason.description)
+            info = error(NetConnectionCode.CALL_FAILED, reason.description)
         else:
             # Never a stack trace to the client: it goes to the log.
             log.error("method %s of %s raised:\n%s", brief_name(command.name), self.application.name,
                       failure.getTraceback())
-            info = error("NetConnection.Call.Failed", f"Method '{brief_name(command.name)}' failed.")
+            info = error(NetConnectionCode.CALL_FAILED, f"Method '{brief_name(command.name)}' failed.")
         self.send_call_error(command, info)
         self.peer.flush()
 
@@ -417,10 +518,10 @@ class Session:
     def call_client(self, method: str, args: Iterable[Any], timeout: Optional[float] = None) -> Deferred:
         if self.closed or not self.connected:
             return fail(CallFailed(f"client is not connected; cannot call {method!r}",
-                                      "NetConnection.Connect.Closed"))
+                                      NetConnectionCode.CONNECT_CLOSED))
         if self._not_reading(f"call {brief_name(method)}"):
             return fail(CallFailed(f"client is not reading (over maxOutgoingBytes); cannot call {brief_name(method)}",
-                                   "NetConnection.Call.Failed"))
+                                   NetConnectionCode.CALL_FAILED))
         transaction_id, d = self.outgoing_calls.new(f"call {method!r} on client {self.client.id}", timeout)
         try:
             self.peer.connection.send_command(method, transaction_id, None, list(args), amf3=self.client.amf3,
@@ -428,7 +529,7 @@ class Session:
         except LocalProtocolError as exc:
             # Arguments this client cannot receive (a ByteArray for an AMF0 client, say): the call fails.
             self.outgoing_calls.reject(transaction_id, error(
-                "NetConnection.Call.Failed", f"cannot call {method!r}: {brief_name(str(exc), REASON_LENGTH)}"))
+                NetConnectionCode.CALL_FAILED, f"cannot call {method!r}: {brief_name(str(exc), REASON_LENGTH)}"))
             return d
         self.peer.flush()
         return d

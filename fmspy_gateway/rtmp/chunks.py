@@ -10,16 +10,16 @@ from dataclasses import dataclass
 
 from .errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
 from .limits import Limits
+from .messages import MAX_CHUNK_SIZE, MAX_MESSAGE_SIZE, MessageType
 
 DEFAULT_CHUNK_SIZE = 128
-MAX_CHUNK_SIZE = 0x7FFFFFFF       # the wire's 31-bit field
 EXTENDED_TIMESTAMP = 0xFFFFFF
 FIRST_CHUNK_STREAM_ID = 2          # 0 and 1 only introduce the longer basic headers
 LAST_CHUNK_STREAM_ID = 65599
 
-# The two protocol control messages the reader acts on itself.
-SET_CHUNK_SIZE = 1
-ABORT = 2
+# The two protocol control messages the reader acts on itself (plain ints: compared per message).
+SET_CHUNK_SIZE = int(MessageType.SET_CHUNK_SIZE)
+ABORT = int(MessageType.ABORT)
 
 _U24 = struct.Struct(">I")
 
@@ -239,7 +239,7 @@ class ChunkReader:
         if len(payload) < 4:
             raise RemoteProtocolError("Set Chunk Size message shorter than 4 bytes")
         size = int.from_bytes(payload[:4], "big")
-        if size & 0x80000000 or size < 1:
+        if size > MAX_CHUNK_SIZE or size < 1:
             raise RemoteProtocolError(f"invalid chunk size {size}")
         if size > self.limits.max_chunk_size:
             raise LimitExceeded(
@@ -307,7 +307,7 @@ class ChunkWriter:
         if not FIRST_CHUNK_STREAM_ID <= csid <= LAST_CHUNK_STREAM_ID:
             raise LocalProtocolError(f"chunk stream id {csid} outside 2..65599")
         length = len(message.payload)
-        if length > 0xFFFFFF:
+        if length > MAX_MESSAGE_SIZE:
             raise LocalProtocolError(f"message of {length} bytes does not fit RTMP's 24-bit length")
         prev = self._streams.get(csid)
         timestamp = message.timestamp & 0xFFFFFFFF

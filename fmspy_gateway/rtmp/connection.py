@@ -23,7 +23,7 @@ from .events import (AcknowledgementReceived, ChunkSizeChanged, CommandReceived,
                      WindowAcknowledgementSizeChanged)
 from .handshake import ClientHandshake, ServerHandshake
 from .limits import Limits
-from .messages import (MessageType, UserControl, peer_bandwidth, read_peer_bandwidth, read_shared_object,
+from .messages import (MAX_CHUNK_SIZE, MessageType, UserControl, peer_bandwidth, read_peer_bandwidth, read_shared_object,
                        read_u32, read_user_control, shared_object, split_aggregate, u32, user_control)
 from .timers import NO_TIMEOUTS, PING, Timeouts, Timers
 
@@ -271,7 +271,7 @@ class Connection:
 
     def set_chunk_size(self, size: int):
         """Announce and start using a new outgoing chunk size."""
-        if not 1 <= size <= 0x7FFFFFFF:
+        if not 1 <= size <= MAX_CHUNK_SIZE:
             raise LocalProtocolError(f"chunk size {size} outside 1..2**31-1")
         self._send_control(MessageType.SET_CHUNK_SIZE, u32(size))
         self._writer.chunk_size = size

@@ -24,10 +24,12 @@ from typing import Iterator, Optional
 
 from .amf import encode_values, decode_values
 from .errors import RemoteProtocolError
+from .messages import MessageType
 
-AUDIO = 8
-VIDEO = 9
-SCRIPT = 18
+# FLV tag types are RTMP's message types (rtmp/messages.py); plain ints, compared per tag.
+AUDIO = int(MessageType.AUDIO)
+VIDEO = int(MessageType.VIDEO)
+SCRIPT = int(MessageType.DATA_AMF0)
 
 TAG_HEADER_SIZE = 11
 MAX_BODY_SIZE = 0xFFFFFF

@@ -29,6 +29,12 @@ class MessageType(enum.IntEnum):
     AGGREGATE = 22
 
 
+#: The largest chunk size Set Chunk Size can carry: its 31-bit field (the top bit must be 0).
+MAX_CHUNK_SIZE = 0x7FFFFFFF
+#: The largest message body: the chunk header's 24-bit length.
+MAX_MESSAGE_SIZE = 0xFFFFFF
+
+
 class UserControl(enum.IntEnum):
     STREAM_BEGIN = 0
     STREAM_EOF = 1

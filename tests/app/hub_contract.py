@@ -68,6 +68,9 @@ class FakeSession:
     def refuse(self, info, index=-1):
         self.outgoing_calls.reject(self.calls[index][0], info)
 
+    def close(self, reason):
+        self.peer.close(reason)
+
     def connection_lost(self, reason):
         self.closed, self.connected = True, False
         self.outgoing_calls.fail_all(f"connection closed: {reason}")

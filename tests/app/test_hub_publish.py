@@ -1,4 +1,4 @@
-"""The publish path claims a stream's name through the hub (app/streams.py ``_announce`` / ``_withdraw``).
+"""The publish path claims a stream's name through the hub (app/publishing.py ``_announce`` / ``_withdraw``).
 
 The hub, not the process's ``LiveStreams``, decides whether a name is free:
 a name published on another node is refused with NetStream.Publish.BadName,

@@ -17,7 +17,7 @@ from fmspy_gateway.app.application import Application
 from fmspy_gateway.app.live import LiveStreams, MediaMessage, Player
 from fmspy_gateway.app.recording import RecordedStream, RecordPolicy, Recorder
 from fmspy_gateway.app.hub import LocalHub
-from fmspy_gateway.app.session import Session
+from fmspy_gateway.app.session import Session, SessionOutput
 from fmspy_gateway.rtmp import amf
 from fmspy_gateway.rtmp.connection import VIDEO_CHUNK_STREAM, Connection, Role
 from fmspy_gateway.rtmp.events import CommandReceived, DataReceived, MediaReceived, UserControlReceived
@@ -81,10 +81,11 @@ class FakePeer:
         return self.client.receive_data(data) if data else []
 
 
-class FakeSession:
+class FakeSession(SessionOutput):
     def __init__(self, **peer_options):
-        self.peer = FakePeer(**peer_options)
+        super().__init__(FakePeer(**peer_options))
         self.closed = False
+        self.limit_log = None
 
     def _may_switch(self):
         return True
@@ -605,7 +606,7 @@ class StreamZeroMediaTests(StreamCommandsTestCase):
 
     def test_media_no_stream_takes_is_counted_and_logged_once_per_interval(self):
         idle = self.client()                 # created a stream, publishes nothing
-        with self.assertLogs("fmspy_gateway.app.streams", "WARNING") as logged:
+        with self.assertLogs("fmspy_gateway.app.stream_commands", "WARNING") as logged:
             for t in range(0, 100):
                 idle.media(AUDIO, t, audio(), 0)
                 idle.media(VIDEO, t, inter(), 1)
@@ -614,7 +615,7 @@ class StreamZeroMediaTests(StreamCommandsTestCase):
         self.assertIn(idle.peer.address, logged.output[0])
         self.assertIn("stream 0", logged.output[0])
         self.clock.advance(11)
-        with self.assertLogs("fmspy_gateway.app.streams", "WARNING") as logged:
+        with self.assertLogs("fmspy_gateway.app.stream_commands", "WARNING") as logged:
             idle.media(VIDEO, 200, inter(), 1)
         self.assertIn("199 more", logged.output[0])
         self.assertIn("stream 1 does not publish", logged.output[0])
@@ -813,7 +814,7 @@ class AutomaticRecordingTests(StreamCommandsTestCase):
     def test_a_name_that_cannot_be_a_file_is_published_unrecorded(self):
         self.app.record_policy = RecordPolicy("all")
         publisher = self.client()
-        with self.assertLogs("fmspy_gateway.app.streams", "WARNING") as logged:
+        with self.assertLogs("fmspy_gateway.app.publishing", "WARNING") as logged:
             publisher.send("publish", 0, None, "../evil", "live", stream_id=1)
         self.assertIn("not recorded", logged.output[0])
         self.assertEqual(publisher.status_codes(), ["NetStream.Publish.Start"])
@@ -823,7 +824,7 @@ class AutomaticRecordingTests(StreamCommandsTestCase):
         self.app.record_policy = RecordPolicy("all", max_size=20_000)
         publisher = self.publisher()
         player = self.player("cam", -1000)
-        with self.assertLogs("fmspy_gateway.app.streams", "WARNING") as logged:
+        with self.assertLogs("fmspy_gateway.app.publishing", "WARNING") as logged:
             self.gop(publisher, 0, seconds=3)
         self.assertEqual(len(logged.records), 1, logged.output)
         self.assertIn("limit hit: recordMaxSize (20000 bytes)", logged.output[0])
@@ -840,7 +841,7 @@ class AutomaticRecordingTests(StreamCommandsTestCase):
         publisher = self.client()
         publisher.send("publish", 0, None, "cam", "record", stream_id=1)
         self.assertEqual(publisher.status_codes(), ["NetStream.Publish.Start", "NetStream.Record.Start"])
-        with self.assertLogs("fmspy_gateway.app.streams", "WARNING") as logged:
+        with self.assertLogs("fmspy_gateway.app.publishing", "WARNING") as logged:
             self.gop(publisher, 0, seconds=3)
         self.assertIn("limit hit: recordMaxDuration (1.5 s)", logged.output[0])
         self.assertEqual(publisher.status_codes()[-1], "NetStream.Record.Stop")

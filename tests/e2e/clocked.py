@@ -15,7 +15,7 @@ import tempfile
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred, succeed
 
-from fmspy_gateway.app.streams import VOD_TICK
+from fmspy_gateway.app.playback import VOD_TICK
 from fmspy_gateway.config import RTMPConfig
 from fmspy_gateway.rtmp.connection import Connection, Role
 from fmspy_gateway.server.protocol import RTMPServerFactory, RTMPServerProtocol

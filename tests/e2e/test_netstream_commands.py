@@ -19,13 +19,13 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.trial.unittest import TestCase
 
-from fmspy_gateway.app import streams as streams_module
+from fmspy_gateway.app import publishing as publishing_module
 from fmspy_gateway.app.application import Application, Services, StreamRejected
 from fmspy_gateway.app.calls import CallFailed, ConnectionClosed
 from fmspy_gateway.app.live_application import LiveApplication
 from fmspy_gateway.app.recording import Recorder
 from fmspy_gateway.app.hub import LocalHub
-from fmspy_gateway.app.streams import VOD_LEAD_MS
+from fmspy_gateway.app.playback import VOD_LEAD_MS
 from fmspy_gateway.config import RTMPConfig
 from fmspy_gateway.rtmp import flv
 from fmspy_gateway.rtmp.events import CommandReceived, DataReceived, MediaReceived
@@ -604,7 +604,7 @@ class RecordFailedTests(NetStreamServer, TestCase):
 
     @inlineCallbacks
     def test_a_full_disk_ends_the_recording_with_record_failed_but_not_the_live_stream(self):
-        self.patch(streams_module, "Recorder", FailingRecorder)
+        self.patch(publishing_module, "Recorder", FailingRecorder)
         publisher = yield self.client()
         pub_id, answer = yield publisher.publish("show", "record")
         self.assertEqual(answer, "NetStream.Publish.Start")

@@ -13,7 +13,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.trial.unittest import TestCase
 
-from fmspy_gateway.app import streams as streams_module
+from fmspy_gateway.app import publishing as publishing_module
 from fmspy_gateway.app.application import Application, Services
 from fmspy_gateway.app.calls import ConnectionClosed
 from fmspy_gateway.app.live_application import LiveApplication
@@ -137,7 +137,7 @@ class RecordingEdgeTests(NetStreamServer, TestCase):
 
     @inlineCallbacks
     def test_a_recording_that_cannot_be_closed_is_logged_and_unpublish_still_succeeds(self):
-        self.patch(streams_module, "Recorder", UnclosableRecorder)
+        self.patch(publishing_module, "Recorder", UnclosableRecorder)
         publisher = yield self.client()
         pub_id, answer = yield publisher.publish("show", "record")
         self.assertEqual(answer, "NetStream.Publish.Start")

@@ -37,7 +37,7 @@ from fmspy_gateway.app.application import Application, Services, StreamRejected
 from fmspy_gateway.app.live import LiveStream, LiveStreams
 from fmspy_gateway.app.live_application import LiveApplication
 from fmspy_gateway.app.hub import LocalHub
-from fmspy_gateway.app.streams import VOD_TICK
+from fmspy_gateway.app.playback import VOD_TICK
 from fmspy_gateway.config import ApplicationConfig, RTMPConfig
 from fmspy_gateway.rtmp.events import MediaReceived
 from fmspy_gateway.rtmp.flv import is_sequence_header, is_video_keyframe, iter_tags
