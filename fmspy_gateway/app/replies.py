@@ -1,4 +1,4 @@
-"""Every status code, reply shape and start-up sequence the application server sends (DESIGN.md, protocol facts).
+"""Every status code, reply shape and start-up sequence the application server sends (the wire facts: docs/PROTOCOL.md, sections 6 and 9).
 
 One definition each: the NetConnection and NetStream status codes
 (``NetConnectionCode``, ``NetStreamCode``), the information objects that carry

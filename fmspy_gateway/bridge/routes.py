@@ -2,9 +2,10 @@
 
 A route says where a client's call goes: which JSON-RPC method, at which
 endpoint, within what time, checked against which JSON Schemas.  Everything is
-read, parsed and compiled when the application starts (DESIGN.md 2.10), so a
-typo in routes.cfg or a broken schema file stops twistd with one line saying
-what to fix, instead of failing the first client that calls.
+read, parsed and compiled when the application starts (routes are data; see
+docs/ARCHITECTURE.md, "Configuration"), so a typo in routes.cfg or a broken
+schema file stops twistd with one line saying what to fix, instead of failing
+the first client that calls.
 
 routes.cfg is read by the same reader as fmspy.cfg (case-sensitive names,
 inline ``;``/``#`` comments after whitespace, no interpolation), so both files

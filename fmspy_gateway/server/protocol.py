@@ -64,6 +64,8 @@ class RTMPServerProtocol(Protocol):
         self.host = None
         #: Over ``maxOutgoingBytes``: its commands are not read and notifications to it are dropped.
         self.over_budget = False
+        #: The transport paused us: its buffer is full (``pauseProducing`` until ``resumeProducing``).
+        self._transport_full = False
         self._budget_timer = None
         #: Ignored or refused messages since the last accepted command or media (``maxIgnoredMessages``).
         self._junk = 0
@@ -190,10 +192,12 @@ class RTMPServerProtocol(Protocol):
     # -- IPushProducer: the transport tells us when its buffer is full -----------------
 
     def pauseProducing(self):
+        self._transport_full = True
         self.session.writing_paused(True)
 
     def resumeProducing(self):
         # The transport's buffer drained completely: a client over its output budget is read again.
+        self._transport_full = False
         if self.over_budget:
             self._leave_budget()
         self.session.writing_paused(False)
@@ -223,7 +227,11 @@ class RTMPServerProtocol(Protocol):
         if data and not self._closing:
             self.bytes_out += len(data)
             self.transport.write(data)
-            if not self.over_budget and self.queued_bytes > self.factory.config.max_outgoing_bytes:
+            # Fan-out writes here once per player and message: the budget is looked at only once the
+            # transport has paused us (its own buffer, 64 KB, is full), so a client that reads costs
+            # nothing more.  A budget below the transport's buffer is therefore checked from there on.
+            if (self._transport_full and not self.over_budget
+                    and self.queued_bytes > self.factory.config.max_outgoing_bytes):
                 self._enter_budget()
 
     @property

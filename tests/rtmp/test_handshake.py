@@ -1,6 +1,7 @@
 """Tests of the RTMP handshake: our client against our server, every input fed
 whole, one byte at a time and with trailing chunk bytes; digests checked by
-recomputing them here from the constants in DESIGN.md, not from the module's."""
+recomputing them here from the constants in docs/PROTOCOL.md ("Handshake"),
+not from the module's."""
 import base64
 import hashlib
 import hmac
@@ -12,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from fmspy_gateway.rtmp.errors import LocalProtocolError, RemoteProtocolError
 from fmspy_gateway.rtmp.handshake import ClientHandshake, ServerHandshake
 
-# Typed from DESIGN.md section 4, deliberately not imported from the code under test.
+# Typed from docs/PROTOCOL.md section 2 ("Handshake"), deliberately not imported from the code under test.
 KEY_TAIL = bytes.fromhex(
     "F0 EE C2 4A 80 68 BE E8 2E 00 D0 D1 02 9E 7E 57 6E EC 5D 2D 29 80 6F AB 93 B8 E6 36 CF EB 31 AE")
 CLIENT_KEY = b"Genuine Adobe Flash Player 001"
