@@ -19,19 +19,28 @@ class RateLimitedLog:
     the next line of that kind, or by ``close()`` when the connection ends.
     """
 
+    # Every connection has one, and most are never hit: slots, and the dicts made at the first hit.
+    __slots__ = ("_logger", "_clock", "_prefix", "_interval", "_kinds", "_counts")
+
     def __init__(self, logger, clock=None, prefix: str = "", interval: float = 10.0):
         self._logger = logger
-        self._seconds = clock.seconds if clock is not None else time.monotonic
+        self._clock = clock
         self._prefix = prefix
         self._interval = interval
-        self._kinds = {}   # kind -> [time of the last line, hits not logged since]
-        #: Every hit of every kind, logged or not, for tests and status.
-        self.counts = {}
+        self._kinds = None   # kind -> [time of the last line, hits not logged since]
+        self._counts = None
+
+    @property
+    def counts(self) -> dict:
+        """Every hit of every kind, logged or not, for tests and status (read only)."""
+        return self._counts if self._counts is not None else {}
 
     def hit(self, kind: str, message: str) -> None:
         """One hit of ``kind`` (an option name such as maxValueNodes, or "ignored message")."""
-        self.counts[kind] = self.counts.get(kind, 0) + 1
-        now = self._seconds()
+        if self._counts is None:
+            self._counts, self._kinds = {}, {}
+        self._counts[kind] = self._counts.get(kind, 0) + 1
+        now = self._clock.seconds() if self._clock is not None else time.monotonic()
         state = self._kinds.get(kind)
         if state is not None and now - state[0] < self._interval:
             state[1] += 1
@@ -43,7 +52,8 @@ class RateLimitedLog:
 
     def close(self) -> None:
         """Tell the hits counted but not logged yet."""
-        for kind, (_, unlogged) in self._kinds.items():
+        for kind, (_, unlogged) in (self._kinds or {}).items():
             if unlogged:
                 self._logger.warning("%s%d more of %s not logged", self._prefix, unlogged, kind)
-        self._kinds.clear()
+        if self._kinds:
+            self._kinds.clear()

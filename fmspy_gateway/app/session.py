@@ -173,6 +173,9 @@ class Session(SessionOutput):
         self.connected = self.closed = False
         self._lost = False
         self.outgoing_calls = PendingCalls(clock, call_timeout, first_transaction_id=1)
+        #: This connection's limit hits and refused traffic, one log line per kind per interval: the one
+        #: log of the connection, which its glue and its streams write to as well.
+        self.limit_log = RateLimitedLog(log, clock, prefix=f"{peer.address}: ")
         #: Runs recording's and playback's file I/O: ``clock``'s thread pool when it is a reactor (app/fileio.py).
         self.streams = StreamCommands(self, max_streams, clock,
                                       executor if executor is not None else default_executor(clock))
@@ -180,20 +183,18 @@ class Session(SessionOutput):
         self.max_queued_commands = max_queued_commands
         self._early = None
         self._deciding = None  # the application's on_connect answer, while it is awaited
-        #: This connection's limit hits and refused traffic, one log line per kind per interval.
-        self.limit_log = RateLimitedLog(log, clock, prefix=f"{peer.address}: ")
 
     # -- events from the glue ------------------------------------------------------------
 
     def handle(self, event) -> None:
         if isinstance(event, MediaReceived):
             if self.connected:
-                self.streams.on_media(event)
+                self.streams.publishing.on_media(event)
         elif isinstance(event, CommandReceived):
             self._on_command(event)
         elif isinstance(event, DataReceived):
             if self.connected:
-                self.streams.on_data(event)
+                self.streams.publishing.on_data(event)
         elif isinstance(event, MessageRefused):
             self._on_refused(event)
 

@@ -17,7 +17,7 @@ from ..rtmp.events import CommandReceived
 from .application import StreamRejected
 from .fileio import SerialQueue, SynchronousExecutor
 from .live import LiveStream, Player
-from .logs import RateLimitedLog, log_failure
+from .logs import log_failure
 from .playback import RecordedPlayback, is_finite, open_recording, recording_length
 from .publishing import Publishing
 from .replies import NetConnectionCode, NetStreamCode, error, play_stopped, status
@@ -72,12 +72,11 @@ class StreamCommands:
         self.executor = executor if executor is not None else SynchronousExecutor()
         self._next_stream_id = 1
         self.streams: Dict[int, NetStream] = {}
-        #: Media that no publishing stream takes (its count per kind in ``counts``), one log line per interval.
-        self.dropped = RateLimitedLog(log, clock, prefix=f"{session.peer.address}: ")
+        #: Media that no publishing stream takes (its count per kind in ``counts``), one log line per interval:
+        #: the connection's one log of limit hits and dropped traffic, which the session owns.
+        self.dropped = session.limit_log
+        #: A publisher's media and data go straight to it (``session.handle``).
         self.publishing = Publishing(self)
-        #: A publisher's media and data go straight to ``Publishing`` (one call less per message).
-        self.on_media = self.publishing.on_media
-        self.on_data = self.publishing.on_data
 
     @property
     def application(self):

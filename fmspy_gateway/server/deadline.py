@@ -10,6 +10,10 @@ finds nothing due, and the glue arms it again at the later deadline.
 from typing import Callable, Optional
 
 
+#: Seconds a call may be due after the core's deadline and still count as at it.
+_SLACK = 1e-6
+
+
 class Deadline:
     """The scheduled wake-up of one core ``Connection``; ``fire(now)`` is called when it is due."""
 
@@ -26,11 +30,15 @@ class Deadline:
             return
         call = self._call
         if call is not None and call.active():
-            if call.getTime() <= deadline:
+            # A call due up to a microsecond after the deadline is the same deadline: the float sum
+            # seconds() + (deadline - seconds()) lands a hair past it, and without the slack every
+            # connection would re-arm at once.
+            if call.getTime() <= deadline + _SLACK:
                 return
-            call.reset(max(deadline - self._reactor.seconds(), 0))
-        else:
-            self._call = self._reactor.callLater(max(deadline - self._reactor.seconds(), 0), self._fired)
+            # Not call.reset(): moving a DelayedCall sooner makes Twisted search its whole list of
+            # calls (list.index), a cost that grows with the number of connections; a cancel is O(1).
+            call.cancel()
+        self._call = self._reactor.callLater(max(deadline - self._reactor.seconds(), 0), self._fired)
 
     def cancel(self) -> None:
         call, self._call = self._call, None

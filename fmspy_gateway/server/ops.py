@@ -453,7 +453,7 @@ def _hit_counts(protocol) -> Dict[str, int]:
     logs = (getattr(protocol, "limit_log", None), getattr(session, "limit_log", None),
             getattr(getattr(session, "streams", None), "dropped", None))
     hits: Dict[str, int] = {}
-    for limit_log in logs:
+    for limit_log in {id(log): log for log in logs if log is not None}.values():   # one object, seen thrice
         for kind, count in getattr(limit_log, "counts", {}).items():
             hits[kind] = hits.get(kind, 0) + count
     return hits

@@ -17,6 +17,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from ..app.logs import RateLimitedLog
+from ..app.fileio import default_executor
 from ..app.session import Session
 from ..rtmp.connection import Connection, Role
 from ..rtmp.errors import LimitExceeded, RemoteProtocolError
@@ -84,14 +85,14 @@ class RTMPServerProtocol(Protocol):
         reactor = factory.reactor
         peer = self.transport.getPeer()
         self.address = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
-        self.limit_log = RateLimitedLog(limit_log, clock=reactor, prefix=f"{self.address}: ")
         config = factory.config
-        timeouts = Timeouts(handshake_timeout=config.handshake_timeout, connect_timeout=config.connect_timeout,
-                            ping_interval=config.ping_interval, keepalive_timeout=config.keepalive_timeout)
-        self.connection = Connection(Role.SERVER, limits=config.limits, epoch=0, timeouts=timeouts,
+        self.connection = Connection(Role.SERVER, limits=config.limits, epoch=0, timeouts=factory.timeouts,
                                      now=reactor.seconds())
         self.session = Session(factory.applications, self, clock=reactor, call_timeout=config.call_timeout,
-                               max_streams=config.max_streams, max_queued_commands=config.max_queued_commands)
+                               max_streams=config.max_streams, max_queued_commands=config.max_queued_commands,
+                               executor=factory.executor)
+        #: The connection's one log of limit hits and dropped traffic (the session's).
+        self.limit_log = self.session.limit_log
         self._arm_timer()
         if self.host is None:
             self.host = getattr(peer, "host", None)
@@ -356,6 +357,10 @@ class RTMPServerFactory(Factory):
         self.per_address = {}
         #: Refused connections: a flood of them is one log line per interval, with a count.
         self.refusals = RateLimitedLog(limit_log, clock=reactor)
+        #: Shared by every connection: the core's deadlines (rtmp/timers.py) and where file I/O runs.
+        self.timeouts = Timeouts(handshake_timeout=config.handshake_timeout, connect_timeout=config.connect_timeout,
+                                 ping_interval=config.ping_interval, keepalive_timeout=config.keepalive_timeout)
+        self.executor = default_executor(reactor)
         self._all_closed = []
         #: Connections accepted since start, and the bytes of those already closed (server/ops.py).
         self.accepted = 0

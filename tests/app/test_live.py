@@ -606,7 +606,7 @@ class StreamZeroMediaTests(StreamCommandsTestCase):
 
     def test_media_no_stream_takes_is_counted_and_logged_once_per_interval(self):
         idle = self.client()                 # created a stream, publishes nothing
-        with self.assertLogs("fmspy_gateway.app.stream_commands", "WARNING") as logged:
+        with self.assertLogs("fmspy_gateway.app", "WARNING") as logged:
             for t in range(0, 100):
                 idle.media(AUDIO, t, audio(), 0)
                 idle.media(VIDEO, t, inter(), 1)
@@ -615,7 +615,7 @@ class StreamZeroMediaTests(StreamCommandsTestCase):
         self.assertIn(idle.peer.address, logged.output[0])
         self.assertIn("stream 0", logged.output[0])
         self.clock.advance(11)
-        with self.assertLogs("fmspy_gateway.app.stream_commands", "WARNING") as logged:
+        with self.assertLogs("fmspy_gateway.app", "WARNING") as logged:
             idle.media(VIDEO, 200, inter(), 1)
         self.assertIn("199 more", logged.output[0])
         self.assertIn("stream 1 does not publish", logged.output[0])
