@@ -83,9 +83,12 @@ class HookApp(Application):
 
 
 class SessionTests(SynchronousTestCase):
+    #: The application the session serves as "app".
+    app_class = HookApp
+
     def setUp(self):
         self.clock = Clock()
-        self.app = HookApp("app", hub=LocalHub())
+        self.app = self.app_class("app", hub=LocalHub())
         self.peer = FakePeer()
         self.session = Session({"app": self.app}, self.peer, clock=self.clock, call_timeout=10)
         self.client = Connection(Role.CLIENT)
@@ -336,16 +339,18 @@ SESSION_LOG = "fmspy_gateway.app.session"
 
 
 class RefusedAndUnsendableTests(SynchronousTestCase):
+    app_class = Unsendable
+    setUp = SessionTests.setUp
     pump = SessionTests.pump
     call = SessionTests.call
 
-    def setUp(self):
-        self.clock = Clock()
-        self.app = Unsendable("app", hub=LocalHub())
-        self.peer = FakePeer()
-        self.session = Session({"app": self.app}, self.peer, clock=self.clock, call_timeout=10)
-        self.client = Connection(Role.CLIENT)
-        self.pump()
+    def answer_connect_with(self, decision):
+        """Make the application's on_connect return ``decision``, or raise it if it is an exception."""
+        def on_connect(client, *args):
+            if isinstance(decision, Exception):
+                raise decision
+            return decision
+        self.app.on_connect = on_connect
 
     def connect(self, object_encoding=0, **params):
         self.client.send_command("connect", 1, {"app": "app", "flashVer": "TEST 1,0,0,0",
@@ -550,12 +555,7 @@ class RefusedAndUnsendableTests(SynchronousTestCase):
         for decision, description in ((Accept(application={"": 1}), "Connection rejected."),
                                       (ConnectRejected("go away", application={"": 1}), "go away")):
             self.setUp()
-
-            def on_connect(client, *args, decision=decision):
-                if isinstance(decision, Exception):
-                    raise decision
-                return decision
-            self.app.on_connect = on_connect
+            self.answer_connect_with(decision)
             self.client.send_command("connect", 1, {"app": "app"})
             with self.assertLogs(SESSION_LOG, "WARNING"):
                 (reply,) = self.pump()
@@ -570,12 +570,7 @@ class RefusedAndUnsendableTests(SynchronousTestCase):
         for decision in (Accept(application=amf.ByteArray(b"x")),
                          ConnectRejected("no", application=amf.ByteArray(b"x"))):
             self.setUp()
-
-            def on_connect(client, *args, decision=decision):
-                if isinstance(decision, Exception):
-                    raise decision
-                return decision
-            self.app.on_connect = on_connect
+            self.answer_connect_with(decision)
             self.client.send_command("connect", 1, {"app": "app", "objectEncoding": 0})
             with self.assertLogs(SESSION_LOG, "WARNING") as logged:
                 (reply,) = self.pump()

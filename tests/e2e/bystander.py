@@ -8,6 +8,7 @@ server process's resident memory must not have grown by more than
 ``MAX_GROWTH`` bytes.  A server that stalls its reactor, or that buffers
 what the attacker sends, fails one of the two.
 """
+import logging
 import os
 
 from twisted.internet import reactor
@@ -81,3 +82,20 @@ class Bystander:
         testcase.assertEqual(self.failures, [], "the bystander's calls were not all answered in time")
         testcase.assertGreaterEqual(self.answered, min_answered, "the bystander was hardly served")
         testcase.assertLess(growth, MAX_GROWTH, f"server memory grew by {growth} bytes")
+
+
+class LogLines(logging.Handler):
+    """The warnings the server logs (with the standard library) while a test runs."""
+
+    def __init__(self, testcase):
+        super().__init__(logging.WARNING)
+        self.lines = []
+        logger = logging.getLogger("fmspy_gateway")
+        logger.addHandler(self)
+        testcase.addCleanup(logger.removeHandler, self)
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+    def naming(self, *words):
+        return [line for line in self.lines if all(word in line for word in words)]

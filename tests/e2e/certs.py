@@ -34,3 +34,27 @@ def make_certificate(directory: str, name: str = "localhost", days: int = 30):
         f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption()))
     return cert_path, key_path
+
+
+#: A twistd fmspy.cfg with every transport on 127.0.0.1, port 0: RTMP, [HTTP] with [RTMPT], and [RTMPS]
+#: with the ``{certificate}`` and ``{key}`` to fill in (``str.format``).
+TUNNELS_CONFIG = """
+[RTMP]
+port = 0
+interface = 127.0.0.1
+[HTTP]
+enabled = yes
+port = 0
+interface = 127.0.0.1
+[RTMPS]
+enabled = yes
+port = 0
+interface = 127.0.0.1
+certificate = {certificate}
+key = {key}
+[RTMPT]
+enabled = yes
+[EchoApplication]
+enabled = yes
+name = echotest
+"""

@@ -8,7 +8,6 @@ whose calls must keep being answered and whose server's memory must stay
 bounded; each asserts which limit fired through the line it logged.
 """
 import dataclasses
-import logging
 import socket
 
 from twisted.internet import reactor
@@ -28,7 +27,7 @@ from fmspy_gateway.rtmp.events import HandshakeCompleted
 from fmspy_gateway.rtmp.messages import UserControl
 from fmspy_gateway.server.client import connect_client
 
-from .bystander import Bystander
+from .bystander import Bystander, LogLines
 from .server import LoopbackServerMixin
 
 #: Seconds any one step may take before the test gives up (a safety net, never a measurement).
@@ -36,23 +35,6 @@ WAIT = 30
 #: A small budget and short timeouts, so that each attack is over in seconds.
 CONFIG = RTMPConfig(max_outgoing_bytes=4 * 1024 * 1024, slow_player_timeout=2.0, connect_timeout=2.0,
                     max_ignored_messages=100)
-
-
-class LogLines(logging.Handler):
-    """The warnings the server logs (with the standard library) while a test runs."""
-
-    def __init__(self, testcase):
-        super().__init__(logging.WARNING)
-        self.lines = []
-        logger = logging.getLogger("fmspy_gateway")
-        logger.addHandler(self)
-        testcase.addCleanup(logger.removeHandler, self)
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-    def naming(self, *words):
-        return [line for line in self.lines if all(word in line for word in words)]
 
 
 class RawClient(Protocol):

@@ -10,7 +10,6 @@ the attack.  Each must come back as ``_error`` naming the option, the
 server must log it in one line naming the option (rate-limited: one line
 for the whole attack), and the attacker's connection must still answer.
 """
-import logging
 import struct
 
 from twisted.internet import reactor
@@ -25,7 +24,7 @@ from fmspy_gateway.rtmp.chunks import Message
 from fmspy_gateway.rtmp.messages import MessageType
 from fmspy_gateway.server.client import connect_client
 
-from .bystander import Bystander
+from .bystander import Bystander, LogLines
 from .server import LoopbackServerMixin
 
 #: Seconds an attacker's call may wait for its answer (a safety net: the answer comes at once or never).
@@ -73,23 +72,6 @@ def amf3_command(name: str, transaction_id: int, amf3_value: bytes) -> Message:
     """A command message (17): format byte, name and id in AMF0, then the value switched to AMF3."""
     payload = b"\x00" + amf0_command_head(name, transaction_id) + b"\x11" + amf3_value
     return Message(MessageType.COMMAND_AMF3, 0, 0, payload, 3)
-
-
-class LogLines(logging.Handler):
-    """What the server logs (standard library logging, same process) while a test runs."""
-
-    def __init__(self, testcase):
-        super().__init__(logging.WARNING)
-        self.lines = []
-        logger = logging.getLogger("fmspy_gateway")
-        logger.addHandler(self)
-        testcase.addCleanup(logger.removeHandler, self)
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-    def naming(self, *words):
-        return [line for line in self.lines if all(word in line for word in words)]
 
 
 class HostileValueTests(LoopbackServerMixin, TestCase):

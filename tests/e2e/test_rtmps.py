@@ -1,15 +1,12 @@
 """RTMPS end to end: ffmpeg, rtmpdump, librtmp and our own client over TLS, with a certificate made here."""
-import json
 import os
 import signal
 import ssl
-import tempfile
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
-from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
 from fmspy_gateway.server.ops import ServerStatus
@@ -18,12 +15,8 @@ from fmspy_gateway.config import RTMPConfig
 from fmspy_gateway.server.client import connect_client
 from fmspy_gateway.server.tls import CertificateReloader
 
-from ..conftest import require_system_librtmp
-from .test_third_party import RAW_AMF0
 from .certs import make_certificate
 from .tunnels import TunnelServerMixin
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class RTMPSTests(TunnelServerMixin, TestCase):
@@ -42,36 +35,14 @@ class RTMPSTests(TunnelServerMixin, TestCase):
 
     @inlineCallbacks
     def test_librtmp_connects_and_echoes_over_rtmps(self):
-        python = require_system_librtmp()
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            json.dump([v.hex() for v in RAW_AMF0], f)
-        self.addCleanup(os.unlink, f.name)
-        out, err, code = yield getProcessOutputAndValue(
-            python, [os.path.join(HERE, "librtmp_echo.py"), self.rtmps_url(), f.name], env=dict(os.environ),
-            reactor=reactor)
-        self.assertEqual(code, 0, err.decode(errors="replace"))
-        result = json.loads(out)
-        self.assertEqual(result["scalars"], ["hello", "", 42.5, -1.0, True, False, None])
-        self.assertEqual(len(result["raw"]), len(RAW_AMF0))
+        yield self.librtmp_echo(self.rtmps_url())
 
     @inlineCallbacks
     def test_ffmpeg_publishes_and_ffmpeg_and_rtmpdump_play_over_rtmps(self):
         publisher = self.publish_ffmpeg(self.rtmps_url("live/cam"), seconds=5)
         yield self.live_app.live.wait_keyframes("cam", 1)
         self.assertEqual({p.transport_name for p in self.factory.connections}, {"rtmps"})
-        out, dump_out = self.path("played.flv"), self.path("dumped.flv")
-        player = self.play_ffmpeg(self.rtmps_url("live/cam"), out, seconds=2)
-        dump = self.run_tool("rtmpdump", ["-r", self.rtmps_url("live/cam"), "-v", "-m", "10", "-B", "2",
-                                          "-o", dump_out])
-        yield player.done
-        yield dump.done
-        yield publisher.done
-        self.assertEqual(publisher.code, 0, publisher.describe())
-        self.assertEqual(player.code, 0, player.describe())
-        self.assertFalse(dump.overdue, dump.describe())
-        self.assertIn(dump.code, (0, 2), dump.describe())
-        self.check_media((yield self.probe(out)), 1.5, player.describe())
-        self.check_media((yield self.probe(dump_out)), 1.5, dump.describe())
+        yield self.play_with_ffmpeg_and_rtmpdump(self.rtmps_url("live/cam"), publisher)
 
     @inlineCallbacks
     def test_sighup_reloads_the_certificate_and_keeps_connections(self):

@@ -7,27 +7,19 @@ calls must all be answered in time and whose server's memory must stay
 bounded.
 """
 import http.client
-import json
-import os
 import socket
-import tempfile
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
-from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
 from fmspy_gateway.config import RTMPConfig, RTMPTConfig
 from fmspy_gateway.server.ops import ServerStatus
 
-from ..conftest import require_system_librtmp
 from .bystander import Bystander
-from .test_third_party import RAW_AMF0
 from .tunnels import TunnelServerMixin
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class RTMPTClientTests(TunnelServerMixin, TestCase):
@@ -48,18 +40,8 @@ class RTMPTClientTests(TunnelServerMixin, TestCase):
 
     @inlineCallbacks
     def test_librtmp_connects_and_echoes_over_rtmpt(self):
-        python = require_system_librtmp()
         seen = self.transports_seen()
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            json.dump([v.hex() for v in RAW_AMF0], f)
-        self.addCleanup(os.unlink, f.name)
-        out, err, code = yield getProcessOutputAndValue(
-            python, [os.path.join(HERE, "librtmp_echo.py"), self.rtmpt_url(), f.name], env=dict(os.environ),
-            reactor=reactor)
-        self.assertEqual(code, 0, err.decode(errors="replace"))
-        result = json.loads(out)
-        self.assertEqual(result["scalars"], ["hello", "", 42.5, -1.0, True, False, None])
-        self.assertEqual(len(result["raw"]), len(RAW_AMF0))
+        yield self.librtmp_echo(self.rtmpt_url())
         self.assertEqual([p.transport_name for p in seen], ["rtmpt"])
         # librtmp ends with /close: the session is gone.
         self.assertEqual(self.sessions.sessions, {})
@@ -69,19 +51,7 @@ class RTMPTClientTests(TunnelServerMixin, TestCase):
         seen = self.transports_seen()
         publisher = self.publish_ffmpeg(self.rtmpt_url("live/cam"), seconds=5)
         yield self.live_app.live.wait_keyframes("cam", 1)
-        out, dump_out = self.path("played.flv"), self.path("dumped.flv")
-        player = self.play_ffmpeg(self.rtmpt_url("live/cam"), out, seconds=2)
-        dump = self.run_tool("rtmpdump", ["-r", self.rtmpt_url("live/cam"), "-v", "-m", "10", "-B", "2",
-                                          "-o", dump_out])
-        yield player.done
-        yield dump.done
-        yield publisher.done
-        self.assertEqual(publisher.code, 0, publisher.describe())
-        self.assertEqual(player.code, 0, player.describe())
-        self.assertFalse(dump.overdue, dump.describe())
-        self.assertIn(dump.code, (0, 2), dump.describe())
-        self.check_media((yield self.probe(out)), 1.5, player.describe())
-        self.check_media((yield self.probe(dump_out)), 1.5, dump.describe())
+        yield self.play_with_ffmpeg_and_rtmpdump(self.rtmpt_url("live/cam"), publisher)
         self.assertEqual({p.transport_name for p in seen}, {"rtmpt"})
 
     @inlineCallbacks

@@ -16,30 +16,11 @@ from twisted.trial.unittest import TestCase
 from fmspy_gateway.server.client import connect_client
 
 from ..conftest import require_system_librtmp
-from .certs import make_certificate
+from .certs import TUNNELS_CONFIG, make_certificate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-CONFIG = """
-[RTMP]
-port = 0
-interface = 127.0.0.1
-[HTTP]
-enabled = yes
-port = 0
-interface = 127.0.0.1
-[RTMPS]
-enabled = yes
-port = 0
-interface = 127.0.0.1
-certificate = {certificate}
-key = {key}
-[RTMPT]
-enabled = yes
-[EchoApplication]
-enabled = yes
-name = echotest
-"""
+CONFIG = TUNNELS_CONFIG
 
 PORTS = {name: re.compile(rb"%s listening on 127\.0\.0\.1:(\d+) \(loopback only\)" % name.encode())
          for name in ("RTMP", "RTMPS", "HTTP")}

@@ -11,6 +11,7 @@ import tempfile
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.web.resource import Resource
 
 from fmspy_gateway.app.application import Services
@@ -24,9 +25,12 @@ from fmspy_gateway.server.rtmpt import RTMPTSessions, mount, rtmpt_only_site
 from fmspy_gateway.server.tls import ReloadableTLS, SecurePortFactory
 from fmspy_gateway.server.transport import listen_direct
 
-from ..conftest import require_tool
+from ..conftest import require_system_librtmp, require_tool
 from .certs import make_certificate
 from .test_streaming import H264_AAC, LAVFI_SOURCE, Probe, Tool, WatchedStreams
+from .test_third_party import RAW_AMF0
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class TunnelServerMixin:
@@ -128,3 +132,35 @@ class TunnelServerMixin:
         for kind in ("video", "audio"):
             self.assertGreaterEqual(probe.span(kind), min_seconds, f"{kind}. {why}")
         self.assertIn("K", probe.packets_of("video")[0]["flags"], why)
+
+    @inlineCallbacks
+    def librtmp_echo(self, url):
+        """librtmp (the system's, via librtmp_echo.py) calling echo at ``url``; checks and returns its result."""
+        python = require_system_librtmp()
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump([v.hex() for v in RAW_AMF0], f)
+        self.addCleanup(os.unlink, f.name)
+        out, err, code = yield getProcessOutputAndValue(
+            python, [os.path.join(HERE, "librtmp_echo.py"), url, f.name], env=dict(os.environ),
+            reactor=reactor)
+        self.assertEqual(code, 0, err.decode(errors="replace"))
+        result = json.loads(out)
+        self.assertEqual(result["scalars"], ["hello", "", 42.5, -1.0, True, False, None])
+        self.assertEqual(len(result["raw"]), len(RAW_AMF0))
+        return result
+
+    @inlineCallbacks
+    def play_with_ffmpeg_and_rtmpdump(self, url, publisher):
+        """ffmpeg and rtmpdump playing ``url`` while ``publisher`` publishes it; checks all three and the media."""
+        out, dump_out = self.path("played.flv"), self.path("dumped.flv")
+        player = self.play_ffmpeg(url, out, seconds=2)
+        dump = self.run_tool("rtmpdump", ["-r", url, "-v", "-m", "10", "-B", "2", "-o", dump_out])
+        yield player.done
+        yield dump.done
+        yield publisher.done
+        self.assertEqual(publisher.code, 0, publisher.describe())
+        self.assertEqual(player.code, 0, player.describe())
+        self.assertFalse(dump.overdue, dump.describe())
+        self.assertIn(dump.code, (0, 2), dump.describe())
+        self.check_media((yield self.probe(out)), 1.5, player.describe())
+        self.check_media((yield self.probe(dump_out)), 1.5, dump.describe())

@@ -10,7 +10,7 @@ from fmspy_gateway.config import RTMPSConfig, load_config
 from fmspy_gateway.server.rtmpt import RTMPTResource
 from fmspy_gateway.server.tls import ReloadableTLS, TLSSetupError, make_context
 
-from ..e2e.certs import make_certificate
+from ..e2e.certs import TUNNELS_CONFIG, make_certificate
 
 
 @pytest.fixture
@@ -97,26 +97,7 @@ def test_reload_takes_new_files_and_keeps_the_old_context_when_they_are_bad(cert
 
 # -- twistd wiring -------------------------------------------------------------------------
 
-CONFIG = """
-[RTMP]
-port = 0
-interface = 127.0.0.1
-[HTTP]
-enabled = yes
-port = 0
-interface = 127.0.0.1
-[RTMPS]
-enabled = yes
-port = 0
-interface = 127.0.0.1
-certificate = {certificate}
-key = {key}
-[RTMPT]
-enabled = yes
-[EchoApplication]
-enabled = yes
-name = echotest
-"""
+CONFIG = TUNNELS_CONFIG
 
 
 def make(tmp_path, certificate, key):
