@@ -40,7 +40,7 @@ from fmspy_gateway.rtmp.limits import Limits
 from fmspy_gateway.rtmp.messages import MAX_CHUNK_SIZE
 
 __all__ = [
-    "DEFAULT_SEARCH_PATH", "ConfigError", "RTMPConfig", "HTTPConfig", "RTMPSConfig", "RTMPTConfig", "ApplicationConfig",
+    "DEFAULT_SEARCH_PATH", "ConfigError", "RTMPConfig", "HTTPConfig", "RTMPSConfig", "RTMPTConfig", "ClusterConfig", "ApplicationConfig",
     "Config", "load_config", "with_overrides", "Option", "option", "from_section", "declared_options",
     "parse_settings", "parse_application",
 ]
@@ -186,6 +186,33 @@ class RTMPTConfig:
     max_response_bytes: int = 32768
     #: The largest POST body read (``maxRequestBytes``) on the RTMPS port; the [HTTP] site has push-max-body.
     max_request_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """The [Cluster] section: several processes and machines acting as one server through Redis.
+
+    Without ``redis`` the server is one process with the in-process hub
+    (``app/hub.py`` LocalHub); with it every node registers in Redis and
+    rooms, clients, live streams and shared objects are cluster-wide.
+    """
+
+    #: ``redis://[:password@]host:port/db`` or ``unix:///path/redis.sock``; empty: one process.
+    redis: str = ""
+    #: This node's name, unique in the cluster; empty: host name and pid (``app.hub.default_node_name``).
+    node: str = ""
+    #: ``rtmp://host:port`` other nodes pull this node's live streams from; empty: from [RTMP].
+    advertise: str = ""
+    #: Shared by the nodes; relay connections present it.  Required when ``redis`` is set.
+    secret: str = ""
+    #: Processes on this machine sharing the RTMP and HTTP ports (more than 1 needs ``redis``).
+    workers: int = 1
+    #: Seconds between a node's heartbeats; a node silent for 3 heartbeats is gone.
+    heartbeat: float = 5.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.redis)
 
 
 _REQUIRED: Any = object()  # marks a getter call without a default
@@ -385,6 +412,7 @@ class Config:
     applications: Tuple[ApplicationConfig, ...] = ()
     rtmps: RTMPSConfig = field(default_factory=RTMPSConfig)
     rtmpt: RTMPTConfig = field(default_factory=RTMPTConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     #: The files read, absolute, in the order they were layered.
     files: Tuple[str, ...] = ()
 
@@ -422,10 +450,11 @@ def load_config(path: Optional[str] = None, *, search_path: Sequence[str] = DEFA
     http = _http_config(sections.pop("HTTP")) if "HTTP" in sections else HTTPConfig()
     rtmps = _rtmps_config(sections.pop("RTMPS")) if "RTMPS" in sections else RTMPSConfig()
     rtmpt = _rtmpt_config(sections.pop("RTMPT")) if "RTMPT" in sections else RTMPTConfig()
+    cluster = _cluster_config(sections.pop("Cluster")) if "Cluster" in sections else ClusterConfig()
     applications = tuple(_application_config(section) for section in sections.values())
     _check_unique_names(applications)
     return Config(rtmp=rtmp, http=http, applications=applications, files=tuple(files), rtmps=rtmps,
-                  rtmpt=rtmpt)
+                  rtmpt=rtmpt, cluster=cluster)
 
 
 def with_overrides(config: Config, *, rtmp_port: Union[int, str, None] = None,
@@ -801,9 +830,60 @@ def _rtmpt_config(section: _Section) -> RTMPTConfig:
     return rtmpt
 
 
+_REDIS_URL_RE = re.compile(r"redis://(?::[^@/]*@)?[^:/@\s]+(?::[0-9]{1,5})?(?:/[0-9]+)?/?|unix:///\S+")
+_REDIS_EXPECTED = "redis://[:password@]host:port/db or unix:///path/redis.sock (empty: one process)"
+_NODE_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _parse_redis_url(text: str) -> str:
+    if text and not _REDIS_URL_RE.fullmatch(text):
+        raise ValueError(text)
+    return text
+
+
+def _parse_node_name(text: str) -> str:
+    if text and not _NODE_RE.fullmatch(text):
+        raise ValueError(text)
+    return text
+
+
+def _parse_rtmp_url(text: str) -> str:
+    if text and not re.fullmatch(r"rtmp://[^/\s:]+(?::[0-9]{1,5})?/?", text):
+        raise ValueError(text)
+    return text.rstrip("/")
+
+
+def _cluster_config(section: _Section) -> ClusterConfig:
+    default = ClusterConfig()
+    get = section.get
+    cluster = ClusterConfig(
+        redis=get("redis", _parse_redis_url, _REDIS_EXPECTED, default.redis),
+        node=get("node", _parse_node_name, "a name of letters, digits, '.', '_' or '-' (at most 64)",
+                 default.node),
+        advertise=get("advertise", _parse_rtmp_url, "rtmp://host:port (empty: from [RTMP])", default.advertise),
+        secret=get("secret", str, "a shared secret", default.secret),
+        workers=get("workers", _parse_positive_int, _POSITIVE, default.workers),
+        heartbeat=get("heartbeat", _parse_seconds, _SECONDS, default.heartbeat),
+    )
+    section.reject_unknown()
+    if cluster.redis and not cluster.secret:
+        raise ConfigError(f"{section.source}: [Cluster] secret is missing: expected a shared secret "
+                          "(required when redis is set)", file=section.source, section="Cluster", option="secret")
+    if cluster.workers > 1 and not cluster.redis:
+        raise ConfigError(f"{section.source}: [Cluster] workers = {cluster.workers}: more than 1 worker needs "
+                          "redis (the workers share rooms and streams through it)", file=section.source,
+                          section="Cluster", option="workers")
+    return cluster
+
+
+#: The server's own sections, by their upper-cased name: a near miss is a mistake, not an application.
+_SERVER_SECTIONS = {name.upper(): name for name in ("RTMP", "HTTP", "RTMPS", "RTMPT", "Cluster")}
+
+
 def _application_config(section: _Section) -> ApplicationConfig:
-    if section.name.strip().upper() in ("RTMP", "HTTP", "RTMPS", "RTMPT"):
-        raise ConfigError(f"{section.source}: [{section.name}]: expected [{section.name.strip().upper()}] "
+    canonical = _SERVER_SECTIONS.get(section.name.strip().upper())
+    if canonical is not None:
+        raise ConfigError(f"{section.source}: [{section.name}]: expected [{canonical}] "
                           "exactly (section names are case-sensitive)", file=section.source,
                           section=section.name)
     class_name, colon, label = section.name.partition(":")
