@@ -30,3 +30,16 @@ def require_system_librtmp() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return python
+
+
+def scratch_path(test) -> str:
+    """A path in a fresh temporary directory, removed when ``test`` ends.
+
+    Instead of trial's ``TestCase.mktemp``: that one is relative to the
+    working directory (``_trial_temp`` under trial), which under pytest is
+    the repository itself.
+    """
+    import tempfile
+    directory = tempfile.mkdtemp(prefix="fmspy-test-")
+    test.addCleanup(shutil.rmtree, directory, True)
+    return os.path.join(directory, "scratch")

@@ -1,6 +1,7 @@
 """AMF bodies of RTMP command and data messages: values <-> bytes, over pyamf.
 
-``encode_values`` / ``decode_values`` are the whole interface: AMF0 bodies
+``encode_values`` / ``decode_values`` are the interface for whole bodies (``ValueReader`` /
+``ValueWriter`` for bodies that mix values with other fields: shared objects): AMF0 bodies
 (message types 20/18) are a plain sequence of AMF0 values; AMF3 bodies (17/15)
 start with a format byte 0x00, then AMF0 values any of which may be the switch
 marker 0x11 followed by one AMF3 value, all switched values sharing one set of
@@ -95,6 +96,7 @@ from fmspy_gateway.rtmp.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "AMF0", "AMF3", "MAX_NESTING", "codec_name", "encode_values", "decode_values", "decode_message",
+    "ValueReader", "ValueWriter",
     "XML", "Vector", "Dictionary",
     "Undefined", "ASObject", "TypedObject", "MixedArray", "ByteArray",
 ]
@@ -1004,26 +1006,62 @@ class _Codec:
         return self.decode_message(payload, amf3=amf3, budget=budget)[0]
 
     def decode_message(self, payload, *, amf3, budget=None):
+        reader = ValueReader(payload, codec=self)
+        pos = 0
+        if amf3:
+            if not reader.end or payload[0] != 0:
+                raise RemoteProtocolError("AMF3 message body does not start with the format byte 0x00")
+            pos = 1
+        while pos < reader.end:
+            pos = reader.read(pos)[1]
+        if budget is not None:
+            reader.check_budget(budget)
+        return reader.values, amf3 or reader.used_amf3
+
+    def encode_values(self, values, *, amf3, switch=True):
+        writer = ValueWriter(codec=self, switch=switch or amf3)
+        if amf3:
+            writer.raw(b"\x00")
+            for index, value in enumerate(values):
+                # Flash's way: the command name and transaction id stay AMF0.
+                writer.write(value, amf3=not (index < 2 and (value is None or type(value) in (str, int, float))))
+        else:
+            for value in values:
+                writer.write(value, amf3=False)
+        return writer.getvalue()
+
+
+class ValueReader:
+    """AMF0 values (any of which may switch to AMF3 with 0x11) read at offsets the caller knows.
+
+    Command and data bodies are nothing but values; shared object bodies
+    interleave them with fields of their own (u16 keys, event headers), so
+    their codec asks for one value at a time.  Every value of one body shares
+    one set of reference tables, as in a command body; ``values`` collects
+    what was read, so that the whole body is measured against the budget once.
+    """
+
+    def __init__(self, payload: bytes, *, codec=None):
+        codec = codec or _CODEC
         data = bytes(payload)
-        end = len(data)
+        self.end = len(data)
         # Padding: pyamf's compiled object readers peek up to 3 bytes past
         # their position without a bounds check.  The padding keeps those
         # reads inside the buffer and deterministic (zeros: never an end
         # marker); whatever is read into it leaves the position past ``end``,
         # reported as truncation.
-        stream = self._stream_class(data + _SENTINEL)
-        decoder = self._decoder0(stream=stream, context=self._context0())
-        decoder._setup(data, end)
-        values = []
+        self._stream = codec._stream_class(data + _SENTINEL)
+        self._decoder = codec._decoder0(stream=self._stream, context=codec._context0())
+        self._decoder._setup(data, self.end)
+        self.values = []
+
+    def read(self, pos: int) -> tuple:
+        """``(value, position after it)`` for the value at ``pos``; ``RemoteProtocolError`` if it is malformed."""
+        stream = self._stream
+        stream.seek(pos)
         try:
-            if amf3:
-                if not data or data[0] != 0:
-                    raise _Malformed("AMF3 message body does not start with the format byte 0x00")
-                stream.seek(1)
-            read = decoder.readElement
-            while stream.tell() < end:
-                values.append(read())
-            if stream.tell() != end:
+            value = self._decoder.readElement()
+            if stream.tell() > self.end:
                 raise _truncated()
         except _Malformed as exc:
             raise RemoteProtocolError(str(exc)) from None
@@ -1031,42 +1069,66 @@ class _Codec:
             raise RemoteProtocolError("AMF values nested too deeply") from None
         except Exception as exc:
             raise RemoteProtocolError(_reason(exc)) from exc
-        if budget is not None:
-            amf3_decoder = decoder._amf3_decoder
-            followed = decoder.context.followed + (amf3_decoder.context.followed if amf3_decoder else 0)
-            # Without references every value stood on the wire once, in at least one byte
-            # (``measure`` counts at most 8 a byte): nothing can have expanded.
-            if followed or end > budget.max_nodes or 8 * end > budget.max_bytes:
-                try:
-                    measure(values, budget)
-                except ValueOverBudget as exc:
-                    exc.values = values  # for the name and transaction id of the refusal, never walked
-                    raise
-        return values, amf3 or decoder._amf3_decoder is not None
+        self.values.append(value)
+        return value, stream.tell()
 
-    def encode_values(self, values, *, amf3, switch=True):
-        encoder = self._encoder0(stream=self._stream_class())
-        encoder._setup()
-        if not switch and not amf3:
-            encoder._amf0_only = True
+    @property
+    def used_amf3(self) -> bool:
+        """Some value read so far switched to AMF3."""
+        return self._decoder._amf3_decoder is not None
+
+    def check_budget(self, budget: ValueBudget) -> None:
+        """``ValueOverBudget`` (with ``.values`` set) when the values read expand past ``budget``."""
+        decoder = self._decoder
+        amf3_decoder = decoder._amf3_decoder
+        followed = decoder.context.followed + (amf3_decoder.context.followed if amf3_decoder else 0)
+        # Without references every value stood on the wire once, in at least one byte
+        # (``measure`` counts at most 8 a byte): nothing can have expanded.
+        end = self.end
+        if followed or end > budget.max_nodes or 8 * end > budget.max_bytes:
+            try:
+                measure(self.values, budget)
+            except ValueOverBudget as exc:
+                exc.values = self.values  # for the name and transaction id of the refusal, never walked
+                raise
+
+
+class ValueWriter:
+    """The writing half of ``ValueReader``: raw bytes and values, one set of reference tables.
+
+    ``switch=False``: AMF0 only, as ``encode_values(..., switch=False)``.
+    """
+
+    def __init__(self, *, codec=None, switch: bool = True):
+        codec = codec or _CODEC
+        self.encoder = codec._encoder0(stream=codec._stream_class())
+        self.encoder._setup()
+        if not switch:
+            self.encoder._amf0_only = True
+
+    def raw(self, data: bytes) -> None:
+        self.encoder._write(data)
+
+    def write(self, value, *, amf3: bool) -> None:
+        """One value: AMF0 (switching where AMF0 has no type for it), or ``amf3`` always switched (0x11)."""
+        encoder = self.encoder
         try:
             if amf3:
-                encoder._write(b"\x00")
-                for index, value in enumerate(values):
-                    if index < 2 and (value is None or type(value) in (str, int, float)):
-                        encoder.writeElement(value)
-                    else:
-                        encoder._switch(value)
+                encoder._switch(value)
             else:
-                for value in values:
-                    encoder.writeElement(value)
+                encoder.writeElement(value)
         except LocalProtocolError:
             raise
         except RecursionError:
             raise LocalProtocolError("value nested too deeply to encode") from None
         except Exception as exc:
             raise LocalProtocolError(f"cannot encode value as AMF: {type(exc).__name__}: {_first_line(exc)}") from exc
-        return encoder.stream.getvalue()
+
+    def tell(self) -> int:
+        return self.encoder.stream.tell()
+
+    def getvalue(self) -> bytes:
+        return self.encoder.stream.getvalue()
 
 
 def _first_line(exc):

@@ -14,7 +14,7 @@ import os
 from typing import Any, Callable, Iterable, List, Optional
 
 from . import amf
-from .chunks import ChunkReader, ChunkWriter, Message
+from .chunks import ChunkReader, ChunkWriter, Message, SharedChunkStream
 from .errors import LocalProtocolError, RemoteProtocolError
 from .budget import ValueOverBudget, brief_name
 from .events import (AcknowledgementReceived, ChunkSizeChanged, CommandReceived, DataReceived, Event,
@@ -23,8 +23,9 @@ from .events import (AcknowledgementReceived, ChunkSizeChanged, CommandReceived,
                      WindowAcknowledgementSizeChanged)
 from .handshake import ClientHandshake, ServerHandshake
 from .limits import Limits
-from .messages import (MAX_CHUNK_SIZE, MessageType, UserControl, peer_bandwidth, read_peer_bandwidth, read_shared_object,
-                       read_u32, read_user_control, shared_object, split_aggregate, u32, user_control)
+from .messages import (MAX_CHUNK_SIZE, MessageType, UserControl, peer_bandwidth, read_peer_bandwidth, read_u32,
+                       read_user_control, split_aggregate, u32, user_control)
+from .sharedobject import SharedObjectMessage, decode_shared_object, encode_shared_object
 from .timers import NO_TIMEOUTS, PING, Timeouts, Timers
 
 
@@ -190,10 +191,21 @@ class Connection:
             events.append(DataReceived(message.stream_id, message.timestamp, tuple(values), amf3))
 
     def _on_shared_object(self, message, events):
+        """A shared object message; one whose values expand past the budget is refused like a command.
+
+        The refusal (``MessageRefused``, transaction id 0, name "") keeps the
+        connection: the body was well-formed, only too big to hand on.  The
+        object's name is in the reason (``decode_shared_object`` puts it there).
+        """
         amf3 = message.type_id == MessageType.SHARED_OBJECT_AMF3
-        # The AMF3 form carries one leading format byte before the same layout (as Red5 reads it).
-        name, version, persistence, so_events = read_shared_object(message.payload[1:] if amf3 else message.payload)
-        events.append(SharedObjectReceived(message.stream_id, name, version, persistence, so_events, amf3))
+        try:
+            so_message = decode_shared_object(message.payload, amf3, self._budget)
+        except ValueOverBudget as exc:
+            events.append(MessageRefused(message.type_id, message.stream_id, "", 0, exc.limit, exc.reason, amf3))
+            return
+        if amf3:
+            self.peer_sent_amf3 = True
+        events.append(SharedObjectReceived(message.stream_id, so_message, amf3))
 
     def _on_command(self, message, events):
         amf3 = message.type_id == MessageType.COMMAND_AMF3
@@ -266,8 +278,18 @@ class Connection:
             raise LocalProtocolError(f"cannot send messages while {self.state.value}")
         self._outgoing.append(self._writer.write(message))
 
+    def _queue(self, type_id: int, stream_id: int, timestamp: int, payload: bytes, csid: int, shared=None):
+        """``send_message`` of the message these fields make, without making it (``ChunkWriter.write_fields``).
+
+        ``_outgoing`` is only ever extended and cleared, never replaced: the
+        live fan-out holds its ``extend`` (``share_media``).
+        """
+        if self.state is not State.OPEN:
+            raise LocalProtocolError(f"cannot send messages while {self.state.value}")
+        self._outgoing.extend(self._writer.write_fields(type_id, stream_id, timestamp, payload, csid, shared))
+
     def _send_control(self, type_id: int, payload: bytes):
-        self.send_message(Message(type_id, 0, 0, payload, CONTROL_CHUNK_STREAM))
+        self._queue(type_id, 0, 0, payload, CONTROL_CHUNK_STREAM)
 
     def set_chunk_size(self, size: int):
         """Announce and start using a new outgoing chunk size."""
@@ -275,6 +297,7 @@ class Connection:
             raise LocalProtocolError(f"chunk size {size} outside 1..2**31-1")
         self._send_control(MessageType.SET_CHUNK_SIZE, u32(size))
         self._writer.chunk_size = size
+        self._writer.leave_shared()
 
     @property
     def chunk_size(self) -> int:
@@ -308,26 +331,47 @@ class Connection:
         type_id = MessageType.COMMAND_AMF3 if amf3 else MessageType.COMMAND_AMF0
         if chunk_stream_id is None:
             chunk_stream_id = STREAM_CHUNK_STREAM if stream_id else COMMAND_CHUNK_STREAM
-        self.send_message(Message(type_id, stream_id, 0, payload, chunk_stream_id))
+        self._queue(type_id, stream_id, 0, payload, chunk_stream_id)
 
     def send_data(self, values: Iterable[Any], *, stream_id: int, timestamp: int = 0, amf3: bool = False,
                   switch: bool = True):
         payload = amf.encode_values(list(values), amf3=amf3, switch=switch)
         type_id = MessageType.DATA_AMF3 if amf3 else MessageType.DATA_AMF0
-        self.send_message(Message(type_id, stream_id, timestamp, payload, STREAM_CHUNK_STREAM))
+        self._queue(type_id, stream_id, timestamp, payload, STREAM_CHUNK_STREAM)
 
     def send_media(self, type_id: int, stream_id: int, timestamp: int, payload: bytes, shared: dict = None):
         """Queue an audio or video message; see ``ChunkWriter.write_parts`` for ``shared``."""
-        if self.state is not State.OPEN:
-            raise LocalProtocolError(f"cannot send messages while {self.state.value}")
-        message = Message(type_id, stream_id, timestamp, payload, _MEDIA_CHUNK_STREAMS[type_id])
-        self._outgoing.extend(self._writer.write_parts(message, shared))
+        self._queue(type_id, stream_id, timestamp, payload, _MEDIA_CHUNK_STREAMS[type_id], shared)
 
-    def send_shared_object(self, name: str, version: int, persistence: int, events, *,
-                           stream_id: int = 0, amf3: bool = False):
+    def share_media(self, type_id: int, shared: Optional[SharedChunkStream], source_timestamp: int):
+        """Join a live fan-out for ``type_id``'s chunk stream after the media message just queued.
+
+        ``shared`` is the fan-out's ``SharedChunkStream`` (None: start one
+        from this connection's state).  Returns (the shared state, the chunk
+        stream table, this connection's queue ``extend``), or None when this
+        connection is not in step (``ChunkWriter.share``).  While
+        ``table[shared.csid] is shared``, ``extend(shared.next_parts(...))``
+        queues a message here exactly as ``send_media`` would have; anything
+        else this connection sends on that chunk stream ends it.
+        """
+        if self.state is not State.OPEN:
+            return None
+        shared = self._writer.share(_MEDIA_CHUNK_STREAMS[type_id], shared, source_timestamp)
+        if shared is None:
+            return None
+        return shared, self._writer.table, self._outgoing.extend
+
+    def send_shared_object(self, message: SharedObjectMessage, *, amf3: bool = False, switch: bool = True):
+        """Queue a shared object message: type 16 for an AMF3 peer (values switched to AMF3), else 19.
+
+        Chunk stream 3, message stream 0, as Red5 and crtmpserver send them.
+        A value that cannot be encoded (or, with ``switch=False``, that needs
+        AMF3: see ``send_command``) raises ``LocalProtocolError`` before
+        anything is queued.
+        """
         type_id = MessageType.SHARED_OBJECT_AMF3 if amf3 else MessageType.SHARED_OBJECT_AMF0
-        payload = shared_object(name, version, persistence, events)
-        self.send_message(Message(type_id, stream_id, 0, b"\0" + payload if amf3 else payload, COMMAND_CHUNK_STREAM))
+        payload = encode_shared_object(message, amf3, switch=switch)
+        self.send_message(Message(type_id, 0, 0, payload, COMMAND_CHUNK_STREAM))
 
 
 _COMMANDS = (MessageType.COMMAND_AMF0, MessageType.COMMAND_AMF3)

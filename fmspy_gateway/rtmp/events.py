@@ -2,6 +2,8 @@
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
 
+from .sharedobject import SharedObjectMessage
+
 
 class Event:
     """Base class of everything ``Connection.receive_data`` returns."""
@@ -88,25 +90,14 @@ class DataReceived(Event):
 
 
 @dataclass(frozen=True)
-class SharedObjectEvent:
-    """One event inside a shared object message, its body left encoded for the app layer."""
-
-    #: 1 Use, 2 Release, 3 RequestChange, 4 Change, 5 Success, 6 SendMessage, 7 Status,
-    #: 8 Clear, 9 Remove, 10 RequestRemove, 11 UseSuccess.
-    event_type: int
-    data: bytes = b""
-
-
-@dataclass(frozen=True)
 class SharedObjectReceived(Event):
+    """A shared object message (type 19, or 16 for ``amf3``), decoded by ``sharedobject``."""
+
+    #: Message stream it came on (0 in practice: Red5 and crtmpserver send and expect 0).
     stream_id: int
-    #: The shared object's name.
-    name: str
-    version: int
-    #: Persistence flag as sent (non-zero: persistent).
-    persistence: int
-    events: Tuple[SharedObjectEvent, ...] = ()
-    #: True for the AMF3 form (type 16).
+    #: The object's name, version, persistence and events.
+    message: SharedObjectMessage
+    #: True for the AMF3 form (type 16): answer in the same form.
     amf3: bool = False
 
 
@@ -123,16 +114,17 @@ class MediaReceived(Event):
 
 @dataclass(frozen=True)
 class MessageRefused(Event):
-    """A well-formed command or data message whose values expand past ``Limits.value_budget``.
+    """A well-formed command, data or shared object message whose values expand past ``Limits.value_budget``.
 
     Only the message is refused; the connection stays open.  Nothing of the
     values is kept but what a reply needs, already cut to a loggable length.
     """
 
-    #: 17/20 for a command, 15/18 for a data message.
+    #: 17/20 for a command, 15/18 for a data message, 16/19 for a shared object message.
     type_id: int
     stream_id: int
-    #: The command or handler name, cut by ``budget.brief_name`` ("" when it was not a string).
+    #: The command or handler name, cut by ``budget.brief_name`` ("" when it was not a string, and for a
+    #: shared object message, whose name is in ``reason``).
     name: str
     #: The command's transaction id (0 for data messages and commands wanting no reply).
     transaction_id: float

@@ -1,14 +1,14 @@
 """Message type ids and the fixed binary layouts of RTMP's small messages.
 
-Protocol control, user control, shared object and aggregate bodies are plain
-structs; AMF-bodied messages (commands, data) are encoded by ``amf``.
+Protocol control, user control and aggregate bodies are plain structs;
+AMF-bodied messages are encoded by ``amf`` (commands, data) and
+``sharedobject`` (shared objects).
 """
 import enum
 import struct
 from typing import Iterator, List, Tuple
 
 from .errors import RemoteProtocolError
-from .events import SharedObjectEvent
 
 
 class MessageType(enum.IntEnum):
@@ -94,42 +94,6 @@ def read_user_control(payload: bytes) -> Tuple[int, int, int]:
             raise RemoteProtocolError("SetBufferLength event shorter than 10 bytes")
         return event_type, value, _U32.unpack_from(payload, 6)[0]
     return event_type, value, None
-
-
-def read_shared_object(payload: bytes) -> Tuple[str, int, int, Tuple[SharedObjectEvent, ...]]:
-    """Split a shared object message into (name, version, persistence, events).
-
-    Layout: name (u16 length + UTF-8), version u32, persistence u32, 4 reserved
-    bytes, then events of [type u8, length u32, data].
-    """
-    try:
-        (name_length,) = struct.unpack_from(">H", payload)
-        name = payload[2:2 + name_length].decode("utf-8")
-        pos = 2 + name_length
-        version, persistence = struct.unpack_from(">II", payload, pos)
-        pos += 12
-        events = []
-        while pos < len(payload):
-            event_type, length = struct.unpack_from(">BI", payload, pos)
-            pos += 5
-            if pos + length > len(payload):
-                raise RemoteProtocolError(f"shared object event of {length} bytes overruns its message")
-            events.append(SharedObjectEvent(event_type, payload[pos:pos + length]))
-            pos += length
-    except (struct.error, UnicodeDecodeError) as e:
-        raise RemoteProtocolError(f"malformed shared object message: {e}") from None
-    if len(name.encode("utf-8")) != name_length:
-        raise RemoteProtocolError("shared object name overruns its message")
-    return name, version, persistence, tuple(events)
-
-
-def shared_object(name: str, version: int, persistence: int, events) -> bytes:
-    encoded = name.encode("utf-8")
-    out = [struct.pack(">H", len(encoded)), encoded, struct.pack(">III", version, persistence, 0)]
-    for event in events:
-        out.append(struct.pack(">BI", event.event_type, len(event.data)))
-        out.append(event.data)
-    return b"".join(out)
 
 
 def split_aggregate(payload: bytes, timestamp: int) -> Iterator[Tuple[int, int, int, bytes]]:

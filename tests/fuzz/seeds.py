@@ -12,10 +12,10 @@ import json
 from fmspy_gateway.rtmp import amf
 from fmspy_gateway.rtmp.chunks import ChunkWriter, Message
 from fmspy_gateway.rtmp.connection import Connection, Role
-from fmspy_gateway.rtmp.events import SharedObjectEvent
 from fmspy_gateway.rtmp.handshake import ClientHandshake
-from fmspy_gateway.rtmp.messages import MessageType, UserControl, aggregate, peer_bandwidth, shared_object, \
-    u32, user_control
+from fmspy_gateway.rtmp.messages import MessageType, UserControl, aggregate, peer_bandwidth, u32, user_control
+from fmspy_gateway.rtmp.sharedobject import RequestChange, SendMessage, SharedObjectMessage, Use, \
+    encode_shared_object
 
 __all__ = ["seeds", "amf_values", "reference_bomb"]
 
@@ -121,8 +121,8 @@ def _command(name, txn, obj, *args, amf3=False, stream_id=0):
 def _session(amf3):
     """The messages of a publish and a play session, as ffmpeg and Flash send them."""
     control = 2
-    so_events = (SharedObjectEvent(1), SharedObjectEvent(4, amf.encode_values(["k", 1], amf3=False)))
-    so = shared_object("room", 0, 0, so_events)
+    so = encode_shared_object(SharedObjectMessage("room", 0, False, (
+        Use(), RequestChange("k", {"x": 1, "tags": ["a", "a"]}), SendMessage("draw", (1, "line")))), amf3)
     audio = Message(MessageType.AUDIO, 1, 20, b"\xaf\x01" + _random(60), 6)
     video = Message(MessageType.VIDEO, 1, 20, b"\x17\x01\x00\x00\x00" + _random(300), 7)
     return [
@@ -140,8 +140,7 @@ def _session(amf3):
                 amf.encode_values(["@setDataFrame", "onMetaData", {"width": 640, "height": 480}], amf3=amf3), 5),
         audio, video,
         Message(MessageType.AGGREGATE, 1, 40, aggregate([(8, 1, 40, b"\xaf\x01abc"), (9, 1, 41, b"\x27\x01xyz")]), 7),
-        Message(MessageType.SHARED_OBJECT_AMF3 if amf3 else MessageType.SHARED_OBJECT_AMF0, 0, 0,
-                (b"\x00" + so) if amf3 else so, 3),
+        Message(MessageType.SHARED_OBJECT_AMF3 if amf3 else MessageType.SHARED_OBJECT_AMF0, 0, 0, so, 3),
         _command("play", 6, None, "cam", -2, -1, True, amf3=amf3, stream_id=1),
         Message(MessageType.ACKNOWLEDGEMENT, 0, 0, u32(5000), control),
         Message(7, 0, 0, b"unknown type", 3),

@@ -7,9 +7,10 @@ from fmspy_gateway.rtmp.connection import Connection, Role, State
 from fmspy_gateway.rtmp.errors import LocalProtocolError, RemoteProtocolError
 from fmspy_gateway.rtmp.events import (AcknowledgementReceived, ChunkSizeChanged, CommandReceived, DataReceived,
                                        HandshakeCompleted, MediaReceived, MessageAborted, MessageIgnored,
-                                       PeerBandwidthSet, SharedObjectEvent, SharedObjectReceived,
+                                       PeerBandwidthSet, SharedObjectReceived,
                                        UserControlReceived, WindowAcknowledgementSizeChanged)
 from fmspy_gateway.rtmp.messages import MessageType, UserControl, aggregate
+from fmspy_gateway.rtmp.sharedobject import Change, SharedObjectMessage, Use
 
 
 def pair(digest=True):
@@ -88,13 +89,14 @@ def test_data_media_and_shared_objects():
     client.send_data(["@setDataFrame", "onMetaData", {"width": 640}], stream_id=1, timestamp=5)
     client.send_media(MessageType.AUDIO, 1, 10, b"\xaf\x01audio")
     client.send_media(MessageType.VIDEO, 1, 12, b"\x17\x01video")
-    client.send_shared_object("scores", 3, 0, [SharedObjectEvent(1), SharedObjectEvent(4, b"\x00\x01k")], amf3=True)
+    scores = SharedObjectMessage("scores", 3, False, (Use(), Change((("k", 1),))))
+    client.send_shared_object(scores, amf3=True)
     events = deliver(client, server)
     assert events == [
         DataReceived(1, 5, ("@setDataFrame", "onMetaData", {"width": 640}), False),
         MediaReceived(8, 1, 10, b"\xaf\x01audio"),
         MediaReceived(9, 1, 12, b"\x17\x01video"),
-        SharedObjectReceived(0, "scores", 3, 0, (SharedObjectEvent(1), SharedObjectEvent(4, b"\x00\x01k")), True),
+        SharedObjectReceived(0, scores, True),
     ]
 
 
