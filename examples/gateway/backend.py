@@ -10,6 +10,9 @@ Methods the routes in routes.cfg reach:
   slow(seconds)             answers late, to see the gateway's timeout
   session.open(params, args)   the @connect hook: needs args[0] == "let-me-in"
   session.close / room.enter / room.leave   notifications, recorded
+  so.use(subject, context)  the @so.use hook: "private.*" objects are refused, "readonly.*" are read-only
+  so.change(subject, context)  the @so.change hook: slots named "locked.*" are refused
+  so.changed                a notification, recorded
   events()                  the notifications recorded so far
 """
 import argparse
@@ -68,6 +71,16 @@ def session_open(ctx, params, args):
     return {"accept": False, "reason": "A valid token is required."}
 
 
+def so_use(ctx, subject, context):
+    if subject["name"].startswith("private."):
+        return False
+    return {"access": "read"} if subject["name"].startswith("readonly.") else True
+
+
+def so_change(ctx, subject, context):
+    return [key for key in subject["changes"] if key.startswith("locked.")]
+
+
 def record(name):
     def notification(ctx, *params):
         with lock:
@@ -84,6 +97,7 @@ METHODS = {
     "users.get": users_get, "cart.add": cart_add, "math.divide": math_divide, "whoami": whoami,
     "slow": slow, "session.open": session_open, "session.close": record("session.close"),
     "room.enter": record("room.enter"), "room.leave": record("room.leave"), "events": list_events,
+    "so.use": so_use, "so.change": so_change, "so.changed": record("so.changed"),
 }
 
 

@@ -3,8 +3,15 @@
 A client ``identify(name)``s once, then ``say(text)``s; everyone in the same
 room (the speaker included) receives ``message(text)``.  Rooms are separate
 conversations: rtmp://host/chat/lobby hears nothing from rtmp://host/chat/dev.
+
+Who is in a room is a remote shared object a client may listen to (Flash:
+``SharedObject.getRemote("presence", nc.uri)``; in a named room
+``"presence/<room>"``): one slot per identified client, its id -> its name,
+set when it identifies and removed when it leaves.  Only the application
+writes it: clients listen with write access denied.
 """
-from .application import Application, CallError, remote
+from .application import Application, CallError, NoSettings, remote
+from .shared_objects import Access
 
 ALREADY_IDENTIFIED = "Chat.Error.AlreadyIdentified"
 NOT_IDENTIFIED = "Chat.Error.NotIdentified"
@@ -13,6 +20,13 @@ INVALID = "Chat.Error.Invalid"
 #: Longest name a client may identify with: it is repeated in every line the room hears.
 MAX_NAME = 64
 _SCALARS = (str, int, float, bool, type(None))
+#: The presence object of the default room; a named room's is ``presence/<room>``.
+PRESENCE = "presence"
+
+
+def presence_name(room) -> str:
+    """The shared object listing who is in ``room``."""
+    return PRESENCE if room.is_default else f"{PRESENCE}/{room.name}"
 
 
 def _text(value, what: str) -> str:
@@ -29,6 +43,8 @@ def _text(value, what: str) -> str:
 class ChatApplication(Application):
     """Basic chatting between the clients of a room, with FMSPy's messages."""
 
+    Settings = NoSettings
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._names = {}   # client id -> the name it identified with
@@ -41,6 +57,7 @@ class ChatApplication(Application):
         if len(name) > MAX_NAME:
             raise CallError(f"A name is at most {MAX_NAME} characters", INVALID)
         self._names[client.id] = name
+        self.shared_object(presence_name(client.room)).set(client.id, name)
         return self._tell(client.room, f"<{name}> is entering chat...")
 
     @remote
@@ -53,7 +70,14 @@ class ChatApplication(Application):
     def on_room_leave(self, room, client):
         name = self._names.pop(client.id, None)
         if name is not None:
+            self.shared_object(presence_name(room)).delete(client.id)
             return self._tell(room, f"<{name}> is leaving chat...")
+
+    def on_room_destroy(self, room):
+        self.shared_object(presence_name(room)).release()
+
+    def on_shared_object_use(self, client, name, persistent):
+        return Access.DENY_WRITE if name == PRESENCE or name.startswith(PRESENCE + "/") else Access.ALLOW
 
     def _tell(self, room, line: str):
         """``message(line)`` to the room, through the hub; the caller's answer stays null, as FMSPy's was.

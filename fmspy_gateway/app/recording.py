@@ -34,9 +34,7 @@ def safe_stream_path(directory: str, name) -> Optional[str]:
 
     ``name`` may carry a ``flv:`` prefix and a ``.flv`` suffix (how Flash
     clients spell recorded streams); other prefixes (``mp4:``) are refused.
-    What remains must be 1-128 of ``A-Z a-z 0-9 _ . -``, starting with a
-    letter or digit, without ``..``; and the real path, symlinks resolved,
-    must lie inside the real directory.  Query strings (``name?token=...``,
+    What remains follows ``safe_file_path``'s rule.  Query strings (``name?token=...``,
     sent by OBS and ffmpeg) are refused: the caller strips them first if it
     wants them ignored.
     """
@@ -46,10 +44,23 @@ def safe_stream_path(directory: str, name) -> Optional[str]:
         name = name[4:]
     if name.endswith(".flv"):
         name = name[:-4]
+    return safe_file_path(directory, name, ".flv")
+
+
+def safe_file_path(directory: str, name, suffix: str) -> Optional[str]:
+    """``<directory>/<name><suffix>`` (its real path) when ``name`` is a safe file name, else None.
+
+    The one rule for names from the network that become files (recordings,
+    persistent shared objects): 1-128 of ``A-Z a-z 0-9 _ . -``, starting with
+    a letter or digit, without ``..``; and the real path, symlinks resolved,
+    must lie inside the real directory.
+    """
+    if not isinstance(name, str) or not isinstance(directory, str):
+        return None
     if _NAME.fullmatch(name) is None or ".." in name:
         return None
     root = os.path.realpath(directory)
-    path = os.path.realpath(os.path.join(root, name + ".flv"))
+    path = os.path.realpath(os.path.join(root, name + suffix))
     if os.path.commonpath([root, path]) != root or path == root:
         return None
     return path

@@ -40,8 +40,14 @@ __all__ = ["HOOKS", "Schema", "Route", "Routes", "GatewaySettings", "gateway_set
 
 #: The lifecycle events routes.cfg may name as ``@event``.  publish, play and
 #: unpublish are accepted now so that routes.cfg files stay valid when the
-#: streaming hooks arrive.
-HOOKS = ("connect", "disconnect", "enter", "leave", "publish", "play", "unpublish")
+#: streaming hooks arrive.  The ``so.*`` hooks are a remote shared object's:
+#: ``@so.use`` and ``@so.change`` decide (bridge/application.py), ``@so.changed``
+#: is told of every change applied.
+HOOKS = ("connect", "disconnect", "enter", "leave", "publish", "play", "unpublish",
+         "so.use", "so.change", "so.changed")
+#: Hooks the gateway notifies without waiting for an answer: a ``result=`` schema on them
+#: could never be applied, so routes.cfg may not give one.
+_NOTIFIED_ONLY = ("so.changed",)
 
 #: JSON-RPC 2.0 reserves method names starting with "rpc." for the protocol itself.
 _RESERVED_PREFIX = "rpc."
@@ -393,6 +399,8 @@ def _route(settings: GatewaySettings, path: str, section: str, client_method: st
             except ValueError:
                 raise error(f"{key}= {expected}, not {raw!r}") from None
         options[key] = raw
+    if "result" in options and client_method.startswith("@") and client_method[1:] in _NOTIFIED_ONLY:
+        raise error(f"no result= on {client_method}: it is a notification, its answer is never read")
 
     endpoint = options.get("endpoint", settings.endpoint)
     if endpoint is None:

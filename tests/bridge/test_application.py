@@ -173,8 +173,8 @@ class Line:
         self.client = Connection(Role.CLIENT)
         self.pump()
 
-    def pump(self):
-        """Move bytes both ways (and across the in-memory HTTP connections); the commands the client got."""
+    def pump(self, kind=CommandReceived):
+        """Move bytes both ways (and across the in-memory HTTP connections); the events of ``kind`` the client got."""
         commands = []
         while True:
             self.network.flush()
@@ -183,7 +183,7 @@ class Line:
                 self.session.handle(event)
             back = self.peer.connection.data_to_send()
             if back:
-                commands.extend(e for e in self.client.receive_data(back) if isinstance(e, CommandReceived))
+                commands.extend(e for e in self.client.receive_data(back) if isinstance(e, kind))
             if not out and not back:
                 return commands
 

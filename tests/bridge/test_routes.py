@@ -183,7 +183,8 @@ def test_hooks(tmp_path):
     assert routes.hook("disconnect") is None
     assert routes.methods == {} and routes.fallback is None
     assert routes.route("@connect") is None  # a hook is not callable by clients
-    assert set(HOOKS) == {"connect", "disconnect", "enter", "leave", "publish", "play", "unpublish"}
+    assert set(HOOKS) == {"connect", "disconnect", "enter", "leave", "publish", "play", "unpublish",
+                          "so.use", "so.change", "so.changed"}
 
 
 def test_route_options_override_the_application_defaults(tmp_path):
@@ -367,7 +368,7 @@ def test_missing_schema_file(tmp_path):
 
 @pytest.mark.parametrize("line, expected", [
     ("@conect = session.open", "expected a hook among @connect, @disconnect, @enter, @leave, @publish, @play, "
-                               "@unpublish (did you mean connect?"),
+                               "@unpublish, @so.use, @so.change, @so.changed (did you mean connect?"),
     ("get user = users.get", "expected a client method name without whitespace"),
     ("cart.* = cart.*", "expected '*' alone as the fallback route"),
     ("getUser =", "expected the backend method first"),

@@ -1,4 +1,5 @@
 """A real JSON-RPC backend process (examples/gateway/backend.py) and the gateway as twistd builds it."""
+import json
 import os
 import re
 import signal
@@ -6,6 +7,7 @@ import sys
 import tempfile
 import shutil
 
+import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 
@@ -93,3 +95,18 @@ routes-file = {os.path.abspath(os.path.join(EXAMPLE, "routes.cfg"))}
     @property
     def shop(self):
         return self.service.getServiceNamed("rtmp").args[1].applications["shop"]
+
+    def push(self, method, params, token=TOKEN):
+        """POST a JSON-RPC request (id 7) to the push API; fires with treq's response."""
+        headers = {"Content-Type": ["application/json"]}
+        if token is not None:
+            headers["Authorization"] = [f"Bearer {token}"]
+        body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).encode()
+        return treq.post(f"http://127.0.0.1:{self.http_port}/rpc", body, headers=headers, reactor=reactor,
+                         persistent=False)
+
+    @inlineCallbacks
+    def push_json(self, method, params, token=TOKEN):
+        """(HTTP status, the JSON answer) of a push API request."""
+        response = yield self.push(method, params, token)
+        return response.code, (yield response.json())

@@ -164,19 +164,6 @@ def deferLater(seconds):
 
 
 class PushAPITests(GatewayMixin, TestCase):
-    def push(self, method, params, token=TOKEN):
-        headers = {"Content-Type": ["application/json"]}
-        if token is not None:
-            headers["Authorization"] = [f"Bearer {token}"]
-        body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).encode()
-        return treq.post(f"http://127.0.0.1:{self.http_port}/rpc", body, headers=headers, reactor=reactor,
-                         persistent=False)
-
-    @inlineCallbacks
-    def push_json(self, method, params, token=TOKEN):
-        response = yield self.push(method, params, token)
-        return response.code, (yield response.json())
-
     @inlineCallbacks
     def listener(self, room, user):
         heard = []
