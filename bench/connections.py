@@ -1,4 +1,4 @@
-"""Connection scale: N idle RTMP clients on one server; server memory per connection and CPU per connect.
+"""Connections: memory per idle client, CPU per connect and per round trip, against nginx-rtmp in the same run.
 
 What it measures
     The server runs in a child process built the way ``twistd fmspy-gateway``
@@ -17,6 +17,22 @@ What it measures
       * the wall time of the N connects;
       * that a fresh client can still connect and get ``echo`` answered;
       * server RSS once every client has closed again.
+
+    Before the idle clients, on fresh connections: ``--calls`` createStream
+    round trips (each followed by a deleteStream, so that ``maxStreams`` is
+    never reached) and as many echo round trips of a small object, over
+    ``--call-clients`` connections, each call waiting for its answer; then
+    ``--cycles`` handshake + connect + close cycles, ``--cycle-concurrency``
+    at a time.  Server CPU per call and per connect.
+
+    nginx-rtmp (``bench/_nginx.py``: Debian's ``libnginx-mod-rtmp``, one
+    process, ``application echotest { live on; }``) runs the same load in
+    the same run, echo excepted (it has none), unless ``--skip-nginx``; the
+    summary gives ours / nginx-rtmp for createStream, connect cycles and
+    memory per idle connection.  Each phase also reads the machine's CPU:
+    when other processes took more than a quarter of a core, or a phase
+    measured under 0.2 CPU-s, the line says so and the summary gives no
+    verdict.
 
     ``--baseline`` runs the same measurement against a bare Twisted echo
     Protocol server (accept, hold the connection): the floor Twisted imposes.
@@ -39,6 +55,8 @@ How the clients stay cheap
 
 Usage
     .venv/bin/python bench/connections.py [--clients 10000] [--batch 500] [--baseline] [--tracemalloc]
+                                          [--calls 20000] [--call-clients 4] [--cycles 2000]
+                                          [--cycle-concurrency 10] [--skip-nginx]
 
 The child is this same file run with ``--serve``; it takes commands on stdin
 (count, gc, snapshot, report, quit) and answers on stdout.  The script stops by
@@ -58,14 +76,18 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _nginx import Nginx, find_nginx  # noqa: E402
 from _common import (HOST, S0_S1_S2, Child, begin_file_logging, command_chunks,  # noqa: E402
                      connect_object, handshake_c0c1, raise_open_files_limit, read_cpu_seconds, read_rss_kb,
-                     script_args, short_path, start_fmspy_service, twisted_control, write_fmspy_config)
+                     read_system_cpu, script_args, short_path, start_fmspy_service, twisted_control,
+                     write_fmspy_config)
 
 APP = "echotest"
 WARM_UP_CLIENTS = 50
 BATCH_TIMEOUT = 60.0         # seconds for one batch of clients to connect
 RSS_SAMPLES = 3
+BUSY_CORES = 0.25            # other processes using more than this share of the machine: figures disturbed
+MIN_CPU = 0.2                # server CPU-s a phase must measure (/proc counts 10 ms ticks)
 
 APPLICATIONS = """\
 [EchoApplication]
@@ -226,13 +248,14 @@ class Server(Child):
             await asyncio.sleep(0.1)
 
 
-async def settled_rss_kb(child: Server, settle: float = 1.0) -> int:
-    """The child's RSS after a gc.collect and ``settle`` seconds of quiet: median of a few readings."""
+async def settled_rss_kb(pid: int, child: Server = None, settle: float = 1.0) -> int:
+    """RSS of ``pid`` after ``settle`` seconds of quiet (and a gc.collect in our ``child``): median of a few."""
     await asyncio.sleep(settle)
-    await child.ask("gc")
+    if child is not None:
+        await child.ask("gc")
     samples = []
     for _ in range(RSS_SAMPLES):
-        samples.append(read_rss_kb(child.pid))
+        samples.append(read_rss_kb(pid))
         await asyncio.sleep(0.5)
     return int(statistics.median(samples))
 
@@ -362,6 +385,125 @@ async def echo_check(port, timeout=15.0) -> float:
         writer.close()
 
 
+# -- round trips and connect cycles, against either server ---------------------------------
+
+class RoundTrips(asyncio.Protocol):
+    """One client on the real sans-I/O core: connect, then createStream + deleteStream (or echo) ``count`` times.
+
+    Each createStream waits for its ``_result`` before the next is sent: a
+    round trip.  deleteStream (no answer) keeps the server's stream table
+    from filling up (``maxStreams``).
+    """
+
+    def __init__(self, port, kind, count, done):
+        from fmspy_gateway.rtmp.connection import Connection, Role
+        from fmspy_gateway.rtmp import events
+
+        self.events = events
+        self.connection = Connection(Role.CLIENT, digest=False)
+        self.port, self.kind, self.left, self.done = port, kind, count, done
+        self.transport = None
+        self.started = None          # (cpu mark) set by the caller once every client is connected
+        self.connected = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(self.connection.data_to_send())
+
+    def next_call(self):
+        if self.kind == "createStream":
+            self.connection.send_command("createStream", 2, None)
+        else:
+            self.connection.send_command("echo", 2, None, [{"a small": "value", "n": 1.5}])
+
+    def data_received(self, data):
+        ev = self.events
+        try:
+            for event in self.connection.receive_data(data):
+                if isinstance(event, ev.HandshakeCompleted):
+                    self.connection.send_command("connect", 1, connect_object(self.port, APP))
+                elif isinstance(event, ev.CommandReceived) and event.name == "_result":
+                    if event.transaction_id == 1:
+                        self.connected.set_result(None)
+                    elif self.left > 0:
+                        if self.kind == "createStream":
+                            self.connection.send_command("deleteStream", 0, None, [event.arguments[0]])
+                        self.left -= 1
+                        if self.left:
+                            self.next_call()
+                        elif not self.done.done():
+                            self.done.set_result(None)
+                elif isinstance(event, ev.CommandReceived) and event.name == "_error":
+                    raise RuntimeError(f"{self.kind}: _error {event.arguments!r}")
+        except Exception as e:             # a protocol error or a refusal: the run fails, saying why
+            for future in (self.connected, self.done):
+                if not future.done():
+                    future.set_exception(e)
+            return
+        self.transport.write(self.connection.data_to_send())
+
+    def connection_lost(self, exc):
+        for future in (self.connected, self.done):
+            if not future.done():
+                future.set_exception(ConnectionError(f"server closed the connection: {exc}"))
+
+
+async def round_trips(port, pid, kind, calls, clients) -> dict:
+    """``calls`` round trips of ``kind`` over ``clients`` connections; server CPU per call."""
+    loop = asyncio.get_running_loop()
+    protocols = []
+    for _ in range(clients):
+        done = loop.create_future()
+        _, protocol = await loop.create_connection(lambda: RoundTrips(port, kind, calls // clients, done), HOST, port)
+        protocols.append(protocol)
+    try:
+        await asyncio.wait_for(asyncio.gather(*(p.connected for p in protocols)), BATCH_TIMEOUT)
+        window = Window(pid)
+        for protocol in protocols:
+            protocol.next_call()
+            protocol.transport.write(protocol.connection.data_to_send())
+        await asyncio.wait_for(asyncio.gather(*(p.done for p in protocols)), BATCH_TIMEOUT * 5)
+        return window.close(calls // clients * clients)
+    finally:
+        for protocol in protocols:
+            protocol.transport.close()
+
+
+async def connect_cycles(port, pid, cycles, concurrency, c0c1, connect) -> dict:
+    """``cycles`` handshake + connect + close, ``concurrency`` at a time; server CPU per connect."""
+    window = Window(pid)
+    done = 0
+    while done < cycles:
+        opened, error = await open_clients(port, min(concurrency, cycles - done), c0c1, connect)
+        await close_all(opened)
+        if error is not None:
+            raise RuntimeError(f"connect cycle failed: {error}")
+        done += len(opened)
+    await asyncio.sleep(0.2)          # the server handles the last closes
+    return window.close(cycles)
+
+
+class Window:
+    """Server CPU, this process's CPU and the machine's over one measured phase."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.cpu = read_cpu_seconds(pid)
+        self.own = time.process_time()
+        self.system = read_system_cpu()
+        self.at = time.perf_counter()
+
+    def close(self, count) -> dict:
+        cpu = read_cpu_seconds(self.pid) - self.cpu
+        own = time.process_time() - self.own
+        busy, total = (b - a for a, b in zip(self.system, read_system_cpu()))
+        wall = time.perf_counter() - self.at
+        machine = busy / max(total, 1) * os.cpu_count()          # cores busy on average
+        others = max(machine - (cpu + own) / wall, 0.0)
+        return {"count": count, "cpu": cpu, "per": cpu / max(count, 1), "wall": wall, "others": others,
+                "busy": others > BUSY_CORES, "short": cpu < MIN_CPU}
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 async def run(args):
@@ -369,18 +511,36 @@ async def run(args):
     if args.clients + 100 > nofile:
         raise SystemExit(f"--clients {args.clients} needs more open files than RLIMIT_NOFILE allows ({nofile})")
     mode = "baseline" if args.baseline else "rtmp"
+    nginx = {"skip": "--baseline"} if args.baseline else (
+        {"skip": "--skip-nginx"} if args.skip_nginx else ({"skip": "--tracemalloc (our server only)"}
+                                                          if args.tracemalloc else find_nginx((APP,))))
+    results = {}
     with tempfile.TemporaryDirectory(prefix="bench-connections-") as work_dir:
         config_path = write_fmspy_config(work_dir, APPLICATIONS, handshakeTimeout=30)
         log_path = os.path.join(work_dir, "server.log")
         child = await Server.launch(mode, config_path, log_path, args.tracemalloc, work_dir)
         transports = []
         try:
-            await measure(args, mode, child, transports)
+            results["fmspy-gateway"] = await measure(args, mode, child, transports)
         finally:
             await close_all(transports)
             await child.stop()
             if args.keep_log:
                 shutil.move(log_path, args.keep_log)
+        if nginx.get("skip"):
+            print(f"\nnginx-rtmp: skipped ({nginx['skip']})")
+        else:
+            server = Nginx(work_dir, nginx, (APP,))
+            await server.start()
+            try:
+                print(f"\nserver: nginx-rtmp ({nginx['version']}, {nginx['module']}) on {HOST}:{server.port},"
+                      f" pid {server.pid}, one process")
+                results["nginx-rtmp"] = await measure_peer(args, server)
+            finally:
+                await close_all(transports)
+                await server.stop()
+    if mode == "rtmp":
+        print_summary(results)
 
 
 async def measure(args, mode, child, transports):
@@ -404,31 +564,38 @@ async def measure(args, mode, child, transports):
     if left:
         raise RuntimeError(f"{left} warm-up connections still open on the server")
 
-    rss_before = await settled_rss_kb(child)
+    result = {}
+    if rtmp and not args.tracemalloc:
+        result.update(await measure_calls(args, port, child.pid, c0c1, connect, echo=True))
+
+    rss_before = await settled_rss_kb(child.pid, child)
     if args.tracemalloc:
         await child.ask("snapshot before")
-    cpu_before = read_cpu_seconds(child.pid)
+    window = Window(child.pid)
     client_cpu_before = time.process_time()
     started = time.perf_counter()
     transports.extend(await open_in_batches(port, args.clients, args.batch, c0c1, connect))
     wall = time.perf_counter() - started
-    cpu = read_cpu_seconds(child.pid) - cpu_before
     client_cpu = time.process_time() - client_cpu_before
     n = len(transports)
+    connects = window.close(n)
+    cpu = connects["cpu"]
     server_count = await child.wait_for_count(n, timeout=30)
 
-    rss_after = await settled_rss_kb(child, args.settle)
+    rss_after = await settled_rss_kb(child.pid, child, args.settle)
     if args.tracemalloc:
         await child.ask("snapshot after")
 
     print(f"clients connected:      {n} of {args.clients} (server counts {server_count}), batches of {args.batch}")
     print(f"connect wall time:      {wall:.2f} s ({n / wall:.0f} connects/s)")
     print(f"server CPU for connects:{cpu:7.2f} s total, {cpu / max(n, 1) * 1000:.3f} ms per connect"
-          f" (client process: {client_cpu:.2f} s)")
+          f" (client process: {client_cpu:.2f} s){busy_note(connects)}")
     print(f"server RSS before:      {rss_before / 1024:.1f} MiB")
     print(f"server RSS after:       {rss_after / 1024:.1f} MiB ({args.settle:g} s after the last connect)")
     print(f"memory per connection:  {(rss_after - rss_before) / max(n, 1):.1f} KB"
           f" (KiB of RSS; target 16 KB, nginx-rtmp 16 KB, node-media-server 191 KB)")
+    result["idle"] = {"kb": (rss_after - rss_before) / max(n, 1), "clients": n, "busy": connects["busy"],
+                      "others": connects["others"]}
 
     if rtmp:
         print(f"health check:           fresh client connect + echo OK in {await echo_check(port):.1f} ms")
@@ -442,7 +609,77 @@ async def measure(args, mode, child, transports):
     await close_all(transports)
     transports.clear()
     left = await child.wait_for_count(0)
-    print(f"server RSS all closed:  {await settled_rss_kb(child) / 1024:.1f} MiB ({left} connections left)")
+    print(f"server RSS all closed:  {await settled_rss_kb(child.pid, child) / 1024:.1f} MiB ({left} connections left)")
+    return result
+
+
+async def measure_calls(args, port, pid, c0c1, connect, echo) -> dict:
+    """createStream (and echo) round trips and connect + close cycles: server CPU per call and per connect."""
+    result = {"createStream": await round_trips(port, pid, "createStream", args.calls, args.call_clients)}
+    if echo:
+        result["echo"] = await round_trips(port, pid, "echo", args.calls, args.call_clients)
+    result["cycle"] = await connect_cycles(port, pid, args.cycles, args.cycle_concurrency, c0c1, connect)
+    for key, what in (("createStream", "createStream round trip"), ("echo", "echo round trip (small value)"),
+                      ("cycle", "connect + close cycle")):
+        if key in result:
+            r = result[key]
+            print(f"{what + ':':<33}{r['count']} in {r['wall']:.2f} s, server CPU {r['per'] * 1e6:.1f} us each"
+                  f"{busy_note(r)}")
+    return result
+
+
+async def measure_peer(args, server):
+    """The same load against a peer server we cannot ask anything: calls and cycles, then idle clients."""
+    c0c1, connect = handshake_c0c1(), connect_chunk(server.port)
+    warm, error = await open_clients(server.port, WARM_UP_CLIENTS, c0c1, connect)
+    if error is not None:
+        raise RuntimeError(f"warm-up against nginx-rtmp failed: {error}")
+    await close_all(warm)
+    result = await measure_calls(args, server.port, server.pid, c0c1, connect, echo=False)
+    rss_before = await settled_rss_kb(server.pid)
+    window = Window(server.pid)
+    transports = await open_in_batches(server.port, args.clients, args.batch, c0c1, connect)
+    n = len(transports)
+    connects = window.close(n)
+    rss_after = await settled_rss_kb(server.pid, settle=args.settle)
+    await close_all(transports)
+    print(f"clients connected:      {n} of {args.clients}, server CPU {connects['per'] * 1000:.3f} ms per connect"
+          f"{busy_note(connects)}")
+    print(f"memory per connection:  {(rss_after - rss_before) / max(n, 1):.1f} KB (RSS {rss_before / 1024:.1f} ->"
+          f" {rss_after / 1024:.1f} MiB)")
+    result["idle"] = {"kb": (rss_after - rss_before) / max(n, 1), "clients": n, "busy": connects["busy"],
+                      "others": connects["others"]}
+    return result
+
+
+def busy_note(window) -> str:
+    if window["busy"]:
+        return f"  (BUSY MACHINE: other work took {window['others']:.2f} cores; not a figure)"
+    if window.get("short"):
+        return f"  (under {MIN_CPU:g} CPU-s measured, in 10 ms ticks: not a figure; raise the count)"
+    return ""
+
+
+def print_summary(results):
+    ours, theirs = results.get("fmspy-gateway"), results.get("nginx-rtmp")
+    print("\n== summary: ours against nginx-rtmp, each taken in this run")
+    if not theirs:
+        print("  no nginx-rtmp figures in this run: no comparison")
+        return
+    rows = (("createStream round trip, server CPU per call", "createStream", "per", 1e6, "us"),
+            ("connect + close cycle, server CPU per connect", "cycle", "per", 1e6, "us"),
+            ("memory per idle connection", "idle", "kb", 1, "KB"))
+    busy = False
+    for label, key, field, scale, unit in rows:
+        a, b = ours[key], theirs[key]
+        busy = busy or a["busy"] or b["busy"] or a.get("short") or b.get("short")
+        print(f"  {label:<48} ours {a[field] * scale:8.1f} {unit}  nginx-rtmp {b[field] * scale:8.1f} {unit}"
+              f"  ratio {a[field] / b[field] if b[field] else float('inf'):.2f}x")
+    if busy:
+        print("  BUSY MACHINE or too short a phase (see above): no verdict; run again on a quiet machine")
+    else:
+        met = [ours[k][f] <= theirs[k][f] for _, k, f, _, _ in rows]
+        print(f"  issue 14's targets (at most nginx-rtmp's figure): {sum(met)} of {len(met)} met")
 
 
 async def tcp_check(port) -> bool:
@@ -463,6 +700,11 @@ def main():
     parser.add_argument("--settle", type=float, default=1.0,
                         help="seconds to wait once all are connected before reading RSS (default 1)")
     parser.add_argument("--keep-log", metavar="FILE", help="keep the server's log here")
+    parser.add_argument("--skip-nginx", action="store_true", help="do not run nginx-rtmp even when installed")
+    parser.add_argument("--calls", type=int, default=20000, help="createStream and echo round trips (20000)")
+    parser.add_argument("--call-clients", type=int, default=4, help="connections the round trips share (4)")
+    parser.add_argument("--cycles", type=int, default=2000, help="connect + close cycles (2000)")
+    parser.add_argument("--cycle-concurrency", type=int, default=10, help="cycles in flight at once (10)")
     # The server child (this file run again); not for direct use.
     parser.add_argument("--serve", choices=("rtmp", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -472,8 +714,8 @@ def main():
     if args.serve:
         serve(args.serve, args.config, args.log, args.tracemalloc, args.work_dir)
         return
-    if args.clients < 1 or args.batch < 1:
-        parser.error("--clients and --batch must be positive")
+    if min(args.clients, args.batch, args.calls, args.call_clients, args.cycles, args.cycle_concurrency) < 1:
+        parser.error("--clients, --batch, --calls, --call-clients, --cycles and --cycle-concurrency must be positive")
     asyncio.run(run(args))
 
 

@@ -1,9 +1,11 @@
 """Live streams: one publisher's audio, video and metadata fanned out to many players.
 
 Each published message becomes a ``MediaMessage`` whose chunk bodies are cut
-once and shared by every player (``ChunkWriter.write_parts``); per player only
-a first chunk header is written, with the player's stream id and a timestamp
-rebased so its stream starts at 0.  A new player gets the metadata, the codec
+once and shared by every player (``ChunkWriter.write_parts``).  Each player's
+time line starts at 0 (timestamps rebased to the keyframe it started at);
+players in step share one chunk header per message as well, which carries
+the publisher's delta and so suits every time line (the fast path,
+``LiveStream.publish``); the others get one each.  A new player gets the metadata, the codec
 sequence headers and the frames since the latest keyframe (the GOP cache),
 then the live messages.  A player whose socket cannot keep up is never queued
 for without bound: while its transport asks us to pause, media for it is
@@ -49,30 +51,60 @@ class Player:
     would take it past the duration the player ends: it is sent nothing
     more and ``on_end`` is called at the next flush (not in the middle of
     the fan-out loop that noticed).  0 plays the first frame only.
+
+    ``paused``, ``audio``, ``video`` and ``need_keyframe`` are properties:
+    changing any of them takes the player out of its stream's fast path
+    (``LiveStream.publish``), so that every message is looked at for it
+    again until it is a plain player once more.
     """
 
-    __slots__ = ("session", "stream_id", "base", "need_keyframe", "paused", "audio", "video", "live",
+    __slots__ = ("session", "stream_id", "base", "_need_keyframe", "_paused", "_audio", "_video", "live",
                  "duration_ms", "played_ms", "last_ms", "ended", "on_end")
 
     def __init__(self, session, stream_id: int, duration_ms: Optional[int] = None):
+        self.live = None
         self.session = session
         self.stream_id = stream_id
         #: Publisher timestamp that is this player's 0; set by the first message sent.
         self.base = None
-        self.need_keyframe = True
+        self._need_keyframe = True
         #: Paused by the client (NetStream.pause).
-        self.paused = False
-        self.audio = True
-        self.video = True
-        self.live = None
+        self._paused = False
+        self._audio = True
+        self._video = True
         self.duration_ms = duration_ms
         #: ms played under earlier publishers (each republish restarts the time line at 0).
         self.played_ms = 0
-        #: The time line's position: the rebased timestamp last sent.
+        #: The time line's position: the rebased timestamp last sent (kept for players with a duration).
         self.last_ms = 0
         self.ended = False
         #: Called (no arguments) once the duration is reached; None: the player just leaves its stream.
         self.on_end = None
+
+    def _flag(name):
+        slot = "_" + name
+
+        def get(self):
+            return getattr(self, slot)
+
+        def set_(self, value):
+            setattr(self, slot, value)
+            if self.live is not None:
+                self.live.release(self)
+
+        return property(get, set_)
+
+    need_keyframe = _flag("need_keyframe")
+    paused = _flag("paused")
+    audio = _flag("audio")
+    video = _flag("video")
+    del _flag
+
+    @property
+    def plain(self) -> bool:
+        """Nothing about this player needs a look at each message: it may take the fast path."""
+        return not (self._paused or self._need_keyframe or self.ended or self.duration_ms is not None
+                    or not self._audio or not self._video)
 
     def send_data(self, values):
         """Relay a data message (the publisher's, or metadata); AMF0 only to a client that reads only AMF0.
@@ -84,16 +116,16 @@ class Player:
 
     def deliver(self, message: MediaMessage, force: bool = False) -> bool:
         """Send one message if this player can take it now; returns whether it was sent."""
-        if self.paused or self.ended:
+        if self._paused or self.ended:
             return False
         if message.type_id == VIDEO:
-            if not self.video:
+            if not self._video:
                 return False
-            if self.need_keyframe and not (message.keyframe or force):
+            if self._need_keyframe and not (message.keyframe or force):
                 return False
             if message.keyframe:
-                self.need_keyframe = False
-        elif not self.audio:
+                self._need_keyframe = False
+        elif not self._audio:
             return False
         if self.base is None:
             self.base = message.timestamp
@@ -133,12 +165,23 @@ class LiveStream:
         #: When the current publisher started (epoch seconds) and the media bytes it sent, for the status API.
         self.published_at: Optional[float] = None
         self.bytes_in = 0
+        #: The pull feeding this stream from the node publishing it (app/relay.py), or None.
+        self.upstream = None
+        #: The fast path, per media type (see ``publish``): the chunk stream state its members share ...
+        self._shared: Dict[int, object] = {AUDIO: None, VIDEO: None}
+        #: ... its members: player -> (chunk stream table, queue extend, session) ...
+        self._members: Dict[int, Dict[Player, tuple]] = {AUDIO: {}, VIDEO: {}}
+        #: ... the sessions of its members (one connection playing this stream twice stays out) ...
+        self._member_sessions: Dict[int, set] = {AUDIO: set(), VIDEO: set()}
+        #: ... and the players each message is looked at for, one by one (an ordered set).
+        self._others: Dict[int, Dict[Player, None]] = {AUDIO: {}, VIDEO: {}}
 
     # -- the publisher's side --------------------------------------------------------
 
     def start(self, publisher):
         self.publisher = publisher
         self.published_at, self.bytes_in = time.time(), 0
+        self._end_fast_path()       # a new publisher's time line: every player starts again
         for player in self.players:
             player.need_keyframe, player.base = True, None
             player.played_ms, player.last_ms = player.played_ms + player.last_ms, 0
@@ -147,11 +190,33 @@ class LiveStream:
 
     def set_metadata(self, values: tuple):
         self.metadata = values
+        self.send_data(values)
+
+    def send_data(self, values: tuple):
+        """A data message of the publisher's other than onMetaData: relayed to every player, not kept."""
         for player in self.players:
             player.send_data(values)
         self.registry.touch(self.players)
 
     def publish(self, type_id: int, timestamp: int, payload: bytes):
+        """Fan one published message out to every player.
+
+        This is the server's hottest loop, shaped for it (issue 14: the cost
+        was Python work per player per message).  A player in step (it was
+        sent the same messages as the others on this media type's chunk
+        stream, and nothing about it needs a look: ``Player.plain``) is a
+        member of the type's fast path: the message's chunk header and body
+        are built once (``SharedChunkStream.next_parts``) and each member
+        gets the same two bytes objects appended to its queue, nothing else;
+        its connection's state of the chunk stream *is* the shared one, so
+        nothing per member changes.  A member whose connection sent anything
+        else on that chunk stream, or whose socket is full, or that changed
+        (paused, muted, a republish) is put back with the others, for whom
+        every message goes through ``Player.deliver`` as before (keyframe
+        start, drop to the next keyframe when blocked, ``slowPlayerTimeout``,
+        durations); one of those that is plain again joins after a message
+        that left it in step.
+        """
         self.bytes_in += len(payload)
         if type_id == VIDEO and is_video_info_frame(payload):
             return
@@ -174,7 +239,25 @@ class LiveStream:
             tap(message)
         registry = self.registry
         blocked, dirty = registry.blocked, registry.dirty
-        for player in self.players:
+        others = self._others[type_id]
+        members = self._members[type_id]
+        shared = self._shared[type_id]
+        if shared is not None:
+            parts = shared.next_parts(type_id, timestamp, payload, message.shared)
+            if parts is None:
+                self._end_fast_path()       # a delta the shared header cannot carry: each on its own
+            else:
+                csid, left = shared.csid, []
+                for player, (table, extend, session) in members.items():
+                    if table[csid] is shared and session not in blocked:
+                        extend(parts)
+                    else:
+                        left.append(player)
+                for player in left:
+                    self._leave_fast_path(player, type_id)
+                dirty.update(self._member_sessions[type_id])
+        joining = []
+        for player in tuple(others):        # a copy: an aborted slow player may leave its stream meanwhile
             session = player.session
             if session in blocked:
                 # Its socket is full: drop, and start again at a keyframe (or give up on it).
@@ -182,6 +265,40 @@ class LiveStream:
                 registry.check_slow(session)
             elif player.deliver(message):
                 dirty.add(session)
+                if player.plain and (timestamp - player.base) & 0xFFFFFFFF < 0x80000000:
+                    joining.append(player)      # not rebased to 0 (before its start): its deltas are the publisher's
+        for player in joining:
+            self._join_fast_path(player, type_id, timestamp)
+
+    def _join_fast_path(self, player: Player, type_id: int, timestamp: int):
+        """After a message left ``player`` in step with the others, take it into the fast path if it can."""
+        session = player.session
+        if session in self._member_sessions[type_id]:
+            return      # one connection playing this stream twice: the fast path would send it everything twice
+        joined = session.share_media(type_id, self._shared[type_id], timestamp)
+        if joined is None:
+            return
+        self._shared[type_id], table, extend = joined
+        del self._others[type_id][player]
+        self._members[type_id][player] = (table, extend, session)
+        self._member_sessions[type_id].add(session)
+
+    def _leave_fast_path(self, player: Player, type_id: int):
+        member = self._members[type_id].pop(player, None)
+        if member is not None:
+            self._member_sessions[type_id].discard(member[2])
+            self._others[type_id][player] = None
+
+    def release(self, player: Player):
+        """``player`` changed (``Player`` flags): every message is looked at for it again."""
+        for type_id in (AUDIO, VIDEO):
+            self._leave_fast_path(player, type_id)
+
+    def _end_fast_path(self):
+        for type_id in (AUDIO, VIDEO):
+            for player in list(self._members[type_id]):
+                self._leave_fast_path(player, type_id)
+            self._shared[type_id] = None
 
     def _cache(self, message: MediaMessage):
         if message.keyframe:
@@ -200,6 +317,7 @@ class LiveStream:
     def stop(self):
         """The publisher is gone: players are told, state is dropped, the stream waits for the next one."""
         self.publisher = None
+        self._end_fast_path()
         self.metadata = self.audio_header = self.video_header = None
         self.gop = []
         self._gop_bytes = 0
@@ -214,6 +332,8 @@ class LiveStream:
     def add_player(self, player: Player, reset: bool = True):
         player.live = self
         self.players.append(player)
+        for type_id in (AUDIO, VIDEO):
+            self._others[type_id][player] = None
         play_started(player.session, player.stream_id, self.name, reset)
         if self.publisher is not None:
             self._catch_up(player)
@@ -235,7 +355,13 @@ class LiveStream:
     def remove_player(self, player: Player):
         if player in self.players:
             self.players.remove(player)
+            for type_id in (AUDIO, VIDEO):
+                self._leave_fast_path(player, type_id)
+                del self._others[type_id][player]
         player.live = None
+        if not self.players and self.upstream is not None:
+            # Nobody here watches a stream pulled from another node: stop pulling it.
+            self.upstream.drop("its last player left")
         self.registry.forget_if_idle(self)
 
 

@@ -11,6 +11,7 @@ the count of junk messages (``maxIgnoredMessages``) and, in the factory,
 the number of connections (``maxConnections``, ``maxConnectionsPerAddress``).
 """
 import logging
+from typing import Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory, Protocol
@@ -77,6 +78,11 @@ class RTMPServerProtocol(Protocol):
         self.bytes_out = 0
         #: Why the server closed or aborted it ("limit hit: maxMessageSize"...), None if it did not.
         self.close_reason = None
+        #: Inside ``dataReceived``: a flush asked for waits for the end of the read.
+        self._reading = False
+        #: Where flushes outside a read wait for the end of the reactor turn (None: written at once),
+        #: and its dict of connections waiting.
+        self._turn_writes = self._pending_writes = None
 
     # -- Protocol ---------------------------------------------------------------------
 
@@ -93,6 +99,9 @@ class RTMPServerProtocol(Protocol):
                                executor=factory.executor)
         #: The connection's one log of limit hits and dropped traffic (the session's).
         self.limit_log = self.session.limit_log
+        self._turn_writes = factory.turn_writes(getattr(self.transport, "reactor", None))
+        if self._turn_writes is not None:
+            self._pending_writes = self._turn_writes.pending
         self._arm_timer()
         if self.host is None:
             self.host = getattr(peer, "host", None)
@@ -105,6 +114,20 @@ class RTMPServerProtocol(Protocol):
             return
         now = self.factory.reactor.seconds()
         self.bytes_in += len(data)
+        self._reading = True        # flush() asked for meanwhile is done once, below
+        try:
+            handled = self._read(data, now)
+        finally:
+            self._reading = False
+        self._write_queued()
+        if handled:
+            # Players this read fed get their bytes at the end of this reactor turn, even if this connection
+            # was closed by it.
+            self.session.events_handled()
+        self._arm_timer()
+
+    def _read(self, data: bytes, now: float) -> bool:
+        """Feed one read to the core and its events to the session; returns whether there were events."""
         handled = False
         for start in range(0, len(data), READ_SLICE):
             if self._closing:
@@ -134,11 +157,7 @@ class RTMPServerProtocol(Protocol):
                     self.close("internal error")
                 if self._closing:
                     break
-        self.flush()
-        if handled:
-            # Players this read fed get their bytes now, even if this connection was closed by it.
-            self.session.events_handled()
-        self._arm_timer()
+        return handled
 
     def _traffic(self, event) -> bool:
         """Count junk; False once this connection was closed for sending nothing else.
@@ -224,11 +243,33 @@ class RTMPServerProtocol(Protocol):
     # -- what the session uses (app.session.Peer) -------------------------------------
 
     def flush(self):
+        """Have what the core queued written: once per reactor turn, however often this is asked.
+
+        Inside a read of this connection it is written when the read has
+        been handled; otherwise at the end of the reactor turn
+        (``TurnWrites``), when every read of the turn has been handled: a
+        player fed by a publisher's read, a chat message broadcast to a room,
+        answers that came in from several Deferreds each cost one write per
+        connection per turn.  A transport that does not say which reactor
+        runs it (a test's StringTransport, TLS, RTMPT) is written to at once.
+        """
+        if self._reading or self._closing:
+            return
+        pending = self._pending_writes
+        if pending is None:
+            self._write_queued()
+            return
+        if not pending:
+            self._turn_writes.schedule()
+        pending[self] = None        # into TurnWrites.pending directly: once per player per publisher read
+
+    def _write_queued(self):
+        """Write what the core queued now, and look at the output budget."""
         data = self.connection.data_to_send()
         if data and not self._closing:
             self.bytes_out += len(data)
             self.transport.write(data)
-            # Fan-out writes here once per player and message: the budget is looked at only once the
+            # Fan-out writes here once per player and turn: the budget is looked at only once the
             # transport has paused us (its own buffer, 64 KB, is full), so a client that reads costs
             # nothing more.  A budget below the transport's buffer is therefore checked from there on.
             if (self._transport_full and not self.over_budget
@@ -239,8 +280,8 @@ class RTMPServerProtocol(Protocol):
     def queued_bytes(self) -> int:
         """Bytes written for this client and not yet taken by the kernel.
 
-        The core's own output is flushed at every write, so the transport's
-        buffer is all there is.  A transport that cannot tell
+        The core's own output waits at most until the end of the reactor turn
+        (``flush``), so the transport's buffer is all that lasts.  A transport that cannot tell
         (``server.transport.DirectWriteServer`` can) counts as empty.
         """
         return getattr(self.transport, "queued_bytes", 0)
@@ -292,7 +333,7 @@ class RTMPServerProtocol(Protocol):
             return
         log.info("{address}: closing: {reason}", address=self.address, reason=reason)
         self.close_reason = reason
-        self.flush()
+        self._write_queued()
         self._closing = True
         half_close = getattr(self.transport, "loseWriteConnection", None)
         if half_close is None:
@@ -342,6 +383,34 @@ class RTMPServerProtocol(Protocol):
             self.close(event.reason)
 
 
+class TurnWrites:
+    """Connections to write to once the reads of this reactor turn have been handled: one write each.
+
+    One ``callLater(0)`` for all of them: Twisted runs it right after the
+    turn's reads, before it waits for the sockets again.  Per connection it
+    costs a dict entry, so a publisher's read feeding 400 players schedules
+    one call, not 400.
+    """
+
+    def __init__(self, reactor):
+        self._reactor = reactor
+        #: The connections waiting (an ordered set); one dict for ever, so that each connection can hold it.
+        self.pending = {}
+        self._call = None
+
+    def schedule(self):
+        """Make sure the writes run at the end of this turn; connections add themselves to ``pending``."""
+        if self._call is None:
+            self._call = self._reactor.callLater(0, self._write)
+
+    def _write(self):
+        self._call = None
+        waiting = list(self.pending)
+        self.pending.clear()
+        for protocol in waiting:
+            protocol._write_queued()
+
+
 class RTMPServerFactory(Factory):
     """Builds server protocols sharing the applications, the [RTMP] config and the reactor."""
 
@@ -367,6 +436,19 @@ class RTMPServerFactory(Factory):
         self.closed_bytes_in = self.closed_bytes_out = 0
         #: Called with each protocol as it leaves ``connections`` (server/ops.py keeps its figures).
         self.closed_observers = []
+        #: One ``TurnWrites`` per reactor that runs transports (in practice one).
+        self._turn_writes = {}
+        #: Set by a drain (server/drain.py): every new connection is refused, RTMPT ones included.
+        self.draining = False
+
+    def turn_writes(self, reactor) -> "Optional[TurnWrites]":
+        """The end-of-turn writes of the transports ``reactor`` runs; None for a transport that names none."""
+        if reactor is None:
+            return None
+        turn = self._turn_writes.get(reactor)
+        if turn is None:
+            turn = self._turn_writes[reactor] = TurnWrites(reactor)
+        return turn
 
     def buildProtocol(self, addr):
         """A protocol, or None to refuse: Twisted then closes the accepted socket at once.
@@ -377,6 +459,9 @@ class RTMPServerFactory(Factory):
         """
         config = self.config
         host = getattr(addr, "host", None)
+        if self.draining:
+            self.refusals.hit("drain", f"refused a connection from {host}: this node is being drained")
+            return None
         if config.max_connections and len(self.connections) >= config.max_connections:
             self.refusals.hit("maxConnections", f"refused a connection from {host}: {len(self.connections)} "
                                                 f"open, the most allowed (maxConnections)")

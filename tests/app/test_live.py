@@ -185,6 +185,121 @@ class FanOutTests(LiveStreamTestCase):
         self.assertEqual(closed_player.session.peer.flushes, before[1])
 
 
+class FastPathTests(LiveStreamTestCase):
+    """Players in step share one chunk header per message (``LiveStream.publish``): what each decodes is unchanged."""
+
+    def feed(self, start, count, players):
+        """``count`` video and audio messages from ``start`` ms; checks each player decodes them on its own time line."""
+        sent = []
+        for n in range(count):
+            t = start + 40 * n
+            video = keyframe(size=5000, fill=b"%d" % (n % 10)) if n % 10 == 0 else inter(size=2000 + n)
+            self.publish(VIDEO, t, video)
+            self.publish(AUDIO, t + 7, audio(size=40 + n % 3))
+            sent += [(VIDEO, t, video), (AUDIO, t + 7, audio(size=40 + n % 3))]
+        for player in players:
+            got = media(player.session.peer.received())
+            self.assertEqual([(m.type_id, m.stream_id, m.timestamp, m.payload) for m in got],
+                             [(kind, player.stream_id, t - player.base, payload) for kind, t, payload in sent])
+        return sent
+
+    def queued_parts(self, player):
+        return player.session.peer.connection._outgoing
+
+    def test_players_that_joined_at_different_times_get_their_own_time_lines_from_one_header(self):
+        self.start_with_headers()
+        self.publish(VIDEO, 0, keyframe())
+        first = self.add(stream_id=1, chunk_size=4096)
+        first.session.peer.received()
+        self.feed(40, 30, [first])
+        second = self.add(stream_id=5, chunk_size=4096)     # joins 1.2 s later: another base, another stream id
+        second.session.peer.received()
+        self.assertNotEqual(first.base, second.base)
+        self.feed(1240, 30, [first, second])
+        # In step now: the same header object and body object queued for both, built once.
+        self.publish(VIDEO, 2440, inter(size=6000))
+        a, b = self.queued_parts(first), self.queued_parts(second)
+        self.assertEqual(len(a), 2)
+        self.assertIs(a[0], b[0])
+        self.assertIs(a[1], b[1])
+        self.feed(2480, 5, [])
+        for player in (first, second):
+            got = media(player.session.peer.received())
+            self.assertEqual([(m.stream_id, m.timestamp) for m in got][0], (player.stream_id, 2440 - player.base))
+
+    def test_a_member_that_is_paused_muted_or_blocked_leaves_and_the_rules_still_hold(self):
+        self.start_with_headers()
+        self.publish(VIDEO, 0, keyframe())
+        plain, changing = self.add(stream_id=1), self.add(stream_id=2)
+        for player in (plain, changing):
+            player.session.peer.received()
+        self.feed(40, 12, [plain, changing])
+
+        self.registry.block(changing.session)
+        self.publish(VIDEO, 520, inter(fill=b"y"))
+        self.assertEqual(media(changing.session.peer.received()), [])
+        self.registry.unblock(changing.session)
+        self.publish(VIDEO, 560, inter(fill=b"z"))       # dropped: it waits for a keyframe
+        self.publish(VIDEO, 1000, keyframe(fill=b"k"))
+        got = media(changing.session.peer.received())
+        self.assertEqual([(m.payload, m.timestamp) for m in got], [(keyframe(fill=b"k"), 1000 - changing.base)])
+        self.assertEqual(len(media(plain.session.peer.received())), 3)
+        self.feed(1040, 12, [plain, changing])
+
+        changing.video = False
+        self.publish(VIDEO, 1520, inter(fill=b"x"))
+        self.publish(AUDIO, 1527, audio(fill=b"x"))
+        self.assertEqual([m.type_id for m in media(changing.session.peer.received())], [AUDIO])
+        changing.video = True
+        self.publish(VIDEO, 2000, keyframe(fill=b"K"))
+        self.assertEqual([m.timestamp for m in media(changing.session.peer.received())], [2000 - changing.base])
+        self.assertEqual(len(media(plain.session.peer.received())), 3)
+        self.feed(2040, 12, [plain, changing])
+
+    def test_anything_else_on_the_media_chunk_stream_takes_a_player_out_and_it_still_decodes(self):
+        self.start_with_headers()
+        self.publish(VIDEO, 0, keyframe())
+        player, other = self.add(stream_id=1), self.add(stream_id=2)
+        for p in (player, other):
+            p.session.peer.received()
+        self.feed(40, 12, [player, other])
+        # Another stream of the same connection (a recording played, say) sends on the same chunk stream.
+        player.session.send_media(VIDEO, 9, 77, inter(fill=b"r"))
+        self.publish(VIDEO, 520, inter(fill=b"n"))
+        got = media(player.session.peer.received())
+        self.assertEqual([(m.stream_id, m.timestamp, m.payload) for m in got],
+                         [(9, 77, inter(fill=b"r")), (1, 520 - player.base, inter(fill=b"n"))])
+        media(other.session.peer.received())
+        self.feed(560, 12, [player, other])
+
+    def test_audio_from_before_a_players_start_is_sent_at_0_and_the_next_at_its_own_time(self):
+        self.start_with_headers()
+        self.publish(VIDEO, 1000, keyframe())
+        players = [self.add(stream_id=n) for n in (1, 2)]
+        for p in players:
+            p.session.peer.received()
+        # Audio interleaved just ahead of the keyframe they started at: 0 on their time line, not 49 days.
+        for t in (990, 1003, 1016, 1029):
+            self.publish(AUDIO, t, audio())
+        for p in players:
+            self.assertEqual([m.timestamp for m in media(p.session.peer.received())], [0, 3, 16, 29])
+        self.feed(1040, 12, players)
+
+    def test_a_publisher_clock_going_back_is_sent_to_each_with_a_header_of_its_own(self):
+        self.start_with_headers()
+        self.publish(VIDEO, 5000, keyframe())
+        players = [self.add(stream_id=n) for n in (1, 2)]
+        for p in players:
+            p.session.peer.received()
+        self.feed(5040, 12, players)
+        self.publish(VIDEO, 6000, keyframe(fill=b"b"))
+        self.publish(VIDEO, 5500, inter(fill=b"b"))      # back in time: no delta carries it
+        for p in players:
+            got = media(p.session.peer.received())
+            self.assertEqual([m.timestamp for m in got], [6000 - p.base, 5500 - p.base])
+        self.feed(5540, 12, players)
+
+
 class JoiningTests(LiveStreamTestCase):
     def publish_two_gops(self):
         self.start_with_headers()

@@ -3,7 +3,7 @@ hypothesis round trips, and every way a peer can break or abuse the chunk stream
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from fmspy_gateway.rtmp.chunks import ChunkReader, ChunkWriter, Message
+from fmspy_gateway.rtmp.chunks import ChunkReader, ChunkWriter, Message, SharedChunkStream
 from fmspy_gateway.rtmp.errors import LimitExceeded, RemoteProtocolError
 from fmspy_gateway.rtmp.limits import Limits
 
@@ -241,3 +241,31 @@ def test_extended_timestamps_never_share_bodies():
     assert shared == {}
     reader = ChunkReader()
     assert reader.feed(header + body) == [Message(9, 1, 0x01000000, b"x" * 300, 7)]
+
+
+def test_writers_sharing_a_chunk_stream_state_get_one_header_their_readers_each_place_on_their_own_time_line():
+    """SharedChunkStream: the live fan-out's header, built once, read right by peers that started at other times."""
+    video = 9
+    writers = [ChunkWriter(), ChunkWriter()]
+    readers = [ChunkReader(), ChunkReader()]
+    starts = [0, 700]           # the publisher time each peer's 0 stands for
+    shared = None
+    frames = [(1000 + 40 * n, bytes([n]) * (100 + n % 3)) for n in range(8)]
+    for source_ts, payload in frames[:2]:
+        for writer, reader, start in zip(writers, readers, starts):
+            reader.feed(writer.write(Message(video, 1, source_ts - start, payload, 7)))
+    for writer in writers:      # after two messages each (a format 0, then a delta) they are in step
+        shared = writer.share(7, shared, frames[1][0])
+        assert shared is not None
+    bodies = {}
+    for source_ts, payload in frames[2:]:
+        header, body = shared.next_parts(video, source_ts, payload, bodies)
+        for reader, start in zip(readers, starts):
+            [got] = reader.feed(header + body)
+            assert (got.type_id, got.stream_id, got.timestamp, got.payload) == (video, 1, source_ts - start, payload)
+    # The shared state is not a writer's own: its next message of its own starts again with format 0.
+    header, _ = writers[0].write_parts(Message(video, 1, 5000, b"own", 7))
+    assert header[0] >> 6 == 0
+    [got] = readers[0].feed(header + b"own")
+    assert got.timestamp == 5000
+    assert isinstance(shared, SharedChunkStream)

@@ -185,3 +185,74 @@ class ClosingTests(SynchronousTestCase):
         self.assertFalse(transport.aborted)
         clock.advance(0.2)
         self.assertTrue(transport.aborted)
+
+
+class CountingTransport(StringTransport):
+    """A StringTransport that names its reactor (as TCP transports do) and counts its writes."""
+
+    def __init__(self, reactor):
+        super().__init__()
+        self.reactor = reactor
+        self.writes = 0
+
+    def write(self, data):
+        self.writes += 1
+        super().write(data)
+
+
+class OneWritePerTurnTests(SynchronousTestCase):
+    """``RTMPServerProtocol.flush``: at the end of a read, or once at the end of the reactor turn."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.turns = Clock()        # the reactor that runs the sockets: advance(0) ends its turn
+        self.factory = RTMPServerFactory({"echotest": EchoApplication("echotest")}, CONFIG, reactor=self.clock)
+
+    def connected(self):
+        protocol = self.factory.buildProtocol(None)
+        transport = CountingTransport(self.turns)
+        protocol.makeConnection(transport)
+        client = Connection(Role.CLIENT)
+        events = []
+        while not any(isinstance(e, CommandReceived) and e.name == "_result" for e in events):
+            out = client.data_to_send()
+            if not out:             # handshake done: connect (answered in the same read, no turn waited for)
+                client.send_command("connect", 1, {"app": "echotest"})
+                out = client.data_to_send()
+            protocol.dataReceived(out)
+            events = client.receive_data(transport.value())
+            transport.clear()
+        return protocol, transport, client
+
+    def test_calls_answered_in_one_read_are_written_once(self):
+        protocol, transport, client = self.connected()
+        for n in range(5):
+            client.send_command("echo", 10 + n, None, [n])
+        before = transport.writes
+        protocol.dataReceived(client.data_to_send())     # each answer flushes: the read writes them once
+        self.assertEqual(transport.writes, before + 1)
+        answers = [e for e in client.receive_data(transport.value()) if isinstance(e, CommandReceived)]
+        self.assertEqual([(e.name, e.transaction_id, e.arguments) for e in answers],
+                         [("_result", 10 + n, (n,)) for n in range(5)])
+
+    def test_flushes_outside_a_read_wait_for_the_end_of_the_turn_and_write_once(self):
+        protocol, transport, client = self.connected()
+        before = transport.writes
+        for n in range(3):          # what a hub broadcast or a late Deferred does: send, then flush
+            protocol.session.notify_client("ping", [n])
+        self.assertEqual(transport.writes, before)
+        self.turns.advance(0)
+        self.assertEqual(transport.writes, before + 1)
+        names = [e.arguments for e in client.receive_data(transport.value()) if isinstance(e, CommandReceived)]
+        self.assertEqual(names, [(0,), (1,), (2,)])
+        self.turns.advance(0)
+        self.assertEqual(transport.writes, before + 1)
+
+    def test_close_writes_at_once_and_a_pending_turn_writes_nothing_after_it(self):
+        protocol, transport, client = self.connected()
+        protocol.session.notify_client("bye", [])
+        protocol.close("test")
+        self.assertIn(b"bye", transport.value())
+        writes = transport.writes
+        self.turns.advance(0)
+        self.assertEqual(transport.writes, writes)
