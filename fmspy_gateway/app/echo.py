@@ -7,7 +7,7 @@ written field by field, so it is registered here.
 """
 import pyamf
 
-from .application import Application, remote
+from .application import Application, NoSettings, remote
 
 RED5_ECHO = "org.red5.server.webapp.echo."
 
@@ -65,6 +65,8 @@ def register_red5_echo_classes():
 
 class EchoApplication(Application):
     """FMSPy's (and Red5's) echo test: ``echo(value)`` answers with ``value``, unchanged."""
+
+    Settings = NoSettings
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -1,7 +1,5 @@
 """live: an application that streams and does nothing else (FMS's "live" application)."""
-from dataclasses import dataclass
-
-from .application import Application
+from .application import Application, NoSettings
 
 
 class LiveApplication(Application):
@@ -16,11 +14,5 @@ class LiveApplication(Application):
     4:4:4, which Flash Player and browsers cannot decode.
     """
 
-    @dataclass(frozen=True)
-    class Settings:
-        """No options beyond every application's ``StreamingSettings``.
-
-        Declared all the same, so that a misspelt option (``recordDri``) is an
-        error at start, with a suggestion, instead of recording silently off.
-        """
+    Settings = NoSettings
 

@@ -8,7 +8,7 @@ latest ``SAMPLES`` latencies of each route.
 import bisect
 import time
 from collections import deque
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from twisted.internet.defer import CancelledError
 
@@ -56,6 +56,18 @@ class RouteFigures:
         self.latency_sum += seconds
         self.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
         self.samples.append(seconds)
+
+    def histogram(self) -> List[Tuple[float, int]]:
+        """(upper bound, cumulative count) per latency bucket, the last bound infinity: Prometheus's ``le=``.
+
+        The figures carry their own bounds so that /metrics (``server/metrics.py``)
+        reads them without importing this package (``server`` never imports ``bridge``).
+        """
+        answer, cumulative = [], 0
+        for bound, count in zip(BUCKETS + (float("inf"),), self.buckets):
+            cumulative += count
+            answer.append((bound, cumulative))
+        return answer
 
     def percentile(self, fraction: float) -> Optional[float]:
         if not self.samples:

@@ -22,10 +22,13 @@ import logging
 import os
 from typing import Optional
 
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.web.resource import Resource
 from twisted.web.static import File
 
 from ..app.logs import RateLimitedLog
+from ..rtmp.budget import brief_name
+from .later import render_later
 from .metrics import MetricsResource
 from .ops import ServerStatus
 
@@ -78,16 +81,20 @@ SCHEMAS = {
     },
     "Client": {
         "type": "object", "additionalProperties": False,
-        "required": ["id", "address", "transport", "app", "room", "agent", "page_url", "swf_url", "tc_url",
+        "description": "A client. Its transport, bytes and rates are null when it is connected to another node "
+                       "(clients/{id} finds a client on any node; ask its node for those figures).",
+        "required": ["id", "node", "address", "transport", "app", "room", "agent", "page_url", "swf_url", "tc_url",
                      "object_encoding",
                      "connected_at", "connected_seconds", "bytes_in", "bytes_out", "bits_in_per_second",
                      "bits_out_per_second", "streams"],
         "properties": {
-            "id": _STR, "address": _STR, "transport": {"enum": ["rtmp", "rtmps", "rtmpt", "rtmpts"]},
+            "id": _STR, "node": _STR, "address": _STR,
+            "transport": {"enum": ["rtmp", "rtmps", "rtmpt", "rtmpts", None]},
             "app": _STR, "room": _STR, "agent": _nullable(_STR),
             "page_url": _nullable(_STR), "swf_url": _nullable(_STR), "tc_url": _nullable(_STR),
             "object_encoding": {"enum": [0, 3]}, "connected_at": _NUM, "connected_seconds": _NUM,
-            "bytes_in": _INT, "bytes_out": _INT, "bits_in_per_second": _INT, "bits_out_per_second": _INT,
+            "bytes_in": _nullable(_INT), "bytes_out": _nullable(_INT), "bits_in_per_second": _nullable(_INT),
+            "bits_out_per_second": _nullable(_INT),
             "streams": {"type": "array", "items": {"$ref": "#/components/schemas/ClientStream"}},
         },
     },
@@ -171,7 +178,8 @@ def _json(ref: str, array: bool = False) -> dict:
 def _get(summary: str, ref: str, array: bool = False, parameters=()) -> dict:
     return {"get": {"summary": summary, "parameters": list(parameters),
                     "responses": {"200": {"description": "OK", **_json(ref, array)},
-                                  "401": {"description": "admin-token set and not given", **_json("Error")}}}}
+                                  "401": {"description": "admin-token set and not given", **_json("Error")},
+                                  "503": {"description": "the hub did not answer", **_json("Error")}}}}
 
 
 _APP_PARAM = {"name": "app", "in": "query", "required": False, "schema": _STR, "description": "one application only"}
@@ -192,19 +200,20 @@ OPENAPI = {
                                 "Summary"),
         "/api/v1/applications": _get("Every application, with its clients, rooms and streams", "Application", True),
         "/api/v1/rooms": _get("Rooms with their member counts", "Room", True, [_APP_PARAM]),
-        "/api/v1/clients": _get("Connected clients, a page at a time", "ClientPage", False, [
+        "/api/v1/clients": _get("This node's connected clients, a page at a time", "ClientPage", False, [
             {"name": "start", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
             {"name": "count", "in": "query", "required": False,
              "schema": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE}},
             _APP_PARAM]),
         "/api/v1/clients/{id}": {
-            **_get("One client", "Client"),
+            **_get("One client, on any node", "Client"),
             "parameters": [{"name": "id", "in": "path", "required": True, "schema": _STR}],
             "delete": {"summary": "Disconnect the client",
                        "responses": {"200": {"description": "disconnected", **_json("Disconnected")},
                                      "401": {"description": "wrong or missing token", **_json("Error")},
                                      "403": {"description": "no admin-token configured", **_json("Error")},
-                                     "404": {"description": "no such client", **_json("Error")}}},
+                                     "404": {"description": "no such client", **_json("Error")},
+                                     "503": {"description": "the hub did not answer", **_json("Error")}}},
         },
         "/api/v1/streams": _get("Live streams: publisher, age, rates, players, codecs, recording", "Stream", True),
         "/api/v1/gateway": _get("Gateway routes: calls, errors by kind, latency, circuits", "Gateway", True),
@@ -258,10 +267,12 @@ class APIResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, status: ServerStatus, auth: _Auth):
+    def __init__(self, status: ServerStatus, auth: _Auth, clock=None):
         super().__init__()
         self.status = status
         self.auth = auth
+        #: Answers that failed (the hub did not answer), one line per interval.
+        self.limit_log = RateLimitedLog(log, clock)
 
     def _path(self, request):
         return [p.decode("utf-8", "replace") for p in request.postpath if p != b""]
@@ -276,30 +287,32 @@ class APIResource(Resource):
                                           "token_required": self.auth.token is not None})
         if not self.auth.allowed(request):
             return self.auth.refuse(request)
-        status = self.status
         try:
-            if path == ["summary"]:
-                return _answer(request, 200, status.summary())
-            if path == ["applications"]:
-                return _answer(request, 200, status.applications_list())
-            if path == ["rooms"]:
-                return _answer(request, 200, status.rooms(_arg(request, "app")))
-            if path == ["clients"]:
-                return _answer(request, 200, status.clients(_int_arg(request, "start", 0, 10 ** 9),
-                                                            _int_arg(request, "count", 100, MAX_PAGE),
-                                                            _arg(request, "app")))
-            if len(path) == 2 and path[0] == "clients":
-                client = status.find_client(path[1])
-                if client is None:
-                    return _answer(request, 404, {"error": "no such client"})
-                return _answer(request, 200, status.describe_client(client))
-            if path == ["streams"]:
-                return _answer(request, 200, status.streams())
-            if path == ["gateway"]:
-                return _answer(request, 200, status.gateway())
+            answer = self._get(path, request)
         except ValueError as e:
             return _answer(request, 400, {"error": str(e)})
-        return _answer(request, 404, {"error": "no such endpoint; see /api/v1/openapi.json"})
+        return self._later(request, answer)
+
+    def _get(self, path, request) -> Deferred:
+        """A Deferred of (HTTP code, value) for a GET below /api/v1/; a bad argument raises ValueError now."""
+        status = self.status
+        if path == ["summary"]:
+            return _ok(maybeDeferred(status.summary))
+        if path == ["applications"]:
+            return _ok(maybeDeferred(status.applications_list))
+        if path == ["rooms"]:
+            return _ok(maybeDeferred(status.rooms, _arg(request, "app")))
+        if path == ["clients"]:
+            return _ok(maybeDeferred(status.clients, _int_arg(request, "start", 0, 10 ** 9),
+                                     _int_arg(request, "count", 100, MAX_PAGE), _arg(request, "app")))
+        if len(path) == 2 and path[0] == "clients":
+            return maybeDeferred(status.client, path[1]).addCallback(
+                lambda client: (404, {"error": "no such client"}) if client is None else (200, client))
+        if path == ["streams"]:
+            return _ok(maybeDeferred(status.streams))
+        if path == ["gateway"]:
+            return _ok(maybeDeferred(status.gateway))
+        return succeed((404, {"error": "no such endpoint; see /api/v1/openapi.json"}))
 
     def render_DELETE(self, request):
         path = self._path(request)
@@ -309,12 +322,30 @@ class APIResource(Resource):
             return _answer(request, 403, {"error": "disconnecting needs [HTTP] admin-token to be set"})
         if not self.auth.allowed(request):
             return self.auth.refuse(request)
-        client = self.status.find_client(path[1])
-        if client is None:
-            return _answer(request, 404, {"error": "no such client"})
-        log.info("operations API: disconnecting client %s (%s)", client.id, client.address)
-        client.disconnect("disconnected by an administrator")
-        return _answer(request, 200, {"disconnected": client.id})
+
+        def disconnected(info):
+            if info is None:
+                return 404, {"error": "no such client"}
+            log.info("operations API: disconnected client %s (%s) on node %s", info.id, info.address, info.node)
+            return 200, {"disconnected": info.id}
+        return self._later(request, maybeDeferred(self.status.disconnect, path[1], "disconnected by an administrator")
+                           .addCallback(disconnected))
+
+    def _later(self, request, answer: Deferred) -> int:
+        """Render (code, value) when ``answer`` fires (``server/later.py``); a failure is a 503 in JSON."""
+        return render_later(request, answer.addCallback(lambda result: _answer(request, *result)), self._failed)
+
+    def _failed(self, request, failure) -> bytes:
+        self.limit_log.hit("hub", f"operations API: {request.method.decode('ascii', 'replace')} "
+                                  f"{request.uri.decode('ascii', 'replace')} answered 503: "
+                                  f"{failure.type.__name__}: {brief_name(str(failure.value), 200)}")
+        log.debug("operations API failure:\n%s", failure.getTraceback())
+        return _answer(request, 503, {"error": "the figures could not be gathered: the hub did not answer "
+                                               "(the server's log says why)"})
+
+
+def _ok(answer: Deferred) -> Deferred:
+    return answer.addCallback(lambda value: (200, value))
 
 
 class StatusFiles(File):
@@ -364,9 +395,9 @@ def install(root: Resource, status: ServerStatus, token: Optional[str], *, clock
                     "admin-token): set admin-token, or keep interface = 127.0.0.1", interface)
     auth = _Auth(token, clock)
     api = Resource()
-    api.putChild(b"v1", APIResource(status, auth))
+    api.putChild(b"v1", APIResource(status, auth, clock))
     root.putChild(b"api", api)
-    root.putChild(b"metrics", _Guarded(MetricsResource(status), auth))
+    root.putChild(b"metrics", _Guarded(MetricsResource(status, clock), auth))
     if os.path.isdir(status_dir):
         root.putChild(b"status", StatusFiles(status_dir))
 

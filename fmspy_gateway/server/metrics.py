@@ -7,24 +7,37 @@ resource's own, not prometheus-client's global one, so that several servers
 (tests) can live in one process.  Metric names follow SRS's exporter under
 the ``fmspy_`` prefix.
 """
+import logging
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
+from twisted.internet.defer import maybeDeferred
 from twisted.web.resource import Resource
 
-from ..bridge.stats import BUCKETS
+from ..app.logs import RateLimitedLog
+from ..rtmp.budget import brief_name
+from .later import render_later
+
+log = logging.getLogger(__name__)
 
 _BREAKER_VALUE = {"closed": 0, "half-open": 1, "open": 2}
 
 
 class StatusCollector:
-    """Yields the server's metric families from a ServerStatus."""
+    """Yields the server's metric families from a ServerStatus and the hub's answers of one scrape.
 
-    def __init__(self, status):
+    ``applications`` is ``ServerStatus.applications_list()``'s answer, or
+    None when the hub did not answer: then the per-application client and
+    room gauges have no samples and ``fmspy_hub_up`` is 0.
+    """
+
+    def __init__(self, status, applications):
         self.status = status
+        self.applications = applications
 
     def collect(self):
         status = self.status
-        summary = status.summary()
+        summary = status.local_summary()
         info = InfoMetricFamily("fmspy_build", "Version and node of this server")
         info.add_metric([], {"version": summary["version"], "node": summary["node"], "pid": str(summary["pid"]),
                              "amf_codec": summary["amf_codec"]})
@@ -50,7 +63,7 @@ class StatusCollector:
 
         clients = GaugeMetricFamily("fmspy_clients", "Connected clients per application", labels=["app"])
         rooms = GaugeMetricFamily("fmspy_rooms", "Rooms per application", labels=["app"])
-        for app in status.applications_list():
+        for app in self.applications or ():
             clients.add_metric([app["name"]], app["clients"])
             rooms.add_metric([app["name"]], app["rooms"])
         yield clients
@@ -105,10 +118,8 @@ class StatusCollector:
                 in_flight.add_metric(labels, figures.in_flight)
                 for kind, count in sorted(figures.errors.items()):
                     errors.add_metric(labels + [kind], count)
-                cumulative, buckets = 0, []
-                for bound, count in zip(BUCKETS + (float("inf"),), figures.buckets):
-                    cumulative += count
-                    buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+                buckets = [("+Inf" if bound == float("inf") else repr(bound), count)
+                           for bound, count in figures.histogram()]
                 latency.add_metric(labels, buckets, figures.latency_sum)
         for gateway in status.gateway():
             for endpoint in gateway["endpoints"]:
@@ -120,22 +131,46 @@ class StatusCollector:
         yield latency
         yield breaker
         yield queued
-        # The hub between connections is in this process (LocalHub, app/hub.py): always reachable.
-        hub = GaugeMetricFamily("fmspy_hub_up", "Whether the hub between connections answers", labels=["kind"])
-        hub.add_metric(["local"], 1)
+        hub = GaugeMetricFamily("fmspy_hub_up", "Whether the hub between connections answered this scrape",
+                                labels=["kind"])
+        hub.add_metric([status.hub_kind], 0 if self.applications is None else 1)
         yield hub
 
 
 class MetricsResource(Resource):
-    """GET /metrics: the exposition format as prometheus-client writes it."""
+    """GET /metrics: the exposition format as prometheus-client writes it, once the hub has answered.
+
+    A hub that fails does not fail the scrape: everything this process knows
+    is still exposed, with ``fmspy_hub_up 0`` (the failure logged, one line
+    per interval).  The registry is made per scrape, around that scrape's answers.
+    """
 
     isLeaf = True
 
-    def __init__(self, status):
+    def __init__(self, status, clock=None):
         super().__init__()
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(StatusCollector(status))
+        self.status = status
+        self.limit_log = RateLimitedLog(log, clock)
 
     def render_GET(self, request):
+        answers = maybeDeferred(self.status.applications_list)
+        answers.addErrback(self._hub_failed)
+        return render_later(request, answers.addCallback(self._exposition, request), self._failed)
+
+    def _hub_failed(self, failure):
+        self.limit_log.hit("hub", f"/metrics: the hub did not answer ({failure.type.__name__}: "
+                                  f"{brief_name(str(failure.value), 200)}); exposed fmspy_hub_up 0")
+        return None
+
+    def _exposition(self, applications, request) -> bytes:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(StatusCollector(self.status, applications))
+        body = generate_latest(registry)
         request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
-        return generate_latest(self.registry)
+        return body
+
+    def _failed(self, request, failure) -> bytes:
+        log.error("/metrics failed:\n%s", failure.getTraceback())
+        request.setResponseCode(500)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"the figures could not be gathered (the server's log says why)\n"

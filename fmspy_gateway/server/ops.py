@@ -3,6 +3,10 @@
 Everything is read from live objects when asked (the factory's connections,
 the applications' hub for rooms and clients, live streams, each gateway's route
 figures), so nothing here must be kept in step with the rest of the server.
+What comes from the hub comes as a Deferred (its answer may come from another
+node): ``summary``, ``applications_list``, ``rooms``, ``clients``, ``client``
+and ``disconnect`` return Deferreds, and server/api.py and server/metrics.py
+render when they fire (``server/later.py``).
 The one thing that needs history is a rate: a sampler (``RateSampler``, a
 LoopingCall on the injected reactor) reads the byte counters every
 ``interval`` seconds and keeps bits/s per connection, per stream and in total,
@@ -23,8 +27,8 @@ import time
 from typing import Any, Dict, List, Optional
 
 from twisted.application import service
+from twisted.internet.defer import Deferred, FirstError, gatherResults, succeed
 from twisted.internet.task import LoopingCall
-from twisted.python.failure import Failure
 
 from ..rtmp import amf, flv
 from ..rtmp.messages import MessageType
@@ -47,22 +51,10 @@ def _version() -> str:
         return VERSION
 
 
-def _settled(deferred):
-    """The result of a hub answer (app/hub.py) that has already fired.
-
-    The status API renders synchronously, which holds only for ``LocalHub``
-    (its answers are fired Deferreds).  A hub whose answers come from other
-    nodes needs this module and server/api.py to wait on the Deferred
-    (render with NOT_DONE_YET); until then a late answer is an error here,
-    never a wrong figure.
-    """
-    box = []
-    deferred.addBoth(box.append)
-    if not box:
-        raise RuntimeError("the hub has not answered yet; the status API needs a hub that answers at once")
-    if isinstance(box[0], Failure):
-        box[0].raiseException()
-    return box[0]
+def _gather(deferreds) -> Deferred:
+    """Fires with the results of ``deferreds`` in order; fails with the first failure itself (not FirstError)."""
+    return gatherResults(list(deferreds), consumeErrors=True).addErrback(
+        lambda failure: failure.value.subFailure if failure.check(FirstError) else failure)
 
 
 # -- media facts from sequence headers and metadata ----------------------------------------------
@@ -200,7 +192,11 @@ class ServerStatus:
         self.factory = factory
         self.applications = applications
         self.clock = clock
-        self.node = node or socket.gethostname()
+        hub = self._hub()
+        #: This process's name: the hub's node name (what ClientInfo.node says of its clients), else the host's.
+        self.node = node or (hub.node if hub is not None else socket.gethostname())
+        #: What backs the hub ("local", "redis"; "none" without applications): /metrics' fmspy_hub_up{kind}.
+        self.hub_kind = hub.kind if hub is not None else "none"
         self.pid = os.getpid()
         self.started_at = time.time()
         self._started = clock.seconds()
@@ -283,13 +279,21 @@ class ServerStatus:
             for stream in list(getattr(live, "streams", {}).values()):
                 yield app_name, stream
 
-    def _all_clients(self, app_name: Optional[str] = None) -> List:
-        clients = []
-        for name in sorted(self.applications):
-            if app_name is None or name == app_name:
-                clients.extend(info.handle for info in _settled(self.applications[name].clients())
-                               if info.handle is not None)
-        return clients
+    def _hub(self):
+        """The hub every application shares (``Services.hub``), None for a server without applications."""
+        for app in self.applications.values():
+            return app.hub
+        return None
+
+    def _local_clients(self, app_name: Optional[str] = None) -> Deferred:
+        """Fires with the ``Client`` handles of this node's clients (of one application), as the hub lists them.
+
+        Only this node's: bytes, rates and streams of a connection are known
+        where it is connected.
+        """
+        names = [name for name in sorted(self.applications) if app_name is None or name == app_name]
+        return _gather(self.applications[name].clients() for name in names).addCallback(
+            lambda lists: [info.handle for infos in lists for info in infos if info.handle is not None])
 
     def _streams_by_session(self) -> Dict[int, list]:
         """Session id -> [{app, name, type}] of what it publishes and plays."""
@@ -305,13 +309,20 @@ class ServerStatus:
 
     # -- answers ---------------------------------------------------------------------------
 
-    def summary(self) -> dict:
+    # Every answer that reads the hub is a Deferred: the hub's answers may come from other nodes (issue 10).
+
+    def summary(self) -> Deferred:
+        """Fires with the summary; ``clients`` counts this node's, as ``connections`` does."""
+        return self._local_clients().addCallback(lambda clients: {**self.local_summary(), "clients": len(clients)})
+
+    def local_summary(self) -> dict:
+        """The summary but its client count: what this process knows without asking the hub."""
         bytes_in, bytes_out = self._totals()
         return {
             "version": _version(), "node": self.node, "pid": self.pid,
             "started_at": self.started_at, "uptime_seconds": round(self.clock.seconds() - self._started, 3),
             "connections": len(self.factory.connections), "connections_accepted": getattr(self.factory, "accepted", 0),
-            "clients": len(self._all_clients()), "applications": len(self.applications),
+            "applications": len(self.applications),
             "streams": sum(1 for _, live in self._live_streams() if live.publisher is not None),
             "bytes_in": bytes_in, "bytes_out": bytes_out,
             "bits_in_per_second": round(self.rates.rate("in")), "bits_out_per_second": round(self.rates.rate("out")),
@@ -320,34 +331,36 @@ class ServerStatus:
             "limit_hits": self.limit_hits(), "closed_by_limit": dict(sorted(self.closed_by_limit.items())),
         }
 
-    def applications_list(self) -> List[dict]:
-        answer = []
-        for name in sorted(self.applications):
-            app = self.applications[name]
-            live = getattr(app, "live", None)
-            streams = list(getattr(live, "streams", {}).values())
-            answer.append({"name": name, "class": type(app).__name__, "clients": len(_settled(app.clients())),
-                           "rooms": len(_settled(app.rooms())),
-                           "streams": sum(1 for s in streams if s.publisher is not None),
-                           "gateway": hasattr(app, "stats")})
-        return answer
+    def applications_list(self) -> Deferred:
+        """Fires with every application, its clients and rooms as the hub counts them (on every node)."""
+        names = sorted(self.applications)
+        apps = [self.applications[name] for name in names]
+        return _gather(_gather((app.clients(), app.rooms())) for app in apps).addCallback(
+            lambda answers: [self._application(name, app, clients, rooms)
+                             for name, app, (clients, rooms) in zip(names, apps, answers)])
 
-    def rooms(self, app_name: Optional[str] = None) -> List[dict]:
-        answer = []
-        for name in sorted(self.applications):
-            if app_name is not None and name != app_name:
-                continue
-            for room in sorted(_settled(self.applications[name].rooms()), key=lambda r: r.name):
-                answer.append({"app": name, "name": room.name, "default": room.is_default, "clients": room.clients})
-        return answer
+    @staticmethod
+    def _application(name: str, app, clients, rooms) -> dict:
+        streams = list(getattr(getattr(app, "live", None), "streams", {}).values())
+        return {"name": name, "class": type(app).__name__, "clients": len(clients), "rooms": len(rooms),
+                "streams": sum(1 for s in streams if s.publisher is not None), "gateway": hasattr(app, "stats")}
+
+    def rooms(self, app_name: Optional[str] = None) -> Deferred:
+        """Fires with the rooms of every application (or one), as the hub lists them."""
+        names = [name for name in sorted(self.applications) if app_name is None or name == app_name]
+        return _gather(self.applications[name].rooms() for name in names).addCallback(
+            lambda lists: [{"app": name, "name": room.name, "default": room.is_default, "clients": room.clients}
+                           for name, rooms in zip(names, lists) for room in sorted(rooms, key=lambda r: r.name)])
 
     def describe_client(self, client, streams: Optional[Dict[int, list]] = None) -> dict:
+        """A client connected to this node (a ``Client`` handle), with its connection's figures."""
         peer = client.peer
         now = time.time()
         if streams is None:
             streams = self._streams_by_session()
         return {
-            "id": client.id, "address": client.address, "transport": getattr(peer, "transport_name", "rtmp"),
+            "id": client.id, "node": self.node, "address": client.address,
+            "transport": getattr(peer, "transport_name", "rtmp"),
             "app": client.application_name, "room": client.room_name,
             "agent": _text(client.agent), "page_url": _text(client.page_url), "swf_url": _text(client.swf_url),
             "tc_url": _text(client.tc_url), "object_encoding": client.object_encoding,
@@ -366,30 +379,63 @@ class ServerStatus:
         seconds = time.time() - client.connected_at
         return round(getattr(peer, "bytes_" + direction, 0) * 8 / seconds) if seconds > 0 else 0
 
-    def clients(self, start: int = 0, count: int = 100, app_name: Optional[str] = None) -> dict:
-        clients = sorted(self._all_clients(app_name), key=lambda c: (c.connected_at, c.id))
+    def describe_remote_client(self, info) -> dict:
+        """A client connected to another node, from its ``ClientInfo``: its connection's figures are that node's."""
+        return {
+            "id": info.id, "node": info.node, "address": info.address, "transport": None,
+            "app": info.application, "room": info.room, "agent": info.agent, "page_url": info.page_url,
+            "swf_url": info.swf_url, "tc_url": info.tc_url, "object_encoding": info.object_encoding,
+            "connected_at": info.connected_at,
+            "connected_seconds": round(max(0.0, time.time() - info.connected_at), 3),
+            "bytes_in": None, "bytes_out": None, "bits_in_per_second": None, "bits_out_per_second": None,
+            "streams": [],
+        }
+
+    def clients(self, start: int = 0, count: int = 100, app_name: Optional[str] = None) -> Deferred:
+        """Fires with a page of this node's clients, oldest first."""
+        return self._local_clients(app_name).addCallback(self._client_page, start, count)
+
+    def _client_page(self, clients, start: int, count: int) -> dict:
+        clients = sorted(clients, key=lambda c: (c.connected_at, c.id))
         page = clients[start:start + count]
         streams = self._streams_by_session()
         return {"total": len(clients), "start": start, "count": len(page),
                 "clients": [self.describe_client(c, streams) for c in page]}
 
-    def find_client(self, client_id: str):
-        for app in self.applications.values():
-            info = _settled(app.client(client_id))
-            if info is not None and info.handle is not None:
-                return info.handle
-        return None
+    def locate(self, client_id: str) -> Deferred:
+        """Fires with the ``ClientInfo`` of a client of one of these applications on any node, or None."""
+        hub = self._hub()
+        if hub is None:
+            return succeed(None)
+        return hub.locate(client_id).addCallback(
+            lambda info: info if info is not None and info.application in self.applications else None)
+
+    def client(self, client_id: str) -> Deferred:
+        """Fires with the description of a client on any node (``locate``), or None."""
+        return self.locate(client_id).addCallback(
+            lambda info: None if info is None else self.describe_client(info.handle) if info.handle is not None
+            else self.describe_remote_client(info))
+
+    def disconnect(self, client_id: str, reason: str) -> Deferred:
+        """Close a client's connection on whichever node holds it; fires with its ``ClientInfo``, or None.
+
+        None when there was no such client, or when it left before the hub
+        reached it.
+        """
+        def found(info):
+            if info is None:
+                return None
+            return self._hub().disconnect(client_id, reason).addCallback(lambda done: info if done else None)
+        return self.locate(client_id).addCallback(found)
 
     def streams(self) -> List[dict]:
+        """This node's live streams (no hub: a stream's figures are where its media flows)."""
         answer = []
         now = time.time()
-        sessions = {}
-        for client in self._all_clients():
-            sessions[id(client.session)] = client
         for app_name, live in self._live_streams():
             publisher = live.publisher
             session = getattr(publisher, "session", publisher) if publisher is not None else None
-            client = sessions.get(id(session)) if session is not None else None
+            client = getattr(session, "client", None)
             metadata = _metadata_object(live.metadata)
             bits_in = round(self.rates.rate(("stream", app_name, live.name, id(live))))
             players = len(live.players)

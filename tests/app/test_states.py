@@ -240,3 +240,29 @@ class StreamCommandTableTests(SynchronousTestCase):
     def test_seek_to_nan_is_refused_not_raised(self):
         session, send = self.session_in(StreamState.PLAYING_RECORDED)
         self.assertEqual(codes(send("seek", 0, float("nan"), stream_id=1)), ["NetStream.Seek.Failed"])
+
+    def test_a_command_with_a_transaction_id_is_always_answered(self):
+        """Every (state, command) pair sent with a transaction id gets one ``_result`` or ``_error`` for it.
+
+        ``_error`` exactly where the table refuses (with the refusal's code),
+        ``_result`` everywhere else, ignored commands included: ffmpeg and
+        librtmp wait on every transaction id they send (FCSubscribe used to get none).
+        """
+        for state in StreamState:
+            for command in STREAM_COMMANDS:
+                session, send = self.session_in(state)
+                got = send(command, 7, *self.ARGUMENTS.get(command, ()), stream_id=1)
+                answers = [(e.name, e.arguments[0]) for e in got
+                           if isinstance(e, CommandReceived) and e.transaction_id == 7]
+                self.assertEqual(len(answers), 1, (state, command, got))
+                entry = STREAM_COMMANDS[command][state]
+                name, value = answers[0]
+                if isinstance(entry, Refuse):
+                    self.assertEqual((name, value["code"]), ("_error", entry.code), (state, command))
+                else:
+                    self.assertEqual(name, "_result", (state, command))
+
+    def test_fcsubscribe_is_answered_then_notified(self):
+        session, send = self.session_in(StreamState.IDLE)
+        got = [(e.name, e.transaction_id) for e in send("FCSubscribe", 9, "cam") if isinstance(e, CommandReceived)]
+        self.assertEqual(got, [("_result", 9), ("onFCSubscribe", 0)])

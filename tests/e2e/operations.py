@@ -13,7 +13,7 @@ import socket
 import tempfile
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks, returnValue
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
@@ -151,12 +151,12 @@ fail-open = yes
         headers = Headers({b"authorization": [f"Bearer {token}".encode()]} if token else {})
         response = yield self.agent.request(method, f"http://127.0.0.1:{self.http_port}{path}".encode(), headers)
         body = yield readBody(response)
-        returnValue((response.code, response.headers, body))
+        return (response.code, response.headers, body)
 
     @inlineCallbacks
     def api(self, path, token=ADMIN_TOKEN, method=b"GET"):
         code, _, body = yield self.http(f"/api/v1/{path}", method, token)
-        returnValue((code, json.loads(body)))
+        return (code, json.loads(body))
 
     @inlineCallbacks
     def wait_for(self, what, probe, timeout=WAIT):
@@ -165,7 +165,7 @@ fail-open = yes
         while True:
             value = yield probe()
             if value:
-                returnValue(value)
+                return value
             if reactor.seconds() > deadline:
                 raise AssertionError(f"timed out waiting for {what}")
             yield deferLater(reactor, 0.25, lambda: None)
@@ -183,4 +183,4 @@ fail-open = yes
                 return None
             return self.api("streams").addCallback(pick)
         stream = yield self.wait_for(f"live/{name} in /api/v1/streams", probe)
-        returnValue(stream)
+        return stream
