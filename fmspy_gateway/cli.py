@@ -2,6 +2,7 @@
 import argparse
 import sys
 
+from twisted.internet.defer import succeed
 from twisted.internet.task import react
 
 
@@ -44,6 +45,21 @@ def _listen(reactor, args):
     return d
 
 
+def _drain(reactor, args):
+    import os
+    from .tools.drain import TOKEN_VARIABLE, DrainFailed, describe, drain
+    token = os.environ.get(TOKEN_VARIABLE)
+    if not token:
+        print(f"error: set {TOKEN_VARIABLE} to the node's [HTTP] push-token", file=sys.stderr, flush=True)
+        raise SystemExit(1)
+    try:
+        print(describe(drain(args.url, token, args.grace, args.target)), flush=True)
+    except DrainFailed as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(1)
+    return succeed(None)     # a plain HTTP request: nothing for the reactor to wait on
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fmspy-gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +85,16 @@ def main(argv=None):
     hear.add_argument("connect_args", nargs="*", metavar="ARG",
                       help="connect arguments, as strings (NetConnection.connect(url, ARG...))")
     hear.set_defaults(run=_listen)
+    move = commands.add_parser("drain", help="make a running node stop accepting connections and move its clients",
+                               description="Calls the node's push API (method drain): it stops accepting "
+                                           "connections, asks clients that declared Enhanced RTMP's Reconnect "
+                                           "to reconnect (to --target, or the URL they used) and closes every "
+                                           "connection still open after the grace period. The push token is "
+                                           "read from FMSPY_PUSH_TOKEN.")
+    move.add_argument("url", help="the node's HTTP address, http://host:port ([HTTP] port)")
+    move.add_argument("--grace", type=float, help="seconds before the rest are closed (default: [Cluster] drainGrace)")
+    move.add_argument("--target", help="rtmp://host:port of the node the clients should move to")
+    move.set_defaults(run=_drain)
     args = parser.parse_args(argv)
 
     def run(reactor):

@@ -209,6 +209,22 @@ class ClusterConfig:
     workers: int = 1
     #: Seconds between a node's heartbeats; a node silent for 3 heartbeats is gone.
     heartbeat: float = 5.0
+    #: Seconds a drained node (push API ``drain``) waits before it closes the clients still connected.
+    drain_grace: float = 30.0
+    #: Seconds the workers' supervisor waits for them to stop (closing their clients) before it kills them.
+    worker_stop_timeout: float = 60.0
+    #: Seconds another node may take to answer a broadcast or a disconnect (added to a call's timeout);
+    #: None: one heartbeat.
+    reply_timeout: Optional[float] = None
+    #: Seconds a Redis command may go unanswered before Redis counts as lost.
+    command_timeout: float = 10.0
+    #: Seconds to reach Redis at start (and each reconnection attempt).
+    connect_timeout: float = 10.0
+    #: Bytes of one message between nodes (a broadcast's, a call's or its answer's values); larger is refused.
+    max_envelope_bytes: int = 1024 * 1024
+    #: Seconds a graceful stop waits for every connection's leave chain (the hub's leave, then the
+    #: on_room_leave / on_room_destroy / on_disconnect hooks) before the applications stop anyway.
+    stop_timeout: float = 30.0
 
     @property
     def enabled(self) -> bool:
@@ -853,6 +869,10 @@ def _parse_rtmp_url(text: str) -> str:
     return text.rstrip("/")
 
 
+def _parse_optional_seconds(text: str) -> Optional[float]:
+    return _parse_seconds(text) if text else None
+
+
 def _cluster_config(section: _Section) -> ClusterConfig:
     default = ClusterConfig()
     get = section.get
@@ -864,6 +884,15 @@ def _cluster_config(section: _Section) -> ClusterConfig:
         secret=get("secret", str, "a shared secret", default.secret),
         workers=get("workers", _parse_positive_int, _POSITIVE, default.workers),
         heartbeat=get("heartbeat", _parse_seconds, _SECONDS, default.heartbeat),
+        drain_grace=get("drainGrace", _parse_seconds, _SECONDS, default.drain_grace),
+        worker_stop_timeout=get("workerStopTimeout", _parse_seconds, _SECONDS, default.worker_stop_timeout),
+        reply_timeout=get("replyTimeout", _parse_optional_seconds, f"{_SECONDS} (empty: one heartbeat)",
+                          default.reply_timeout),
+        command_timeout=get("commandTimeout", _parse_seconds, _SECONDS, default.command_timeout),
+        connect_timeout=get("connectTimeout", _parse_seconds, _SECONDS, default.connect_timeout),
+        max_envelope_bytes=get("maxEnvelopeBytes", _parse_message_size, _size_expected(_MAX_MESSAGE_SIZE),
+                               default.max_envelope_bytes),
+        stop_timeout=get("stopTimeout", _parse_seconds, _SECONDS, default.stop_timeout),
     )
     section.reject_unknown()
     if cluster.redis and not cluster.secret:

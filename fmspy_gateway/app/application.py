@@ -26,9 +26,12 @@ from twisted.internet.defer import Deferred, succeed
 
 from ..config import ApplicationConfig, ConfigError, _parse_buffer_size, option, parse_application
 from ..rtmp.budget import brief_name
+from .fileio import default_executor
 from .hub import DEFAULT_ROOM, LocalHub, Room
 from .live import LiveStreams
 from .recording import RECORD_CHOICES, RecordPolicy, check_record_suffix, safe_stream_path
+from .shared_object_store import SharedObjectStore
+from .shared_objects import Access, SharedObjectHandle, SharedObjectSettings
 
 
 def remote(method: Callable) -> Callable:
@@ -103,9 +106,11 @@ class Services:
     http_client: Any = None
     #: The [RTMP] configuration (streaming limits among it).
     rtmp: Any = None
+    #: Live streams across nodes (app/relay.py ``Relay``); None: one node, no stream is looked for elsewhere.
+    relay: Any = None
 
 
-def check_record_dir(path: str, option: str) -> None:
+def check_record_dir(path: str, option: str, name: str = "recordDir", purpose: str = "recording") -> None:
     """Create ``path`` if missing and prove a file can be written there; else a one-line ConfigError.
 
     Checked at start, not at the first ``publish(name, "record")``: a
@@ -114,17 +119,17 @@ def check_record_dir(path: str, option: str) -> None:
     option.  Writing a file is the only test that holds for root, read-only
     mounts and network file systems alike (``os.access`` does not).
     """
-    fix = "create a writable directory there, or leave recordDir empty to disable recording"
+    fix = f"create a writable directory there, or leave {name} empty to disable {purpose}"
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ConfigError(f"{option}: {path} is not a directory; {fix}", option="recordDir")
+        raise ConfigError(f"{option}: {path} is not a directory; {fix}", option=name)
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"{option}: cannot create {path} ({e.strerror or e}); {fix}", option="recordDir")
+        raise ConfigError(f"{option}: cannot create {path} ({e.strerror or e}); {fix}", option=name)
     try:
         tempfile.TemporaryFile(dir=path).close()
     except OSError as e:
-        raise ConfigError(f"{option}: cannot write in {path} ({e.strerror or e}); {fix}", option="recordDir")
+        raise ConfigError(f"{option}: cannot write in {path} ({e.strerror or e}); {fix}", option=name)
 
 
 def _parse_record(text: str) -> str:
@@ -179,6 +184,16 @@ class StreamingSettings:
                             max_duration=self.record_max_duration)
 
 
+@dataclass(frozen=True)
+class NoSettings:
+    """The ``Settings`` of a class with no options beyond ``StreamingSettings`` (echotest, chat, live).
+
+    Declared all the same, so that its sections are strict: a misspelt option
+    (``recordDri``) is an error at start, with a suggestion, instead of being
+    ignored (and recording silently off).
+    """
+
+
 class Application:
     """Base class of applications; subclasses add ``@remote`` methods and override hooks.
 
@@ -198,8 +213,8 @@ class Application:
 
     @classmethod
     def declarations(cls) -> Tuple[type, ...]:
-        """What this class's sections are parsed against: its ``Settings``, then ``StreamingSettings``."""
-        return ((cls.Settings,) if cls.Settings is not None else ()) + (StreamingSettings,)
+        """What this class's sections are parsed against: its ``Settings``, ``StreamingSettings``, ``SharedObjectSettings``."""
+        return ((cls.Settings,) if cls.Settings is not None else ()) + (StreamingSettings, SharedObjectSettings)
 
     @classmethod
     def parse_config(cls, section: ApplicationConfig) -> ApplicationConfig:
@@ -233,10 +248,18 @@ class Application:
         self.hub = hub if hub is not None else LocalHub()
         #: The application's live streams: every application streams, as on FMS.
         self.live = LiveStreams()
+        #: The leave chains of clients gone and not yet through them (the hub's leave, then on_room_leave,
+        #: on_room_destroy, on_disconnect; app/session.py ``_leave``): what a graceful stop waits for before
+        #: ``stop()``, since a hub that answers later (Redis) leaves them running after the connection closed.
+        self.leaving: set = set()
+        #: Pulls streams published on other nodes, and knows the cluster's secret (app/relay.py); None: one node.
+        self.relay = None
         #: Where ``publish(name, "record")`` writes and recorded streams play from; None: no recording.
         self.record_dir: Optional[str] = None
         #: ``record``, ``recordSuffix``, ``recordMaxSize``, ``recordMaxDuration`` (needs ``record_dir``).
         self.record_policy = RecordPolicy()
+        #: The application's own handles on its shared objects (``shared_object``), by name.
+        self._shared_objects: dict = {}
 
     def configure_streaming(self, section: Optional[ApplicationConfig], services: Services) -> None:
         """Streaming limits from [RTMP], and the section's ``StreamingSettings`` (None: a bare application).
@@ -248,6 +271,7 @@ class Application:
         rtmp = services.rtmp
         if rtmp is not None:
             self.live = LiveStreams(services.clock, rtmp.max_gop_bytes, rtmp.slow_player_timeout)
+        self.relay = services.relay
         if not isinstance(section, ApplicationConfig):
             return          # built by hand (tests, tools): no section, the defaults
         streaming = type(self).parsed_config(section).settings_of(StreamingSettings)
@@ -257,6 +281,23 @@ class Application:
                              f"{source}: [{section.section}] recordDir = {section.options['recordDir']}")
         self.record_dir = streaming.record_dir
         self.record_policy = streaming.policy
+        self.configure_shared_objects(section, services)
+
+    def configure_shared_objects(self, section: ApplicationConfig, services: Services) -> None:
+        """Hand the hub's shared objects this section's limits and persistent store (``sharedObjectDir``).
+
+        The directory is created and written to now, as ``recordDir`` is; the
+        store writes through the reactor's thread pool (``app/fileio.py``).
+        """
+        settings = type(self).parsed_config(section).settings_of(SharedObjectSettings)
+        store = None
+        if settings.directory:
+            source = section.option_sources.get("sharedObjectDir", section.source)
+            check_record_dir(settings.directory,
+                             f"{source}: [{section.section}] sharedObjectDir = {section.options['sharedObjectDir']}",
+                             "sharedObjectDir", "persistent shared objects")
+            store = SharedObjectStore(settings.directory, default_executor(services.clock))
+        self.hub.shared_objects.configure(self.name, settings.limits, store)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -274,9 +315,11 @@ class Application:
         """The server stops: every client connection has closed and its hooks have run.
 
         Called in the reverse order of ``start``; the server's shared HTTP
-        pool closes after the last one fires.  Default: nothing to do.
+        pool closes after the last one fires.  Default: wait until the
+        persistent shared objects' last states are on disk (an override
+        should do the same, or call this).
         """
-        return succeed(None)
+        return self.hub.shared_objects.flushed(self.name)
 
     def record_path(self, name: str) -> Optional[str]:
         """The file a stream name records to and plays from, or None when that cannot be."""
@@ -307,6 +350,19 @@ class Application:
     def on_room_destroy(self, room: Room):
         """A named room lost its last client."""
 
+    def stream_published_elsewhere(self, publication) -> None:
+        """Another node of the cluster began publishing ``publication.name`` (``hub.on_stream_announced``).
+
+        Players waiting here for that name (they played it before anyone
+        published it) start getting it through a pull, as a play made now
+        would; their ``on_play`` ran when they played.  Not a hook to
+        override: it is how a waiting play across nodes ends like a local one.
+        """
+        live = self.live.get(publication.name)
+        if self.relay is None or live is None or live.publisher is not None or not live.players:
+            return
+        self.relay.pull(self, live, publication)
+
     def on_publish(self, client, name: str, mode: str, query: str = ""):
         """A client wants to publish ``name`` ("live", "record" or "append"); ``query`` is what followed '?'.
 
@@ -320,6 +376,47 @@ class Application:
     def on_play(self, client, name: str, query: str = ""):
         """A client wants to play ``name``; same answers as ``on_publish``."""
         return True
+
+    def on_shared_object_use(self, client, name: str, persistent: bool):
+        """A client asks to listen to shared object ``name``: an ``Access`` (default ALLOW), or a Deferred of one.
+
+        DENY_READ: Status SharedObject.NoReadAccess; DENY_WRITE: it listens, but
+        its changes and messages get SharedObject.NoWriteAccess.
+        """
+        return Access.ALLOW
+
+    def on_shared_object_change(self, client, name: str, changes: dict):
+        """A client asks to change slots (``changes``: key -> new value, None to delete).
+
+        True allows all, False refuses all, an iterable of keys refuses those:
+        each refused change gets SharedObject.NoWriteAccess, for that client only.
+        """
+        return True
+
+    def on_shared_object_changed(self, client, name: str, changes: dict):
+        """Slots of ``name`` changed (key -> new value, None deleted); ``client`` None: the application or a backend."""
+
+    # -- shared objects ----------------------------------------------------------------------
+
+    def shared_object(self, name: str, persistent: bool = False) -> SharedObjectHandle:
+        """The application's handle on its shared object ``name`` (app/shared_objects.py ``SharedObjectHandle``).
+
+        One handle per name, kept until its ``release()``: while held, it keeps
+        the object in memory and its mirror up to date.  A handle asked with
+        the other persistence fails its changes with SharedObject.BadPersistence.
+        """
+        handle = self._shared_objects.get(name)
+        if handle is not None and handle.persistent == persistent:
+            return handle
+        created = SharedObjectHandle(self, name, persistent)
+        if handle is None and created.usable:
+            self._shared_objects[name] = created
+        return created
+
+    def forget_shared_object(self, handle: SharedObjectHandle) -> None:
+        """``handle`` was released or refused: the next ``shared_object`` call makes a new one."""
+        if self._shared_objects.get(handle.name) is handle:
+            del self._shared_objects[handle.name]
 
     # -- rooms and clients ---------------------------------------------------------------
 

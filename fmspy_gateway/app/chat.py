@@ -10,8 +10,13 @@ Who is in a room is a remote shared object a client may listen to (Flash:
 set when it identifies and removed when it leaves.  Only the application
 writes it: clients listen with write access denied.
 """
+import logging
+
 from .application import Application, CallError, NoSettings, remote
+from .logs import RateLimitedLog
 from .shared_objects import Access
+
+log = logging.getLogger(__name__)
 
 ALREADY_IDENTIFIED = "Chat.Error.AlreadyIdentified"
 NOT_IDENTIFIED = "Chat.Error.NotIdentified"
@@ -48,6 +53,7 @@ class ChatApplication(Application):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._names = {}   # client id -> the name it identified with
+        self._presence_log = RateLimitedLog(log)
 
     @remote
     def identify(self, client, name):
@@ -57,7 +63,7 @@ class ChatApplication(Application):
         if len(name) > MAX_NAME:
             raise CallError(f"A name is at most {MAX_NAME} characters", INVALID)
         self._names[client.id] = name
-        self.shared_object(presence_name(client.room)).set(client.id, name)
+        self._presence(self.shared_object(presence_name(client.room)).set(client.id, name))
         return self._tell(client.room, f"<{name}> is entering chat...")
 
     @remote
@@ -70,11 +76,17 @@ class ChatApplication(Application):
     def on_room_leave(self, room, client):
         name = self._names.pop(client.id, None)
         if name is not None:
-            self.shared_object(presence_name(room)).delete(client.id)
+            self._presence(self.shared_object(presence_name(room)).delete(client.id))
             return self._tell(room, f"<{name}> is leaving chat...")
 
     def on_room_destroy(self, room):
-        self.shared_object(presence_name(room)).release()
+        self._presence(self.shared_object(presence_name(room)).release())
+
+    def _presence(self, update) -> None:
+        """A presence update is a courtesy to listeners, not part of the chat: one that is refused (a limit,
+        Redis unreachable) is logged, rate-limited, and the line is still said."""
+        update.addErrback(lambda failure: self._presence_log.hit(
+            "presence not updated", f"chat {self.name}: presence list not updated: {failure.getErrorMessage()}"))
 
     def on_shared_object_use(self, client, name, persistent):
         return Access.DENY_WRITE if name == PRESENCE or name.startswith(PRESENCE + "/") else Access.ALLOW

@@ -1,10 +1,76 @@
 """A connected client as applications see it: who it is, where it is, and how to reach it."""
 import time
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Tuple
 
 from twisted.internet.defer import Deferred
 
 from ..rtmp.budget import brief_name
+
+
+#: Enhanced RTMP ``capsEx`` bits we read or state (veovera enhanced-rtmp v2, "Enhancing NetConnection connect
+#: Command"; Multitrack is 2 and TimestampNanoOffset 8).
+CAPS_EX_RECONNECT, CAPS_EX_MOD_EX = 1, 4
+#: The most FourCC entries kept from one connect: a real client names a dozen codecs at most.
+MAX_FOURCC_ENTRIES = 64
+
+
+def _fourcc(value) -> bool:
+    """A FourCC ("hvc1", ".mp3") or the wildcard "*": anything else in a list or map is ignored."""
+    return isinstance(value, str) and (len(value) == 4 or value == "*")
+
+
+def _flags(value) -> Optional[int]:
+    """A capability mask as an int, or None for what is not one (a string, NaN, a negative or huge number)."""
+    if type(value) not in (int, float) or not 0 <= value < 2 ** 32 or value != int(value):
+        return None
+    return int(value)
+
+
+@dataclass(frozen=True)
+class EnhancedCapabilities:
+    """What a client declared in connect under Enhanced RTMP (``fourCcList``, the FourCC maps, ``capsEx``).
+
+    Read once, at connect, from values the client chose: whatever is not of
+    the specified shape is ignored entry by entry, never an error, so a
+    legacy or sloppy client connects as before.  ``declared`` says whether
+    the client spoke Enhanced RTMP at all: only then does the connect
+    ``_result`` state ours (``replies.connect_properties``).
+    """
+
+    #: ``fourCcList`` (legacy E-RTMP v1): the codecs the client handles, ``("*",)`` for any.
+    fourcc_list: Tuple[str, ...] = ()
+    #: ``videoFourCcInfoMap`` / ``audioFourCcInfoMap``: FourCC -> CanDecode 1 | CanEncode 2 | CanForward 4.
+    video: Tuple[Tuple[str, int], ...] = ()
+    audio: Tuple[Tuple[str, int], ...] = ()
+    #: ``capsEx``: Reconnect 1 | Multitrack 2 | ModEx 4 | TimestampNanoOffset 8.
+    caps_ex: int = 0
+    declared: bool = False
+
+    @classmethod
+    def from_connect(cls, params: Mapping[str, Any]) -> "EnhancedCapabilities":
+        fourcc_list = params.get("fourCcList")
+        return cls(
+            fourcc_list=tuple(v for v in fourcc_list[:MAX_FOURCC_ENTRIES] if _fourcc(v))
+            if isinstance(fourcc_list, list) else (),
+            video=cls._info_map(params.get("videoFourCcInfoMap")),
+            audio=cls._info_map(params.get("audioFourCcInfoMap")),
+            caps_ex=_flags(params.get("capsEx")) or 0,
+            declared=any(key in params for key in ("fourCcList", "videoFourCcInfoMap", "audioFourCcInfoMap",
+                                                   "capsEx")),
+        )
+
+    @staticmethod
+    def _info_map(value) -> Tuple[Tuple[str, int], ...]:
+        if not isinstance(value, dict):
+            return ()
+        pairs = ((key, _flags(flags)) for key, flags in list(value.items())[:MAX_FOURCC_ENTRIES] if _fourcc(key))
+        return tuple((key, flags) for key, flags in pairs if flags is not None)
+
+    @property
+    def reconnect(self) -> bool:
+        """The client handles ``NetConnection.Connect.ReconnectRequest`` (a drain may ask it to move)."""
+        return bool(self.caps_ex & CAPS_EX_RECONNECT)
 
 
 class Client:
@@ -15,7 +81,7 @@ class Client:
     """
 
     __slots__ = ("id", "address", "application_name", "params", "args", "room_name", "room",
-                 "connected_at", "_session", "__weakref__")
+                 "connected_at", "capabilities", "_session", "__weakref__")
 
     def __init__(self, client_id: str, address: str, application_name: str, params: Mapping[str, Any],
                  args: Tuple[Any, ...] = (), room_name: str = "", session=None, connected_at: Optional[float] = None):
@@ -34,6 +100,8 @@ class Client:
         self.room = None
         #: Seconds since the epoch when connect arrived.
         self.connected_at = time.time() if connected_at is None else connected_at
+        #: What the client declared under Enhanced RTMP (codecs, ``capsEx``), read once from ``params``.
+        self.capabilities = EnhancedCapabilities.from_connect(params)
         self._session = session
 
     @property

@@ -20,14 +20,15 @@ room's handles, as fast as the loop it replaces.
 """
 import os
 import socket
-from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
 
 from ..rtmp.budget import brief_name
 from .calls import CallFailed
 from .replies import NetConnectionCode
+from .shared_objects import LocalSharedObjects
 
 #: The key of an application's default room (rtmp://host/app, no room in the URL).
 DEFAULT_ROOM = ""
@@ -118,9 +119,8 @@ class ClientInfo:
                    connected_at=getattr(client, "connected_at", 0.0), handle=client)
 
     def to_dict(self) -> dict:
-        answer = asdict(self)
-        del answer["handle"]
-        return answer
+        # not asdict(): it would deep-copy the handle (a live Client, sockets and all)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "handle"}
 
     @classmethod
     def from_dict(cls, data: dict) -> "ClientInfo":
@@ -171,6 +171,19 @@ class Hub:
     """
 
     node: str
+    #: What backs it, for operators (``fmspy_hub_up{kind=...}``): "local" (one process) or "redis" (a cluster).
+    kind: str
+    #: Called with a ``Room`` whose last members were on a node the cluster forgot (killed, cut off), on the
+    #: one node that forgot them, so that the application's ``on_room_destroy`` runs once (tap.py sets it).
+    #: A ``LocalHub`` never calls it: its rooms go with their members.
+    on_room_orphaned: Any = None
+    #: Called with the ``Publication`` of a stream name claimed on another node (``announce`` there), so that
+    #: the players waiting here for it start pulling it (tap.py sets it to the application's
+    #: ``stream_published_elsewhere``).  A ``LocalHub`` never calls it: every publisher is here.
+    on_stream_announced: Any = None
+    #: Every application's remote shared objects (app/shared_objects.py ``SharedObjects``: the same
+    #: Deferred-returning shape, so a Redis hub brings its own).
+    shared_objects: Any
 
     def room(self, application: str, name: str = DEFAULT_ROOM) -> Room:
         """The room value (no look-up: a room need not exist to be named)."""
@@ -235,6 +248,24 @@ class Hub:
         """Fires with the ``Publication`` of ``name`` (which node publishes it), or None."""
         raise NotImplementedError
 
+    # -- the node ------------------------------------------------------------------------------
+    def start(self) -> Deferred:
+        """Before the server accepts clients: join the cluster (fails with a one-line reason if it cannot)."""
+        raise NotImplementedError
+
+    def stop(self) -> Deferred:
+        """At shutdown: leave the cluster."""
+        raise NotImplementedError
+
+    def advertised(self, node: str) -> Deferred:
+        """Fires with the rtmp:// URL ``node`` advertises (where its live streams are pulled from), or None."""
+        raise NotImplementedError
+
+    def nodes(self) -> Deferred:
+        """Fires with ``{node: advertised rtmp:// URL or None}`` of every live node, this one included
+        (where a drained node sends its clients)."""
+        raise NotImplementedError
+
 
 class LocalHub(Hub):
     """Clients, rooms and publications of this process: the embedded default (one process, one node).
@@ -244,11 +275,15 @@ class LocalHub(Hub):
     fired Deferred.
     """
 
-    def __init__(self, node: Optional[str] = None):
+    kind = "local"
+
+    def __init__(self, node: Optional[str] = None, advertise: Optional[str] = None):
         self.node = node or default_node_name()
+        self.advertise = advertise
         self._clients: Dict[str, Tuple[Any, Room]] = {}               # id -> (handle, room)
         self._rooms: Dict[Tuple[str, str], Dict[str, Any]] = {}       # (app, room) -> id -> handle, in entry order
         self._streams: Dict[Tuple[str, str], Publication] = {}
+        self.shared_objects = LocalSharedObjects()
 
     def _describe(self, client, room: Room) -> ClientInfo:
         return ClientInfo.of(client, room.name, self.node)
@@ -342,3 +377,16 @@ class LocalHub(Hub):
 
     def find(self, application: str, name: str) -> Deferred:
         return succeed(self._streams.get((application, name)))
+
+    # -- the node ------------------------------------------------------------------------------
+    def start(self) -> Deferred:
+        return succeed(None)
+
+    def stop(self) -> Deferred:
+        return succeed(None)
+
+    def advertised(self, node: str) -> Deferred:
+        return succeed(self.advertise if node == self.node else None)
+
+    def nodes(self) -> Deferred:
+        return succeed({self.node: self.advertise})

@@ -120,6 +120,11 @@ class Publishing:
             commands.status(stream.stream_id, NetStreamCode.PUBLISH_BAD_NAME, f"Invalid stream name {brief(raw)}.",
                             "error")
             return
+        if self.session.is_relay:
+            # A relay connection (app/relay.py) is let in on the cluster's secret to pull, never to publish.
+            commands.status(stream.stream_id, NetStreamCode.PUBLISH_DENIED, "A relay connection only plays.",
+                            "error")
+            return
         d = maybeDeferred(self.application.on_publish, self.session.client, name, mode, query)
         d.addCallback(self._announce, name)
         d.addCallbacks(self._publish_allowed, self._publish_refused, (stream, name, mode), None, (stream, name))
@@ -381,6 +386,4 @@ class Publishing:
                 d.addErrback(self._write_failed, stream, recording)
                 d.addErrback(log_failure(log, f"recording {stream.name!r}"))
         elif values and values[0] != "@clearDataFrame":
-            for player in stream.live.players:
-                player.send_data(values)
-            stream.live.registry.touch(stream.live.players)
+            stream.live.send_data(values)

@@ -10,11 +10,18 @@ session that owns the connection (``app/session.py``: ``send_status``,
 ``send_user_control``, ``send_data``), never straight to a ``Connection``.
 """
 from ..rtmp.messages import UserControl
+from .client import CAPS_EX_MOD_EX, CAPS_EX_RECONNECT
 
 #: What connect's properties say about us; values real servers send.
 FMS_VERSION = "FMS/3,5,1,516"
 CAPABILITIES = 31
 MODE = 1
+#: Enhanced RTMP FourCcInfoMask: we relay every codec's bytes unchanged, and decode or encode none.
+CAN_FORWARD = 4
+#: Enhanced RTMP capsEx we honour: ReconnectRequest (a drain sends it) and ModEx prefixes (rtmp/flv.py skips
+#: them to find keyframes and sequence headers).  Not Multitrack: the GOP cache keeps one sequence header
+#: per media type, so a late player of a many-track stream would miss the other tracks' headers.
+CAPS_EX = CAPS_EX_RECONNECT | CAPS_EX_MOD_EX
 
 
 class NetConnectionCode:
@@ -24,6 +31,8 @@ class NetConnectionCode:
     CONNECT_REJECTED = "NetConnection.Connect.Rejected"
     CONNECT_INVALID_APP = "NetConnection.Connect.InvalidApp"
     CONNECT_CLOSED = "NetConnection.Connect.Closed"
+    #: Enhanced RTMP: an onStatus asking the client to reconnect (to ``tcUrl`` if given); a drain sends it.
+    CONNECT_RECONNECT_REQUEST = "NetConnection.Connect.ReconnectRequest"
     CALL_FAILED = "NetConnection.Call.Failed"
     CALL_TIMEOUT = "NetConnection.Call.Timeout"
 
@@ -68,8 +77,20 @@ def error(code: str, description: str, **extra) -> dict:
     return status(code, description, level="error", **extra)
 
 
-def connect_properties() -> dict:
-    return {"fmsVer": FMS_VERSION, "capabilities": CAPABILITIES, "mode": MODE}
+def connect_properties(enhanced: bool = False) -> dict:
+    """connect's ``_result`` properties; with ``enhanced`` (the client declared Enhanced RTMP), what we forward.
+
+    Stated only to a client that declared its own: the spec asks the server
+    to answer in kind, and a legacy client keeps the reply it always had.
+    Both forms are stated (the v1 ``fourCcList`` and the v2 maps), as the
+    spec recommends to servers, since clients have not all moved to the maps.
+    """
+    properties = {"fmsVer": FMS_VERSION, "capabilities": CAPABILITIES, "mode": MODE}
+    if enhanced:
+        properties.update(fourCcList=["*"], videoFourCcInfoMap={"*": CAN_FORWARD},
+                          audioFourCcInfoMap={"*": CAN_FORWARD}, capsEx=CAPS_EX)
+    return properties
+
 
 
 # -- sequences ------------------------------------------------------------------------------

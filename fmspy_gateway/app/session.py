@@ -12,20 +12,22 @@ import logging
 import secrets
 from typing import Any, Iterable, Mapping, Optional, Protocol
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 
 from ..rtmp.amf import encode_values
 from ..rtmp.budget import brief_name
 from ..rtmp.connection import Connection, State
 from ..rtmp.errors import LocalProtocolError
-from ..rtmp.events import CommandReceived, DataReceived, MediaReceived, MessageRefused
+from ..rtmp.events import CommandReceived, DataReceived, MediaReceived, MessageRefused, SharedObjectReceived
 from ..rtmp.messages import MessageType, PeerBandwidthLimit, UserControl
 from .application import Accept, Application, CallError, ConnectRedirected, ConnectRejected
 from .calls import CallFailed, CallTimedOut, PendingCalls
 from .client import Client
 from .logs import RateLimitedLog, log_failure
+from .relay import RELAY_CREDENTIAL, relay_credential
 from .replies import NetConnectionCode, NetStreamCode, connect_properties, error, status
 from .fileio import default_executor
+from .shared_objects import SessionSharedObjects
 from .states import Action, ConnectionEvent, ConnectionState, connection_action, next_connection_state
 from .stream_commands import StreamCommands
 
@@ -86,6 +88,12 @@ def _amf0_members(value):
     return kept
 
 
+def _done_leaving(result, leaving: set, chain: Deferred):
+    """A leave chain has run to its end: no longer something a graceful stop waits for."""
+    leaving.discard(chain)
+    return result
+
+
 class SessionOutput:
     """The only way anything of ``app/`` writes to a connection: through the session that owns it.
 
@@ -101,6 +109,14 @@ class SessionOutput:
         self.send_media = peer.connection.send_media
         #: Write what the connection has queued (``Peer.flush``); bound, as ``send_media``: called per player.
         self.flush = peer.flush
+
+    def share_media(self, type_id: int, shared, source_timestamp: int):
+        """Join a live stream's fast path (``Connection.share_media``; app/live.py ``LiveStream.publish``).
+
+        A method, not a bound attribute as ``send_media``: it runs once per player join, and an
+        attribute would cost every connection a bound method object.
+        """
+        return self.peer.connection.share_media(type_id, shared, source_timestamp)
 
     def close(self, reason: str) -> None:
         """Flush, then drop the connection (``Peer.close``)."""
@@ -183,6 +199,12 @@ class Session(SessionOutput):
         self.max_queued_commands = max_queued_commands
         self._early = None
         self._deciding = None  # the application's on_connect answer, while it is awaited
+        #: The client's remote shared objects (app/shared_objects.py), once connected.
+        self.shared_objects: Optional[SessionSharedObjects] = None
+        self._joining = None   # fires when the hub answered the join: the leave is sent after it (``_leave``)
+        self._entering = None  # fires when the enter hooks ran too: the leave hooks run after them
+        #: A node of the cluster pulling a live stream (app/relay.py): no hooks, no room, it only plays.
+        self.is_relay = False
 
     # -- events from the glue ------------------------------------------------------------
 
@@ -197,6 +219,9 @@ class Session(SessionOutput):
                 self.streams.publishing.on_data(event)
         elif isinstance(event, MessageRefused):
             self._on_refused(event)
+        elif isinstance(event, SharedObjectReceived):
+            if self.connected:      # before connect: counted as junk by the glue, unanswered
+                self.shared_objects.handle(event.message, event.amf3)
 
     def events_handled(self) -> None:
         """The glue handled one read's events: players fed by them get their bytes now, once."""
@@ -226,9 +251,11 @@ class Session(SessionOutput):
         self.limit_log.close()
         self.outgoing_calls.fail_all(f"connection closed: {reason}")
         if was_connected:
+            self.shared_objects.close()
             self.streams.close_all()
             self.application.live.unblock(self)
-            self._leave()
+            if not self.is_relay:
+                self._leave()
         elif self._deciding is not None:
             # Gone before the application decided: stop asking it (a backend's @connect, say).
             self._deciding.cancel()
@@ -321,6 +348,10 @@ class Session(SessionOutput):
                                f"Application '{brief_name(name)}' is not available on this server.",
                                objectEncoding=self._encoding), f"connect to unknown application {brief_name(name)}")
             return
+        credential = relay_credential(params)
+        if credential is not None:
+            self._relay_connect(application, params, credential, command)
+            return
         self._move(ConnectionEvent.CONNECT)
         self.application = application
         self.client = Client(secrets.token_hex(8), self.peer.address, name, params, command.arguments, room, self)
@@ -329,6 +360,28 @@ class Session(SessionOutput):
         d.addBoth(self._decided)
         d.addCallbacks(self._connect_decided, self._connect_failed)
         d.addErrback(log_failure(log, f"connect of {self.client!r}"))
+
+    def _relay_connect(self, application: Application, params: dict, credential, command: CommandReceived) -> None:
+        """Another node pulling a live stream: the cluster's secret instead of ``on_connect``, and no room.
+
+        The player's own node ran the application's hooks; here the relay
+        is accepted on the secret alone (compared in constant time,
+        ``Relay.accepts``) and refused, and logged, on anything else.
+        """
+        relay = application.relay
+        if relay is None or not relay.accepts(credential):
+            log.warning("%s: relay connection to %s refused: wrong or unexpected %s", self.peer.address,
+                        application.name, RELAY_CREDENTIAL)
+            self._refuse(error(NetConnectionCode.CONNECT_REJECTED, "Relay connection refused."),
+                         f"{application.name}: relay connection refused")
+            return
+        self._move(ConnectionEvent.CONNECT)
+        self.application = application
+        self.is_relay = True
+        self.client = Client(secrets.token_hex(8), self.peer.address, application.name, params, command.arguments,
+                             "", self)
+        self._early = []
+        self._connect_decided(Accept())
 
     def _decided(self, result):
         self._deciding = None
@@ -350,7 +403,7 @@ class Session(SessionOutput):
         if accept.application is not None:
             info["application"] = accept.application
         try:
-            self._send_connect_reply("_result", info, connect_properties())
+            self._send_connect_reply("_result", info, connect_properties(self.client.capabilities.declared))
         except LocalProtocolError as exc:
             # The application's Accept(application=...) cannot go on the wire: the client still gets an answer.
             log.error("on_connect of %s accepted with a value that cannot be sent: %s", self.application.name,
@@ -358,11 +411,13 @@ class Session(SessionOutput):
             self._reject(ConnectRejected())
             return
         self._move(ConnectionEvent.ACCEPTED)
+        self.shared_objects = SessionSharedObjects(self)
         connection.connect_accepted()       # the core's connectTimeout deadline is met (rtmp/timers.py)
         client = self.client
         log.info("client %s (%s, %s) connected to %s over %s", client.id, client.address,
                  brief_name(client.agent), self.application.name, getattr(self.peer, "transport_name", "rtmp"))
-        self._enter(accept.room if accept.room is not None else client.room_name)
+        if not self.is_relay:
+            self._enter(accept.room if accept.room is not None else client.room_name)
         early, self._early = self._early, None
         for command in early:
             if isinstance(command, MessageRefused):
@@ -410,14 +465,44 @@ class Session(SessionOutput):
         # value only AMF3 can carry is switched only for a client that reads AMF3 (see _may_switch).
         self.peer.connection.send_command(name, 1, properties, [info], switch=self._may_switch())
 
+    def request_reconnect(self, description: str, target: Optional[str] = None) -> bool:
+        """Ask the client to move (Enhanced RTMP's ReconnectRequest), if it said at connect that it can.
+
+        Only a client that declared Reconnect (``capsEx & 1``) is asked: to
+        any other an unknown NetConnection status could be an error.
+        ``target`` (``rtmp://host:port`` of another node) becomes the
+        ``tcUrl`` with the client's own application path; without it the
+        client reconnects to the URL it used (which, for workers sharing a
+        port or nodes behind one address, reaches another process).  Returns
+        whether it was asked; the caller closes the rest when it must.
+        """
+        client = self.client
+        if not self.connected or not client.capabilities.reconnect:
+            return False
+        app_path = client.params.get("app")
+        extra = {"tcUrl": f"{target}/{app_path}"} if target else {}
+        self.send_status(0, NetConnectionCode.CONNECT_RECONNECT_REQUEST, description, **extra)
+        self.flush()
+        return True
+
     # -- rooms --------------------------------------------------------------------------------
 
     def _enter(self, room_name: str) -> None:
-        """Join the room through the hub (docs/ARCHITECTURE.md, "The hub"); hooks run once it answered."""
+        """Join the room through the hub (docs/ARCHITECTURE.md, "The hub"); hooks run once it answered.
+
+        The hub may answer later (another node, Redis).  ``_leave`` sends the
+        leave once the join is answered (``_joining``), so a client gone
+        before that still leaves, after it; and it runs the leave hooks once
+        the enter hooks have run (``_entering``), so each hook runs once, in
+        order: create, enter; leave, destroy, disconnect.  A hook that never
+        answers delays the hooks after it, never the hub's leave.
+        """
         application, client = self.application, self.client
         room = application.room(room_name)
         client.room, client.room_name = room, room.name
-        d = application.hub.join(client, room)
+        joining = self._joining = Deferred()
+        d = self._entering = application.hub.join(client, room)
+        d.addBoth(lambda answer: joining.callback(None) or answer)
 
         def joined(created):
             hook = maybeDeferred(application.on_room_create, room) if created else succeed(None)
@@ -431,8 +516,13 @@ class Session(SessionOutput):
     def _leave(self) -> None:
         application, client = self.application, self.client
         room, client.room = client.room, None
-        d = application.hub.leave(client, room) if room is not None else succeed(False)
-        d.addErrback(log_failure(log, f"leaving {room!r} for {client!r}"))   # then: not destroyed (None)
+        joining, entering, self._joining, self._entering = self._joining, self._entering, None, None
+        leaving = joining if joining is not None else succeed(None)
+        leaving.addCallback(lambda _: application.hub.leave(client, room) if room is not None else False)
+        leaving.addErrback(log_failure(log, f"leaving {room!r} for {client!r}"))   # then: not destroyed (None)
+        # Both have answered (neither fails: their errbacks log): the hub's leave, and the enter hooks.
+        d = gatherResults([leaving, entering if entering is not None else succeed(None)])
+        d.addCallback(lambda answers: answers[0])
 
         def left(destroyed):
             hook = maybeDeferred(application.on_room_leave, room, client) if room is not None else succeed(None)
@@ -445,6 +535,9 @@ class Session(SessionOutput):
             return hook
 
         d.addCallback(left)
+        if not d.called:        # still waiting (a remote hub, a slow hook): a graceful stop waits for it
+            application.leaving.add(d)
+            d.addBoth(_done_leaving, application.leaving, d)
         log.info("client %s (%s) left %s", client.id, client.address, application.name)
 
     # -- calls from the client ---------------------------------------------------------------
@@ -546,6 +639,27 @@ class Session(SessionOutput):
             # Nobody waits for a notification: it is dropped for this client, once logged per interval.
             self.limit_log.hit("unsendable notification",
                                f"{brief_name(method)} not sent: {brief_name(str(exc), REASON_LENGTH)}")
+            return False
+        self.peer.flush()
+        return True
+
+    def send_shared_object(self, message, amf3: bool) -> bool:
+        """A shared object message (built by app/shared_objects.py); returns whether it was sent.
+
+        A listener over its output budget is closed rather than skipped: a
+        shared object update it missed would leave its copy wrong for good.
+        """
+        if self.closed or self.peer.connection.state is not State.OPEN:
+            return False
+        if getattr(self.peer, "over_budget", False):
+            self.limit_log.hit("maxOutgoingBytes", "a shared object listener is not reading (over maxOutgoingBytes)")
+            self.close("limit hit: maxOutgoingBytes (a shared object listener that does not read)")
+            return False
+        try:
+            self.peer.connection.send_shared_object(message, amf3=amf3)
+        except LocalProtocolError as exc:
+            self.limit_log.hit("unsendable shared object message", f"shared object {brief_name(message.name)}: "
+                                                                    f"{brief_name(str(exc), REASON_LENGTH)}")
             return False
         self.peer.flush()
         return True

@@ -10,7 +10,7 @@ onStatus codes Flash clients, ffmpeg and OBS wait for (``app/replies.py``).
 import logging
 from typing import Dict, Optional
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import maybeDeferred, succeed
 
 from ..rtmp.budget import brief, brief_name
 from ..rtmp.events import CommandReceived
@@ -89,18 +89,25 @@ class StreamCommands:
         """Run ``command`` as ``STREAM_COMMANDS`` says for its stream's state (``app/states.py``).
 
         A command on a stream that does not exist goes to its handler, which
-        answers as each command does (publish: BadName, play: StreamNotFound,
-        the rest: nothing).
+        answers as each command does (onStatus publish: BadName, play:
+        StreamNotFound; the rest: none).
+
+        A command sent with a transaction id waits for ``_result`` or
+        ``_error`` (ffmpeg and librtmp keep a table of them): the handlers in
+        ``_ANSWER_THEMSELVES`` answer it with their value; every other command
+        is answered here, ``_result`` null before it runs (or is ignored), or
+        ``_error`` with the refusal.
         """
         stream = self.streams.get(command.stream_id) if command.stream_id else None
-        if stream is not None:
-            entry = STREAM_COMMANDS[command.name][stream_state(stream)]
-            if entry is IGNORE:
-                return
-            if isinstance(entry, Refuse):
-                self.status(stream.stream_id, entry.code, entry.description, "error")
-                return
-        _COMMANDS[command.name](self, command)
+        entry = STREAM_COMMANDS[command.name][stream_state(stream)] if stream is not None else None
+        if isinstance(entry, Refuse):
+            self.session.send_call_error(command, error(entry.code, entry.description))
+            self.status(stream.stream_id, entry.code, entry.description, "error")
+            return
+        if command.name not in _ANSWER_THEMSELVES:
+            self.reply(command)
+        if entry is not IGNORE:
+            _COMMANDS[command.name](self, command)
 
     # -- replies ---------------------------------------------------------------------------
 
@@ -185,7 +192,10 @@ class StreamCommands:
             self.status(command.stream_id, NetStreamCode.PLAY_STREAM_NOT_FOUND, f"Stream {brief(raw)} not found.",
                         "error")
             return
-        d = maybeDeferred(self.application.on_play, self.session.client, name, query)
+        if self.session.is_relay:
+            d = succeed(True)       # a node pulling for its players: it ran on_play there (app/relay.py)
+        else:
+            d = maybeDeferred(self.application.on_play, self.session.client, name, query)
         d.addCallbacks(self._play_allowed, self._play_refused, (stream, name, start, reset, duration), None,
                        (stream, name))
         d.addErrback(log_failure(log, f"play {name!r}"))
@@ -201,6 +211,42 @@ class StreamCommands:
         live = self.application.live.get(name)
         if live is not None and live.publisher is not None and start < 0:
             return self._play_live(stream, live, reset, duration)
+        if start < 0 and self.application.relay is not None and not self.session.is_relay:
+            # Not published here: maybe on another node of the cluster, which the hub knows.
+            turn = stream.turn
+            d = self.application.hub.find(self.application.name, name)
+            d.addCallbacks(self._found, self._look_up_failed, (stream, turn, name, start, reset, duration), None,
+                           (stream, turn, name, start, reset, duration))
+            d.addErrback(log_failure(log, f"play {name!r}"))
+            return
+        self._play_here(stream, name, start, reset, duration)
+
+    def _found(self, publication, stream: NetStream, turn: int, name: str, start, reset: bool,
+               duration: Optional[int]):
+        """The hub said where ``name`` is published: pull it from that node, or play what this node has."""
+        if self.session.closed or stream.turn != turn:
+            return
+        application = self.application
+        live = application.live.get(name)
+        if live is not None and live.publisher is not None:
+            # Published here meanwhile, or another player's pull is already under way.
+            return self._play_live(stream, live, reset, duration)
+        if publication is not None and publication.node != application.hub.node:
+            live = application.live.stream(name)
+            application.relay.pull(application, live, publication)
+            return self._play_live(stream, live, reset, duration)
+        self._play_here(stream, name, start, reset, duration)
+
+    def _look_up_failed(self, failure, stream: NetStream, turn: int, name: str, start, reset: bool,
+                        duration: Optional[int]):
+        """The hub cannot answer (Redis lost): what this node has still plays; the connection's log says why."""
+        self.dropped.hit("stream look-up failed",
+                         f"cannot look {brief_name(name)} up on other nodes: {failure.getErrorMessage()}")
+        if not self.session.closed and stream.turn == turn:
+            self._play_here(stream, name, start, reset, duration)
+
+    def _play_here(self, stream: NetStream, name: str, start, reset: bool, duration: Optional[int]):
+        """A play of what this node has: a recording (unless live only), else a live stream waited for."""
         path = self.application.record_path(name) if start != -1 else None
         if path is None:
             return self._play_not_recorded(stream, name, start, reset, duration)
@@ -212,7 +258,8 @@ class StreamCommands:
         d.addErrback(log_failure(log, f"play {name!r}"))
 
     def _play_not_recorded(self, stream: NetStream, name: str, start, reset: bool, duration: Optional[int]):
-        if start >= 0:
+        # A relay never waits: its node's players must hear at once that the origin has no such stream.
+        if start >= 0 or self.session.is_relay:
             self.status(stream.stream_id, NetStreamCode.PLAY_STREAM_NOT_FOUND, f"Stream {name!r} not found.",
                         "error")
             return
@@ -304,11 +351,19 @@ class StreamCommands:
             self.reply(command, 0)
             return
         d = self.executor.run(recording_length, path, _indexes(self.application))
-        d.addCallback(lambda length: None if self.session.closed else self._length(command, length))
+        d.addCallbacks(lambda length: None if self.session.closed else self._length(command, length),
+                       self._length_failed, errbackArgs=(command,))
         d.addErrback(log_failure(log, "getStreamLength"))
 
     def _length(self, command, length):
         self.reply(command, length)
+        self.session.flush()
+
+    def _length_failed(self, failure, command):
+        """Logged for us; the client still gets its answer, a plain ``_error``."""
+        log_failure(log, "getStreamLength")(failure)
+        self.session.send_call_error(command, error(NetConnectionCode.CALL_FAILED, "The stream length could not "
+                                                                                  "be read."))
         self.session.flush()
 
     def fc_subscribe(self, command):
@@ -321,6 +376,9 @@ def _indexes(application):
     """The kept FLV indexes of ``application``'s recordings, shared by its sessions (kept with its live streams)."""
     return application.live.recorded_indexes
 
+
+#: Commands whose handler answers a transaction id with a value of its own (StreamCommands.handle answers the rest).
+_ANSWER_THEMSELVES = frozenset({"createStream", "getStreamLength", "releaseStream", "FCPublish", "FCUnpublish"})
 
 _COMMANDS = {
     "createStream": StreamCommands.create_stream,

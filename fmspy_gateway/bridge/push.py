@@ -2,7 +2,12 @@
 
 Methods: ``broadcast(app, room, method, args)`` -> clients reached;
 ``call(client, method, args)`` -> the client's result; ``disconnect(client,
-reason)``; ``clients(app, room)``; ``rooms(app)``.  Every request carries
+reason)``; ``clients(app, room)``; ``rooms(app)``; and a remote shared
+object's ``so.get``, ``so.set``, ``so.delete``, ``so.clear``, ``so.send``
+(``app, name, ..., persistent``), which change the object as the application
+itself would (``Application.shared_object``), so its Flash listeners see the
+change; ``drain(grace, target)``: this node stops accepting connections and
+moves its clients elsewhere (``server/drain.py``).  Every request carries
 ``Authorization: Bearer <push-token>``; without it the answer is 401 and
 nothing happens.  Parameters are checked against the schemas below before
 anything is done.
@@ -22,13 +27,14 @@ import logging
 from typing import Any, Mapping, Optional
 
 import jsonschema
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import gatherResults, maybeDeferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from ..app.calls import CallFailed
 from ..app.hub import ClientNotFound
 from ..app.logs import RateLimitedLog
+from ..app.shared_objects import SharedObjectRefused
 from ..rtmp.budget import brief, brief_name
 from .mapping import MappingError, amf_to_json, json_to_amf
 
@@ -37,6 +43,8 @@ log = logging.getLogger(__name__)
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS = -32700, -32600, -32601, -32602
 #: Server errors of this API (JSON-RPC reserves -32000..-32099 for them).
 NOT_FOUND, CLIENT_CALL_FAILED = -32001, -32002
+#: A shared object refused the change (a limit, a persistence mismatch) or holds a value JSON cannot carry.
+SHARED_OBJECT_FAILED = -32003
 
 #: Largest request body accepted, in bytes (``[HTTP] push-max-body``).
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -45,6 +53,8 @@ MAX_CALL_TIMEOUT = 300.0
 
 _NAME = {"type": "string"}
 _ARGS = {"type": "array"}
+_SO_NAME = {"type": "string", "minLength": 1}
+_PERSISTENT = {"type": "boolean"}
 # Each method: parameter names in positional order, and their schemas.
 METHODS = {
     "broadcast": (("app", "room", "method", "args"),
@@ -55,8 +65,23 @@ METHODS = {
     "disconnect": (("client", "reason"), {"client": _NAME, "reason": _NAME}),
     "clients": (("app", "room"), {"app": _NAME, "room": _NAME}),
     "rooms": (("app",), {"app": _NAME}),
+    "so.get": (("app", "name", "persistent"), {"app": _NAME, "name": _SO_NAME, "persistent": _PERSISTENT}),
+    "so.set": (("app", "name", "values", "persistent"),
+               {"app": _NAME, "name": _SO_NAME, "values": {"type": "object", "minProperties": 1},
+                "persistent": _PERSISTENT}),
+    "so.delete": (("app", "name", "keys", "persistent"),
+                  {"app": _NAME, "name": _SO_NAME, "keys": {"type": "array", "items": _NAME, "minItems": 1},
+                   "persistent": _PERSISTENT}),
+    "so.clear": (("app", "name", "persistent"), {"app": _NAME, "name": _SO_NAME, "persistent": _PERSISTENT}),
+    "so.send": (("app", "name", "handler", "args", "persistent"),
+                {"app": _NAME, "name": _SO_NAME, "handler": {"type": "string", "minLength": 1}, "args": _ARGS,
+                 "persistent": _PERSISTENT}),
+    "drain": (("grace", "target"), {"grace": {"type": "number", "minimum": 0},
+                                    "target": {"type": "string", "pattern": r"^rtmp://[^/\s:]+(:[0-9]{1,5})?$"}}),
 }
-_OPTIONAL = {"broadcast": {"args"}, "call": {"args", "timeout"}, "disconnect": {"reason"}, "clients": {"room"}}
+_OPTIONAL = {"broadcast": {"args"}, "call": {"args", "timeout"}, "disconnect": {"reason"}, "clients": {"room"},
+             "so.get": {"persistent"}, "so.set": {"persistent"}, "so.delete": {"persistent"},
+             "so.clear": {"persistent"}, "so.send": {"args", "persistent"}, "drain": {"grace", "target"}}
 
 REQUEST_SCHEMA = {
     "type": "object",
@@ -125,7 +150,7 @@ def _explain(error) -> str:
         known = error.schema.get("properties", {})
         extra = [name for name in value if name not in known] if isinstance(value, dict) else []
         return f"unexpected parameter {brief(extra[0])}" if extra else "unexpected parameters"
-    if keyword == "minLength":
+    if keyword in ("minLength", "minItems", "minProperties"):
         return "must not be empty"
     if keyword == "exclusiveMinimum":
         return f"must be greater than {expected}"
@@ -141,10 +166,14 @@ class PushAPI:
 
     Every method asks the hub and answers with its Deferred: the client or
     room may be on another node.  ``hub`` defaults to the applications' own.
+    ``drain`` is this node's drain (``server/drain.py`` ``Drain``, passed
+    in by tap.py); without it the ``drain`` method answers that it is off.
     """
 
-    def __init__(self, applications: Mapping[str, Any], *, hub=None, max_call_timeout: float = MAX_CALL_TIMEOUT):
+    def __init__(self, applications: Mapping[str, Any], *, hub=None, max_call_timeout: float = MAX_CALL_TIMEOUT,
+                 drain=None):
         self.applications = applications
+        self._drain = drain
         if hub is None:
             hub = next((app.hub for app in applications.values()), None)
         self.hub = hub
@@ -225,6 +254,79 @@ class PushAPI:
         return self.hub.rooms(app).addCallback(
             lambda rooms: [{"name": room.name, "clients": room.clients} for room in rooms])
 
+    def drain(self, grace=None, target=None):
+        """This node only (the one the request reached), whichever node holds the backend's clients."""
+        if self._drain is None:
+            raise PushError(NOT_FOUND, "drain is not available on this server")
+        try:
+            d = self._drain.start(grace, target)
+        except ValueError as e:
+            raise PushError(INVALID_PARAMS, f"Invalid params: {e}")
+        return d.addCallback(lambda started: started.to_dict())
+
+    # -- remote shared objects ----------------------------------------------------------------
+
+    # Through the application's own handle (``Application.shared_object``, app/shared_objects.py), which
+    # keeps the object in memory and its mirror current: the push API changes an object exactly as the
+    # application would, and its listeners hear it wherever they are.  Values are mapped for AMF0, the
+    # narrower encoding: listeners of both encodings read them.
+
+    def so_get(self, app, name, persistent=False):
+        so = self._application(app).shared_object(name, persistent)
+
+        def read(_):
+            try:
+                data = amf_to_json(so.data(), path="data")
+            except MappingError as e:
+                raise PushError(SHARED_OBJECT_FAILED, f"the shared object holds a value JSON cannot carry: {e}")
+            return {"version": so.version, "data": data}
+
+        return so.ready().addCallbacks(read, _shared_object_failed)
+
+    def so_set(self, app, name, values, persistent=False):
+        application = self._application(app)
+        try:
+            slots = {key: json_to_amf(value, path=f"values.{brief_name(key)}", encoding=0)
+                     for key, value in values.items()}
+        except MappingError as e:
+            raise PushError(INVALID_PARAMS, f"Invalid params: {e}")
+        so = application.shared_object(name, persistent)
+        with so.batch():             # every slot in one version, one message per listener
+            changes = [so.set(key, value) for key, value in slots.items()]
+        return self._applied(changes)
+
+    def so_delete(self, app, name, keys, persistent=False):
+        so = self._application(app).shared_object(name, persistent)
+        with so.batch():
+            changes = [so.delete(key) for key in keys]
+        return self._applied(changes)
+
+    def so_clear(self, app, name, persistent=False):
+        so = self._application(app).shared_object(name, persistent)
+        return self._applied([so.clear()])
+
+    def so_send(self, app, name, handler, args=(), persistent=False):
+        application = self._application(app)
+        values = self._to_amf(args)
+        so = application.shared_object(name, persistent)
+        return self._applied([so.send(handler, *values)])
+
+    @staticmethod
+    def _applied(changes):
+        """Fires with the version the changes made once all are applied; a refusal is a -32003 saying why."""
+        return gatherResults(changes, consumeErrors=True).addCallbacks(
+            lambda versions: {"version": max(versions)},
+            lambda failure: _shared_object_failed(failure.value.subFailure))
+
+
+def _shared_object_failed(failure):
+    """A refused use or change as a -32003 naming the status code a Flash client would get, and why."""
+    refused = failure.check(SharedObjectRefused)
+    if refused is None:
+        return failure
+    raise PushError(SHARED_OBJECT_FAILED, f"{failure.value.code}: {failure.value.reason}",
+                    {"code": failure.value.code})
+
 
 class PushResource(Resource):
     """POST /rpc: authenticate, parse, validate, dispatch, answer (JSON-RPC 2.0).
@@ -297,7 +399,7 @@ class PushResource(Resource):
             if problem:
                 raise PushError(INVALID_REQUEST, f"Invalid request: {problem}")
             method, params = message["method"], self._named_params(message)
-            d = maybeDeferred(getattr(self.api, method), **params)
+            d = maybeDeferred(getattr(self.api, method.replace(".", "_")), **params)
         except PushError as e:
             return _response(request_id, error=e)
 

@@ -28,7 +28,6 @@ from jsonschema import FormatChecker
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 from jsonschema_specifications import REGISTRY as _SPECIFICATIONS
-from referencing.exceptions import Unresolvable
 from referencing.jsonschema import specification_with
 
 from ..app.application import StreamingSettings

@@ -22,9 +22,11 @@ from ..app.calls import CallFailed, ConnectionClosed, PendingCalls
 from ..app.replies import status
 from ..rtmp.connection import Connection, Role
 from ..rtmp.errors import RemoteProtocolError
-from ..rtmp.events import CommandReceived, HandshakeCompleted, MessageRefused, TimedOut
+from ..rtmp.events import CommandReceived, HandshakeCompleted, MessageRefused, SharedObjectReceived, TimedOut
+from ..rtmp.sharedobject import SharedObjectMessage
 from ..rtmp.timers import Timeouts
 from .deadline import Deadline
+from .shared_object_client import RemoteSharedObject, RemoteSharedObjects
 
 log = Logger()
 
@@ -85,6 +87,11 @@ class RTMPClientProtocol(Protocol):
         self.closed = Deferred()
         self._connect_call = None
         self._pending_connect = None
+        #: Called once per read with all of the read's events, in order, before the client handles its own:
+        #: how a client that plays (the cluster's relay) sees audio, video and data, which are otherwise dropped.
+        self.on_events = None
+        #: The remote shared objects this client uses, by name (``shared_object``).
+        self.shared_objects = RemoteSharedObjects(self._send_shared_object)
 
     def connectionMade(self):
         self.flush()
@@ -97,6 +104,8 @@ class RTMPClientProtocol(Protocol):
             log.error("server broke the protocol: {reason}", reason=e.reason)
             self.transport.loseConnection()
             return
+        if self.on_events is not None and events:
+            self.on_events(events)
         for event in events:
             if isinstance(event, HandshakeCompleted):
                 self.handshake = event
@@ -105,6 +114,8 @@ class RTMPClientProtocol(Protocol):
                     self._pending_connect = None
             elif isinstance(event, CommandReceived):
                 self._on_command(event)
+            elif isinstance(event, SharedObjectReceived):
+                self.shared_objects.received(event.message)
             elif isinstance(event, MessageRefused) and event.name in ("_result", "_error"):
                 # An answer past our value budget: the call fails saying so, instead of timing out.
                 self.calls.reject(event.transaction_id, status("NetConnection.Call.Failed",
@@ -134,6 +145,7 @@ class RTMPClientProtocol(Protocol):
             d, self._connect_call = self._connect_call, None
             d.errback(ConnectionClosed(f"connection closed before connect was answered: {message}"))
         self.calls.fail_all(f"connection closed: {message}")
+        self.shared_objects.connection_lost(message)
         self.closed.callback(message)
 
     def flush(self):
@@ -178,6 +190,21 @@ class RTMPClientProtocol(Protocol):
     def notify(self, name: str, *args):
         """Call without wanting an answer (transaction id 0)."""
         self.connection.send_command(name, 0, None, args, amf3=self.amf3)
+        self.flush()
+
+    def stream_command(self, stream_id: int, name: str, *args):
+        """A NetStream command (play, publish, ...) on ``stream_id``; answered by onStatus, not ``_result``."""
+        self.connection.send_command(name, 0, None, args, stream_id=stream_id)
+        self.flush()
+
+    def shared_object(self, name: str, persistent: bool = False) -> RemoteSharedObject:
+        """The remote shared object ``name`` (``SharedObject.getRemote``); ``connect()`` it to start listening."""
+        return self.shared_objects.get(name, persistent)
+
+    def _send_shared_object(self, message: SharedObjectMessage):
+        if self.calls.closed is not None:
+            raise ConnectionClosed(f"shared object {message.name!r}: connection closed: {self.calls.closed}")
+        self.connection.send_shared_object(message, amf3=self.amf3)
         self.flush()
 
     def close(self):

@@ -59,3 +59,32 @@ class ChatTextTests(SynchronousTestCase):
         self.assertEqual(info.exception.code, INVALID)
         self.chat.identify(self.client, "n" * MAX_NAME)
         self.assertEqual(self.client.heard, [("message", f"<{'n' * MAX_NAME}> is entering chat...")])
+
+
+class PresenceRefusedTests(SynchronousTestCase):
+    """A presence update the shared objects refuse (Redis unreachable, a limit) is logged; the chat goes on."""
+
+    def test_a_refused_presence_update_is_logged_and_the_lines_still_said(self):
+        from twisted.internet.defer import fail
+
+        from fmspy_gateway.app.shared_objects import SharedObjectRefused
+
+        class RefusingObject:
+            def set(self, key, value):
+                return fail(SharedObjectRefused("SharedObject.NoWriteAccess", "Redis is unreachable"))
+
+            delete = release = lambda self, *args: fail(SharedObjectRefused("SharedObject.NoWriteAccess", "gone"))
+
+        chat = ChatApplication("chat")
+        chat.shared_object = lambda name, persistent=False: RefusingObject()
+        client = Client()
+        chat.hub.join(client, client.room)
+        with self.assertLogs("fmspy_gateway.app.chat", "WARNING") as logged:
+            chat.identify(client, "ann")
+            chat.say(client, "hi")
+            chat.on_room_leave(client.room, client)
+        self.assertEqual(client.heard[:2], [("message", "<ann> is entering chat..."), ("message", "<ann>: hi")])
+        self.assertEqual(len(logged.output), 1)            # rate-limited: one line for the three refusals
+        self.assertIn("presence list not updated: ", logged.output[0])
+        self.assertIn("Redis is unreachable", logged.output[0])
+        self.assertEqual(self.flushLoggedErrors(), [])

@@ -40,9 +40,10 @@ class ToolProcess(ProcessProtocol):
             d.errback(AssertionError(f"the process ended first; stdout {self.out!r}, stderr {self.err!r}"))
         self.ended.callback(self.exit_code)
 
-    def said(self, text: str, stream: str = "out") -> Deferred:
+    def said(self, text: str, stream: str = "out", times: int = 1) -> Deferred:
+        """Fires once ``times`` lines containing ``text`` have appeared (those already there count)."""
         def predicate():
-            return any(text in line for line in (self.out if stream == "out" else self.err))
+            return sum(text in line for line in (self.out if stream == "out" else self.err)) >= times
         if predicate():
             return succeed(None)
         if self.ended.called:

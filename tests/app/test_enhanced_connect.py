@@ -1,0 +1,92 @@
+"""Enhanced RTMP connect negotiation: what a client declares is read, and the connect _result states what we forward."""
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from fmspy_gateway.app.application import Application
+from fmspy_gateway.app.client import EnhancedCapabilities
+from fmspy_gateway.app.hub import LocalHub
+from fmspy_gateway.app.session import Session
+from fmspy_gateway.rtmp.connection import Connection, Role
+from fmspy_gateway.rtmp.events import CommandReceived
+
+from .fakes import FakePeer
+
+LEGACY_PROPERTIES = {"fmsVer": "FMS/3,5,1,516", "capabilities": 31, "mode": 1}
+
+
+class EnhancedConnectTests(SynchronousTestCase):
+    def setUp(self):
+        self.app = Application("app", hub=LocalHub())
+        self.peer = FakePeer()
+        self.session = Session({"app": self.app}, self.peer, clock=Clock())
+        self.client = Connection(Role.CLIENT)
+        self.pump()
+
+    def connect(self, **params):
+        """The connect _result the client reads."""
+        self.client.send_command("connect", 1, {"app": "app", "tcUrl": "rtmp://h/app", **params}, [])
+        (result,) = self.pump()
+        self.assertEqual(result.name, "_result")
+        return result
+
+    def pump(self):
+        """Move bytes both ways; the commands the client received."""
+        commands = []
+        while True:
+            out = self.client.data_to_send()
+            for event in self.peer.connection.receive_data(out) if out else []:
+                self.session.handle(event)
+            back = self.peer.connection.data_to_send()
+            if back:
+                commands.extend(e for e in self.client.receive_data(back) if isinstance(e, CommandReceived))
+            if not out and not back:
+                return commands
+
+    def test_legacy_client_gets_the_legacy_reply(self):
+        result = self.connect()
+        self.assertEqual(result.command_object, LEGACY_PROPERTIES)
+        self.assertEqual(self.session.client.capabilities, EnhancedCapabilities())
+        self.assertFalse(self.session.client.capabilities.reconnect)
+
+    def test_enhanced_client_is_read_and_answered_with_what_we_forward(self):
+        result = self.connect(fourCcList=["hvc1", "av01", "Opus"], videoFourCcInfoMap={"hvc1": 1, "*": 4},
+                              audioFourCcInfoMap={"Opus": 3}, capsEx=1 | 2)
+        self.assertEqual(result.command_object, {**LEGACY_PROPERTIES, "fourCcList": ["*"],
+                                                 "videoFourCcInfoMap": {"*": 4}, "audioFourCcInfoMap": {"*": 4},
+                                                 "capsEx": 5})
+        capabilities = self.session.client.capabilities
+        self.assertEqual(capabilities.fourcc_list, ("hvc1", "av01", "Opus"))
+        self.assertEqual(dict(capabilities.video), {"hvc1": 1, "*": 4})
+        self.assertEqual(dict(capabilities.audio), {"Opus": 3})
+        self.assertEqual(capabilities.caps_ex, 3)
+        self.assertTrue(capabilities.reconnect)
+
+    def test_fourcc_list_alone_is_enhanced(self):
+        """A client of Enhanced RTMP v1 sends only fourCcList (ffmpeg 6.1+: -rtmp_enhanced_codecs)."""
+        result = self.connect(fourCcList=["hvc1"])
+        self.assertEqual(result.command_object["capsEx"], 5)
+        self.assertFalse(self.session.client.capabilities.reconnect)
+
+    def test_malformed_declarations_are_ignored_entry_by_entry(self):
+        result = self.connect(fourCcList=["hvc1", 7, "toolong", None, "*"],
+                              videoFourCcInfoMap={"hvc1": "4", "av01": -1, "vp09": 4.5, "avc1": 2 ** 40, "vp08": 4},
+                              audioFourCcInfoMap=["Opus"], capsEx=float("nan"))
+        self.assertEqual(result.command_object["fourCcList"], ["*"])
+        capabilities = self.session.client.capabilities
+        self.assertEqual(capabilities.fourcc_list, ("hvc1", "*"))
+        self.assertEqual(capabilities.video, (("vp08", 4),))
+        self.assertEqual(capabilities.audio, ())
+        self.assertEqual(capabilities.caps_ex, 0)
+        self.assertTrue(capabilities.declared)
+
+    def test_caps_ex_must_be_a_number(self):
+        for value in ("1", True, [1], -1, 2 ** 33, 1.5):
+            self.assertEqual(EnhancedCapabilities.from_connect({"capsEx": value}).caps_ex, 0, value)
+        self.assertTrue(EnhancedCapabilities.from_connect({"capsEx": 9.0}).reconnect)
+
+    def test_the_number_of_entries_kept_is_bounded(self):
+        many = [f"c{i:03d}" for i in range(500)]
+        capabilities = EnhancedCapabilities.from_connect({"fourCcList": many,
+                                                          "videoFourCcInfoMap": dict.fromkeys(many, 4)})
+        self.assertEqual(len(capabilities.fourcc_list), 64)
+        self.assertEqual(len(capabilities.video), 64)
