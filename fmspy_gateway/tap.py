@@ -419,6 +419,10 @@ def makeService(options, reactor=None) -> service.MultiService:
         # Keep a persistent connection for every backend request an application may have in flight.
         pool.maxPersistentPerHost = max([pool.maxPersistentPerHost] + [
             app.http_connections for app in applications.values()])
+        # One pool for every gateway: its response-head bound is the largest any of them allows.
+        heads = [app.http_head_bytes for app in applications.values() if app.http_head_bytes]
+        if heads:
+            pool.max_head_bytes = max(heads)
     except (ConfigError, UnknownApplication, ListenError, RedisUnreachable) as e:
         # One clear line, not a traceback (FMSPy's FAQ about NoSectionError).
         print(f"fmspy-gateway: {e}", file=sys.stderr)

@@ -140,3 +140,23 @@ def test_the_shared_pool_keeps_a_connection_per_concurrent_gateway_request(tmp_p
         assert [type(app).__name__ for app in lifecycle.applications.values()] == ["GatewayApplication"]
     finally:
         top.getServiceNamed("rtmp").stopService()
+
+
+def test_the_shared_pool_bounds_response_heads_as_the_most_generous_gateway_allows(tmp_path):
+    from twisted.internet.task import Clock
+    from fmspy_gateway import tap
+    from fmspy_gateway.bridge.http11 import DEFAULT_MAX_HEAD_BYTES
+    (tmp_path / "routes.cfg").write_text("[shop]\n* = *\n[blog]\n* = *\n")
+    path = tmp_path / "fmspy.cfg"
+    path.write_text("[RTMP]\nport = 0\ninterface = 127.0.0.1\n"
+                    "[GatewayApplication:shop]\nenabled = yes\nname = shop\nendpoint = http://127.0.0.1:1/rpc\n"
+                    "max-response-head-bytes = 2K\n"
+                    "[GatewayApplication:blog]\nenabled = yes\nname = blog\nendpoint = http://127.0.0.1:1/rpc\n"
+                    "max-response-head-bytes = 200K\n")
+    options = tap.Options()
+    options.parseOptions(["--config", str(path)])
+    top = tap.makeService(options, reactor=Clock())
+    try:
+        assert top.getServiceNamed("applications").pool.max_head_bytes == 200 * 1024 != DEFAULT_MAX_HEAD_BYTES
+    finally:
+        top.getServiceNamed("rtmp").stopService()

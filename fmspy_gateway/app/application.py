@@ -210,6 +210,9 @@ class Application:
     #: Persistent HTTP connections per host this application may keep busy at once through
     #: ``Services.http_client``; the server's shared pool keeps at least the largest figure.
     http_connections: int = 0
+    #: The longest HTTP response head (status line and headers) it accepts from a backend; the shared
+    #: pool's bound is the largest figure (0: no HTTP, no say).
+    http_head_bytes: int = 0
 
     @classmethod
     def declarations(cls) -> Tuple[type, ...]:

@@ -5,16 +5,19 @@ A client's ``nc.call("getUser", responder, 42)`` becomes a POST of
 route's endpoint; the result goes back as ``_result``, any failure as
 ``_error`` naming what went wrong (never a stack trace).  ``@connect`` decides
 who may connect; ``@disconnect``, ``@enter`` and ``@leave`` are notifications.
+``@so.use`` and ``@so.change`` decide who may read and write a remote shared
+object, failing closed; ``@so.changed`` tells the backend of every change applied.
 """
 import json
 import logging
 from typing import Any, Dict
 from urllib.parse import quote
 
-from twisted.internet.defer import CancelledError, succeed
+from twisted.internet.defer import CancelledError
 
 from ..app.application import Accept, Application, CallError, ConnectRejected, StreamRejected
 from ..app.logs import RateLimitedLog
+from ..app.shared_objects import Access
 from ..rtmp.budget import brief, brief_name
 from .mapping import MappingError, amf_to_json, json_to_amf
 from .routes import GatewaySettings, Route, load_routes
@@ -29,7 +32,13 @@ CONTEXT_HEADERS = ("X-RTMP-Client-Id", "X-RTMP-Application", "X-RTMP-Room", "X-R
 
 
 def _header_value(value: str) -> str:
-    """Header-safe text: non-ASCII and control characters percent-encoded (UTF-8)."""
+    """Header-safe text: non-ASCII and control characters percent-encoded (UTF-8).
+
+    Nearly every value (client ids, application and room names, addresses) is printable ASCII without
+    a "%", which ``quote`` would return unchanged: checked first, since ``quote`` costs more than the check.
+    """
+    if value.isascii() and value.isprintable() and "%" not in value:
+        return value
     return quote(value, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
@@ -58,10 +67,16 @@ class GatewayApplication(Application):
         """A persistent backend connection for every request the gateway may have in flight."""
         return self.settings.max_concurrent
 
+    @property
+    def http_head_bytes(self) -> int:
+        """The longest response head (status line and headers) this gateway's backends may send."""
+        return self.settings.max_response_head_bytes
+
     def stop(self):
-        """The server stops, its clients gone: end what is still in flight or queued for the backends."""
+        """The server stops, its clients gone: end what is still in flight or queued for the backends,
+        then what every application waits for (persistent shared objects reaching the disk)."""
         self.rpc.close()
-        return succeed(None)
+        return super().stop()
 
     def __init__(self, name, options=None, hub=None, *, settings, routes, rpc):
         super().__init__(name, options, hub)
@@ -73,17 +88,28 @@ class GatewayApplication(Application):
         #: Backend results refused (invalid, unsendable): one log line per kind and interval, with a count,
         #: since one client calling in a loop could otherwise make each refusal a line.
         self.result_log = RateLimitedLog(log, prefix=f"{name}: ")
+        #: Shared-object decisions refused for want of a clear answer (backend down, garbage): a client
+        #: writing in a loop while the backend is down would otherwise make each refusal a line.
+        self.shared_object_log = RateLimitedLog(log, getattr(rpc, "_clock", None), prefix=f"{name}: ")
         #: Calls, errors by kind and latency per route, for the status API and /metrics (bridge/stats.py).
         self.stats = GatewayStats(getattr(rpc, "_clock", None))
 
     # -- who is calling ------------------------------------------------------------------
 
     def context(self, client) -> dict:
-        """What the backend learns about the caller (also the ``context`` parameter of a route)."""
+        """What the backend learns about the caller (also the ``context`` parameter of a route).
+
+        ``client`` None: the application or the backend itself acted (a shared object changed
+        through the push API), and only the application is known.
+        """
+        if client is None:
+            return {"client": None, "application": self.name, "room": None, "address": None, "session": None}
         return {"client": client.id, "application": self.name, "room": client.room_name, "address": client.address,
                 "session": self._sessions.get(client.id)}
 
     def _headers(self, client) -> dict:
+        if client is None:
+            return {"X-RTMP-Application": _header_value(self.name)}
         context = self.context(client)
         headers = {
             "X-RTMP-Client-Id": client.id,
@@ -109,6 +135,10 @@ class GatewayApplication(Application):
         send = self.rpc.call if wants_reply else self.rpc.notify
         d = self.stats.track(route, send(route.endpoint, route.backend_name(method), params, timeout=route.timeout,
                                          headers=self._headers(client)))
+        return self._cancelled_on_leave(client, d)
+
+    def _cancelled_on_leave(self, client, d):
+        """``d``, a backend call made for ``client``, cancelled if the client leaves before it is answered."""
         calls = self._in_flight.setdefault(client.id, set())
         calls.add(d)
 
@@ -177,14 +207,23 @@ class GatewayApplication(Application):
             log.warning("%s: notification %r failed: %s", self.name, brief_name(name),
                         getattr(failure.value, "description", failure.getErrorMessage()))
 
-    def _hook(self, hook: str, client, params: list):
-        """Notify the backend of a lifecycle event, if routes.cfg names a method for it."""
+    def _log_frequent_notification_failure(self, failure, name):
+        """As ``_log_notification_failure``, rate-limited: for notifications that may come many a second."""
+        if not failure.check(CancelledError):
+            self.shared_object_log.hit(f"{name} failed", f"notification {brief_name(name)!r} failed: "
+                                       f"{getattr(failure.value, 'description', failure.getErrorMessage())}")
+
+    def _hook(self, hook: str, client, params: list, failed=None):
+        """Notify the backend of a lifecycle event, if routes.cfg names a method for it.
+
+        ``failed`` logs a failure (default: ``_log_notification_failure``, a line each).
+        """
         route = self.routes.hook(hook)
         if route is None:
             return None
         d = self.stats.track(route, self.rpc.notify(route.endpoint, route.backend_method, params,
                                                     timeout=route.timeout, headers=self._headers(client)))
-        return d.addErrback(self._log_notification_failure, "@" + hook)
+        return d.addErrback(failed or self._log_notification_failure, "@" + hook)
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -272,6 +311,105 @@ class GatewayApplication(Application):
 
         return d.addCallbacks(decided, failed)
 
+    # -- remote shared objects -------------------------------------------------------------
+
+    def on_shared_object_use(self, client, name, persistent):
+        """@so.use: may ``client`` read (and write) shared object ``name``?  The backend decides.
+
+        It is called ``[{"name", "persistent"}, context]`` and answers ``true``
+        (read and write), ``false`` (neither), or ``{"access": "allow" | "read"
+        | "none"}`` ("read": the client listens, its changes are refused).
+        Anything else, a JSON-RPC error, or a backend that cannot be reached
+        denies (fail closed, whatever ``fail-open`` says: that option admits
+        connections, it never hands out access to shared state).
+        """
+        if self.routes.hook("so.use") is None:
+            return super().on_shared_object_use(client, name, persistent)
+        return self._shared_object_decision("so.use", client, {"name": name, "persistent": persistent},
+                                            _access, Access.DENY_READ)
+
+    def on_shared_object_change(self, client, name, changes):
+        """@so.change: may ``client`` make these changes?  The backend allows all, none, or all but some.
+
+        Called ``[{"name", "changes": {key: value or null (a delete)}}, context]``;
+        answers ``true``, ``false``, or the list of refused keys (``[]``:
+        none refused).  Failing closed as ``@so.use`` does.  A change made by
+        the application or the backend itself (``client`` None) is not asked about.
+        """
+        if client is None or self.routes.hook("so.change") is None:
+            return super().on_shared_object_change(client, name, changes)
+        try:
+            mapped = amf_to_json(dict(changes), path="changes")
+        except MappingError as e:
+            self.shared_object_log.hit("so.change unmappable", f"@so.change of {brief_name(name)!r}: the change "
+                                                               f"cannot be sent to the backend ({e}); refused")
+            return False
+        return self._shared_object_decision("so.change", client, {"name": name, "changes": mapped},
+                                            lambda answer: _refused_keys(answer, changes), False)
+
+    def on_shared_object_changed(self, client, name, changes):
+        """@so.changed: a notification ``[{"name", "changes"}, context]`` after a change was applied.
+
+        ``context.client`` is null when the application or the backend (the push API) made the change.
+        """
+        if self.routes.hook("so.changed") is None:
+            return None
+        try:
+            mapped = amf_to_json(dict(changes), path="changes")
+        except MappingError as e:
+            self.shared_object_log.hit("so.changed unmappable", f"@so.changed of {brief_name(name)!r} not sent: "
+                                                                f"the change cannot be sent as JSON ({e})")
+            return None
+        # One a change, and changes may come by the hundred a second: failures are logged rate-limited.
+        return self._hook("so.changed", client, [{"name": name, "changes": mapped}, self.context(client)],
+                          self._log_frequent_notification_failure)
+
+    def _shared_object_decision(self, hook: str, client, subject: dict, read, refused):
+        """Ask the backend of ``hook`` about ``subject``; ``read(answer)`` is the decision, None if unclear.
+
+        Everything but a clear answer is ``refused``, logged (rate-limited) with the reason.  A route's
+        ``params=`` schema is checked first: what fails it is refused without asking (values a client
+        may not write, whatever the backend would say).
+        """
+        route = self.routes.hook(hook)
+        params = [subject, self.context(client)]
+
+        def refuse(why):
+            self.shared_object_log.hit(f"{hook} refused", f"@{hook} of {brief_name(subject['name'])!r}: {why}; "
+                                                          "refused (fail closed)")
+            return refused
+
+        if route.params_schema is not None:
+            problems = route.params_schema.errors(params)
+            if problems:
+                self.stats.refused(route, "invalid-params")
+                return refuse(f"invalid params ({route.params_schema.path}): {problems[0]}")
+        d = self.stats.track(route, self.rpc.call(route.endpoint, route.backend_method, params,
+                                                  timeout=route.timeout, headers=self._headers(client)))
+
+        def decided(answer):
+            if route.result_schema is not None:
+                problems = route.result_schema.errors(answer, root="result")
+                if problems:
+                    self.stats.refused(route, "invalid-result")
+                    return refuse(f"invalid answer ({route.result_schema.path}): {problems[0]}")
+            decision = read(answer)
+            return refuse(f"the backend answered {brief(answer)}, {_EXPECTED[hook]}") if decision is None \
+                else decision
+
+        def failed(failure):
+            error = failure.value
+            if isinstance(error, CancelledError):
+                return refused              # the client left: nobody to tell
+            if isinstance(error, RPCError):
+                return refuse(f"the backend answered error {error.code}: {brief_name(error.message)}")
+            if isinstance(error, BackendError):
+                return refuse(f"the backend failed ({error.description})")
+            log.error("%s: @%s failed:\n%s", self.name, hook, failure.getTraceback())
+            return refused
+
+        return self._cancelled_on_leave(client, d).addCallbacks(decided, failed)
+
     def on_room_enter(self, room, client):
         return self._hook("enter", client, [self.context(client)])
 
@@ -289,6 +427,31 @@ class GatewayApplication(Application):
         d = self._hook("disconnect", client, [self.context(client)])
         self._sessions.pop(client.id, None)
         return d
+
+
+#: What each shared-object decision hook may answer, for the log line of an unclear answer.
+_EXPECTED = {"so.use": 'expected true, false or {"access": "allow" | "read" | "none"}',
+             "so.change": "expected true, false or a list of refused keys"}
+_ACCESS = {"allow": Access.ALLOW, "read": Access.DENY_WRITE, "none": Access.DENY_READ}
+
+
+def _access(answer):
+    """@so.use's answer as an Access, None when it is none of the documented ones."""
+    if answer is True or answer is False:
+        return Access.ALLOW if answer else Access.DENY_READ
+    if isinstance(answer, dict) and isinstance(answer.get("access"), str):
+        return _ACCESS.get(answer["access"])
+    return None
+
+
+def _refused_keys(answer, changes):
+    """@so.change's answer as the hook's: True, False, or the refused keys among ``changes``; None if unclear."""
+    if answer is True or answer is False:
+        return answer
+    if isinstance(answer, list) and all(isinstance(key, str) for key in answer):
+        refused = set(answer)
+        return [key for key in changes if key in refused] or True
+    return None
 
 
 def _encoding(client) -> int:

@@ -304,6 +304,8 @@ class GatewaySettings:
     breaker_reset: float = option("breaker-reset", _parse_seconds, _SECONDS, 10.0)
     #: ``max-response-bytes``: larger backend responses are refused (K/M/G suffixes accepted).
     max_response_bytes: int = option("max-response-bytes", _parse_buffer_size, _SIZE, 4 * 1024 * 1024)
+    #: ``max-response-head-bytes``: a backend answer whose status line and headers are longer is refused.
+    max_response_head_bytes: int = option("max-response-head-bytes", _parse_buffer_size, _SIZE, 64 * 1024)
 
 
 def gateway_settings(app: ApplicationConfig) -> GatewaySettings:

@@ -15,11 +15,12 @@ Any treq-like client works (its ``post`` is called).  The one
 path that the JSON-RPC client uses instead: treq's per-call work (URL parsing
 and IDNA, a cookie jar we never use, header copies, a body producer that
 writes through the cooperator) was half the gateway's CPU per bridged call.
-The lean path sends the URL encoded once per endpoint, writes the body at
-once, adds Accept-Encoding to headers built for this request instead of to a
-copy, and its Agent keeps one network endpoint per (scheme, host, port)
-instead of building one per request.  It keeps what treq did for us: no
-cookies, no redirects, the connection pool.  Gzip decoding moved into reading
+The lean path sends the URL encoded once per endpoint and the header fields
+encoded once per request, and, over the pool :func:`make_connection_pool`
+makes, skips Twisted's Agent and HTTP client protocol too: a request is one
+``bytes`` written on a lean HTTP/1.1 connection (``bridge/http11.py``, which
+says why: they were still half of the CPU per call).  It keeps what treq did
+for us: no cookies, no redirects, the connection pool and its bounds.  Gzip decoding moved into reading
 the body, for both paths: treq's decoder inflates without bound (and once
 per stacked layer), ours counts ``max_response_bytes`` on decoded bytes.
 
@@ -36,10 +37,11 @@ import itertools
 import json
 import logging
 import math
+import re
 import zlib
 from collections import OrderedDict, deque
 from http.cookiejar import CookiePolicy
-from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from hyperlink import EncodedURL
@@ -51,8 +53,9 @@ from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from twisted.web.client import (Agent, BrowserLikePolicyForHTTPS, GzipDecoder, HTTPConnectionPool, RequestNotSent,
-                                RequestTransmissionFailed, ResponseDone, ResponseFailed, ResponseNeverReceived)
+from twisted.web.client import (URI, Agent, BrowserLikePolicyForHTTPS, GzipDecoder, HTTPConnectionPool,
+                                RequestNotSent, RequestTransmissionFailed, ResponseDone, ResponseFailed,
+                                ResponseNeverReceived)
 from twisted.web.error import SchemeNotSupported
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
@@ -60,6 +63,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory, IBodyProduce
 from zope.interface import implementer
 
 from ..rtmp.budget import brief
+from .http11 import DEFAULT_MAX_HEAD_BYTES, LeanConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -489,8 +493,8 @@ class _Exchange:
     or free the slot, cancel whatever is still on the network, fire the result.
     """
 
-    def __init__(self, client: "JSONRPCClient", endpoint: Endpoint, key: int, body: bytes, headers: Headers,
-                 timeout: float, interpret: Callable[[int, bytes], Any]):
+    def __init__(self, client: "JSONRPCClient", endpoint: Endpoint, key: int, body: bytes,
+                 headers: List[Tuple[bytes, bytes]], timeout: float, interpret: Callable[[int, bytes], Any]):
         self.client = client
         self.endpoint = endpoint
         self.key = key
@@ -513,28 +517,40 @@ class _Exchange:
             if lean is not None:
                 d = lean.post_body(self.endpoint.request_url, self.body, self.headers)
             else:
-                d = self.client._http.post(self.endpoint.url, data=self.body, headers=self.headers,
+                d = self.client._http.post(self.endpoint.url, data=self.body, headers=_as_headers(self.headers),
                                            unbuffered=True, allow_redirects=False)
         except Exception:
             d = fail()
         self._network = d
         d.addCallback(self._got_response)
-        d.addBoth(self._network_done)
+        d.addErrback(self._network_done)
 
     def refuse(self, error: BackendError) -> None:
         """The endpoint will not send it after all (the circuit opened while it was queued)."""
         self._finish(Failure(error))
 
-    def _got_response(self, response) -> Deferred:
-        code = response.code
-        d = _read_body(response, self.client.max_response_bytes)
-        if 200 <= code < 300:
-            return d.addCallback(lambda body: self.interpret(code, body))
+    def _got_response(self, response) -> None:
+        """The head is in: from now on the body's read is what is on the network (and what a cancel stops).
 
-        def status_error(_):
+        Not returned as a Deferred for the request's to wait on: chaining
+        Deferreds is the costliest thing Twisted's Deferred does, and the
+        exchange only needs the body's outcome.
+        """
+        code = response.code
+        body = _read_body(response, self.client.max_response_bytes)
+        self._network = body
+        body.addBoth(self._body_read, code)
+
+    def _body_read(self, outcome, code: int) -> None:
+        if not 200 <= code < 300:
             # Whatever happened to the body, the status is the news.
-            raise HTTPStatusError(f"backend {self.endpoint.name} answered HTTP {code}", code)
-        return d.addBoth(status_error)
+            outcome = Failure(HTTPStatusError(f"backend {self.endpoint.name} answered HTTP {code}", code))
+        elif not isinstance(outcome, Failure):
+            try:
+                outcome = self.interpret(code, outcome)
+            except Exception:
+                outcome = Failure()
+        self._network_done(outcome)
 
     def _network_done(self, outcome):
         if self.phase is not _Phase.DONE:
@@ -696,6 +712,7 @@ class JSONRPCClient:
         self.breaker_reset = breaker_reset
         self.max_response_bytes = max_response_bytes
         self.user_agent = user_agent
+        self._user_agent_value = _field_value(user_agent)
         self._ids = itertools.count(1)
         self._endpoints: Dict[str, Endpoint] = {}
         self._outstanding: Dict[int, _Exchange] = {}
@@ -779,21 +796,27 @@ class JSONRPCClient:
             raise TypeError(f"JSON-RPC params must be a list or a dict, not {type(params).__name__}")
         return params
 
-    def _headers(self, extra: Optional[Mapping[str, str]]) -> Headers:
-        headers = Headers()
-        headers.setRawHeaders("User-Agent", [self.user_agent])
-        headers.setRawHeaders("Accept", ["application/json"])
-        for name, value in (extra or {}).items():
-            headers.setRawHeaders(name, [value])
-        # Set last: the caller's context headers must not change what the body is.
-        headers.setRawHeaders("Content-Type", ["application/json"])
-        return headers
+    def _header_fields(self, extra: Optional[Mapping[str, str]]) -> List[Tuple[bytes, bytes]]:
+        """The request's header fields, encoded once for whichever HTTP path sends them.
+
+        The caller's context headers replace our User-Agent and Accept (by
+        name, case-insensitively) but never the Content-Type: they must not
+        change what the body is.  Names are checked as HTTP tokens and values
+        lose line breaks, as Twisted's ``Headers`` does.
+        """
+        fields = {b"user-agent": (b"User-Agent", self._user_agent_value), b"accept": _ACCEPT_JSON}
+        if extra:
+            for name, value in extra.items():
+                raw, lower = _field_name(name)
+                fields[lower] = (raw, _field_value(value))
+        fields[b"content-type"] = _CONTENT_TYPE_JSON
+        return list(fields.values())
 
     def _submit(self, url, key, message, headers, timeout, interpret) -> Deferred:
         if not timeout or timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
         try:
-            body = json.dumps(message, separators=(",", ":"), allow_nan=False).encode("ascii")
+            body = _JSON_ENCODER.encode(message).encode("ascii")
         except (TypeError, ValueError) as e:
             problem = TypeError if isinstance(e, TypeError) else ValueError
             raise problem(f"cannot encode the params of {message['method']!r} as JSON: {e}") from None
@@ -803,10 +826,55 @@ class JSONRPCClient:
         refusal = ep.refusal()
         if refusal is not None:
             return fail(refusal)
-        exchange = _Exchange(self, ep, key, body, self._headers(headers), timeout, interpret)
+        exchange = _Exchange(self, ep, key, body, self._header_fields(headers), timeout, interpret)
         self._outstanding[key] = exchange
         ep.submit(exchange)
         return exchange.result
+
+
+#: Built once: ``json.dumps`` with options builds an encoder on every call.
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+# -- header fields ----------------------------------------------------------------------------------
+
+_ACCEPT_JSON = (b"Accept", b"application/json")
+_CONTENT_TYPE_JSON = (b"Content-Type", b"application/json")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+#: Framing is the HTTP layer's: a caller's Host, Content-Length or Transfer-Encoding would contradict it.
+_RESERVED = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})
+_names: Dict[str, Tuple[bytes, bytes]] = {}     # checked header names; callers use a handful of constants
+
+
+def _field_name(name: str) -> Tuple[bytes, bytes]:
+    """``name`` encoded and its lower-cased key; ValueError if it is no HTTP token or is the HTTP layer's."""
+    known = _names.get(name)
+    if known is not None:
+        return known
+    raw = name.encode("iso-8859-1") if isinstance(name, str) else bytes(name)
+    if not _TOKEN.match(raw):
+        raise ValueError(f"invalid HTTP header name {_short_text(raw.decode('latin-1'))}")
+    if raw.lower() in _RESERVED:
+        raise ValueError(f"the header {raw.decode('ascii')} is set by the HTTP client, not by callers")
+    known = (raw, raw.lower())
+    if len(_names) < 256:
+        _names[name] = known
+    return known
+
+
+def _field_value(value) -> bytes:
+    raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    if b"\r" in raw or b"\n" in raw:
+        raw = b" ".join(raw.splitlines())       # what Twisted's Headers does to linear whitespace
+    return raw
+
+
+def _as_headers(fields: List[Tuple[bytes, bytes]]) -> Headers:
+    """Header fields as Twisted's ``Headers``, for treq and the Agent."""
+    headers = Headers()
+    for name, value in fields:
+        headers.addRawHeader(name, value)
+    return headers
 
 
 # -- production HTTP client -----------------------------------------------------------------------
@@ -899,45 +967,83 @@ class _CachingEndpointFactory:
         return endpoint
 
 
+class _LeanTarget:
+    """What the lean path needs of one URL, worked out once: pool key, network endpoint, request line and Host."""
+
+    __slots__ = ("key", "endpoint", "head")
+
+    def __init__(self, url: bytes, endpoints: "_CachingEndpointFactory"):
+        uri = URI.fromBytes(url)
+        self.key = (uri.scheme, uri.host, uri.port)
+        self.endpoint = endpoints.endpointForURI(uri)
+        host = b"[" + uri.host + b"]" if b":" in uri.host else uri.host
+        if (uri.scheme, uri.port) not in ((b"http", 80), (b"https", 443)):
+            host = b"%b:%d" % (host, uri.port)
+        self.head = b"POST " + uri.originForm + b" HTTP/1.1\r\nHost: " + host + b"\r\n"
+
+
 class GatewayHTTPClient(HTTPClient):
     """treq's HTTPClient, never keeping cookies, plus the lean POST the JSON-RPC client uses.
 
     The whole treq API stays (applications may use the shared client for
     their own requests); :meth:`post_body` is what :class:`JSONRPCClient`
     calls instead of ``post(url, data=..., unbuffered=True,
-    allow_redirects=False)``, with the same effect.
+    allow_redirects=False)``, with the same effect.  Given a
+    :class:`~.http11.LeanConnectionPool` (as :func:`make_http_client` does),
+    it posts through the pool's lean HTTP/1.1 connections (``bridge/http11.py``
+    says why); otherwise through ``agent``.
     """
 
-    def __init__(self, agent):
+    #: URLs whose _LeanTarget is kept; routes are a fixed set, applications may add a few of their own.
+    MAX_TARGETS = 256
+
+    def __init__(self, agent, lean_pool: Optional[LeanConnectionPool] = None,
+                 endpoints: Optional["_CachingEndpointFactory"] = None):
         super().__init__(agent, cookiejar=IndexableCookieJar(policy=_NoCookies()))
         self.agent = agent
+        self._lean_pool = lean_pool
+        self._endpoints = endpoints
+        self._targets: Dict[bytes, _LeanTarget] = {}
 
-    def post_body(self, url: bytes, body: bytes, headers: Headers) -> Deferred:
-        """POST ``body`` to ``url`` (already encoded, see :attr:`Endpoint.request_url`).
+    def post_body(self, url: bytes, body: bytes, fields: List[Tuple[bytes, bytes]]) -> Deferred:
+        """POST ``body`` to ``url`` (already encoded, see :attr:`Endpoint.request_url`) with header ``fields``.
 
-        Fires with the ``IResponse``, unbuffered and not decoded: the JSON-RPC
-        client inflates a gzip body while it reads it, under its size limit
+        Fires with the response (``code``, ``headers``, ``length``,
+        ``deliverBody``), unbuffered and not decoded: the JSON-RPC client
+        inflates a gzip body while it reads it, under its size limit
         (``_read_body``); no redirects are followed and no cookies are stored
         or sent.  Cancelling it aborts the request.
-        ``headers`` is the caller's to give away: Accept-Encoding is added to
-        it rather than to a copy.
         """
-        headers.addRawHeader(b"Accept-Encoding", b"gzip")
-        return self.agent.request(b"POST", url, headers, _BytesProducer(body))
+        if self._lean_pool is None:
+            headers = _as_headers(fields)
+            headers.addRawHeader(b"Accept-Encoding", b"gzip")
+            return self.agent.request(b"POST", url, headers, _BytesProducer(body))
+        target = self._targets.get(url)
+        if target is None:
+            if len(self._targets) >= self.MAX_TARGETS:
+                self._targets.clear()
+            target = self._targets[url] = _LeanTarget(url, self._endpoints)
+        parts = [target.head]
+        for name, value in fields:
+            parts += (name, b": ", value, b"\r\n")
+        parts += (b"Accept-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body), body)
+        return self._lean_pool.lean_request(target.key, target.endpoint, b"".join(parts))
 
 
-def make_connection_pool(reactor, *, max_persistent_per_host: int = 32,
-                         idle_timeout: float = 1.5) -> HTTPConnectionPool:
-    """The gateway's one pool of persistent backend connections.
+def make_connection_pool(reactor, *, max_persistent_per_host: int = 32, idle_timeout: float = 1.5,
+                         max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES) -> LeanConnectionPool:
+    """The gateway's one pool of persistent backend connections (the Agent's and the lean path's).
 
     ``max_persistent_per_host`` matches the default ``max_concurrent`` so that
     every busy slot keeps its connection (Twisted's default is 2).  Idle
     connections are dropped after ``idle_timeout`` seconds, below the
     keep-alive timeouts backends commonly use (2-5 s): Twisted never retries a
     POST that hits a connection the server just closed, so we close first.
+    ``max_head_bytes`` bounds a response's status line and headers on the
+    lean path (Twisted's parser bounded each header line to 16 KB).
     Close it at shutdown with ``pool.closeCachedConnections()``.
     """
-    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool = LeanConnectionPool(reactor, persistent=True, max_head_bytes=max_head_bytes)
     pool.maxPersistentPerHost = max_persistent_per_host
     pool.cachedConnectionTimeout = idle_timeout
     return pool
@@ -948,11 +1054,14 @@ def make_http_client(reactor, *, pool: Optional[HTTPConnectionPool] = None, max_
     """A treq HTTPClient over a persistent pool, without a cookie jar that would mix users' sessions.
 
     Its Agent keeps one endpoint per backend (:class:`_CachingEndpointFactory`),
-    and :class:`JSONRPCClient` uses its lean path.  Pass ``pool`` (from
-    :func:`make_connection_pool`) to be able to close its connections at
+    and :class:`JSONRPCClient` uses its lean path (lean HTTP/1.1 connections
+    when ``pool`` is a :class:`~.http11.LeanConnectionPool`).  Pass ``pool``
+    (from :func:`make_connection_pool`) to be able to close its connections at
     shutdown; otherwise one is made here.
     """
     if pool is None:
         pool = make_connection_pool(reactor, max_persistent_per_host=max_persistent_per_host,
                                     idle_timeout=idle_timeout)
-    return GatewayHTTPClient(Agent.usingEndpointFactory(reactor, _CachingEndpointFactory(reactor), pool=pool))
+    endpoints = _CachingEndpointFactory(reactor)
+    return GatewayHTTPClient(Agent.usingEndpointFactory(reactor, endpoints, pool=pool),
+                             pool if isinstance(pool, LeanConnectionPool) else None, endpoints)
