@@ -8,9 +8,13 @@ Who is in a room is a remote shared object a client may listen to (Flash:
 ``SharedObject.getRemote("presence", nc.uri)``; in a named room
 ``"presence/<room>"``): one slot per identified client, its id -> its name,
 set when it identifies and removed when it leaves.  Only the application
-writes it: clients listen with write access denied.
+writes it: clients listen with write access denied.  Each node holds its
+handle on a room's presence list while it has identified clients there
+(in a cluster the object lives while any node holds it), and lets go with
+its last one.
 """
 import logging
+from collections import Counter
 
 from .application import Application, CallError, NoSettings, remote
 from .logs import RateLimitedLog
@@ -54,6 +58,7 @@ class ChatApplication(Application):
         super().__init__(*args, **kwargs)
         self._names = {}   # client id -> the name it identified with
         self._presence_log = RateLimitedLog(log)
+        self._present = Counter()   # presence object name -> this node's identified clients in that room
 
     @remote
     def identify(self, client, name):
@@ -63,7 +68,9 @@ class ChatApplication(Application):
         if len(name) > MAX_NAME:
             raise CallError(f"A name is at most {MAX_NAME} characters", INVALID)
         self._names[client.id] = name
-        self._presence(self.shared_object(presence_name(client.room)).set(client.id, name))
+        where = presence_name(client.room)
+        self._present[where] += 1
+        self._presence(self.shared_object(where).set(client.id, name))
         return self._tell(client.room, f"<{name}> is entering chat...")
 
     @remote
@@ -76,16 +83,19 @@ class ChatApplication(Application):
     def on_room_leave(self, room, client):
         name = self._names.pop(client.id, None)
         if name is not None:
-            self._presence(self.shared_object(presence_name(room)).delete(client.id))
+            where = presence_name(room)
+            presence = self.shared_object(where)
+            removed = self._presence(presence.delete(client.id))
+            self._present[where] -= 1
+            if not self._present[where]:
+                del self._present[where]
+                removed.addCallback(lambda _: self._presence(presence.release()))
             return self._tell(room, f"<{name}> is leaving chat...")
 
-    def on_room_destroy(self, room):
-        self._presence(self.shared_object(presence_name(room)).release())
-
-    def _presence(self, update) -> None:
+    def _presence(self, update):
         """A presence update is a courtesy to listeners, not part of the chat: one that is refused (a limit,
         Redis unreachable) is logged, rate-limited, and the line is still said."""
-        update.addErrback(lambda failure: self._presence_log.hit(
+        return update.addErrback(lambda failure: self._presence_log.hit(
             "presence not updated", f"chat {self.name}: presence list not updated: {failure.getErrorMessage()}"))
 
     def on_shared_object_use(self, client, name, persistent):

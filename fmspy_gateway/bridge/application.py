@@ -338,14 +338,20 @@ class GatewayApplication(Application):
         """
         if client is None or self.routes.hook("so.change") is None:
             return super().on_shared_object_change(client, name, changes)
-        try:
-            mapped = amf_to_json(dict(changes), path="changes")
-        except MappingError as e:
-            self.shared_object_log.hit("so.change unmappable", f"@so.change of {brief_name(name)!r}: the change "
-                                                               f"cannot be sent to the backend ({e}); refused")
+        mapped = self._changes_as_json("so.change", name, changes, "refused")
+        if mapped is None:
             return False
         return self._shared_object_decision("so.change", client, {"name": name, "changes": mapped},
                                             lambda answer: _refused_keys(answer, changes), False)
+
+    def _changes_as_json(self, hook: str, name: str, changes, outcome: str):
+        """``changes`` as the backend reads them, or None (logged, rate-limited) when JSON cannot carry them."""
+        try:
+            return amf_to_json(dict(changes), path="changes")
+        except MappingError as e:
+            self.shared_object_log.hit(f"{hook} unmappable", f"@{hook} of {brief_name(name)!r}: the change cannot "
+                                                             f"be sent to the backend as JSON ({e}); {outcome}")
+            return None
 
     def on_shared_object_changed(self, client, name, changes):
         """@so.changed: a notification ``[{"name", "changes"}, context]`` after a change was applied.
@@ -354,11 +360,8 @@ class GatewayApplication(Application):
         """
         if self.routes.hook("so.changed") is None:
             return None
-        try:
-            mapped = amf_to_json(dict(changes), path="changes")
-        except MappingError as e:
-            self.shared_object_log.hit("so.changed unmappable", f"@so.changed of {brief_name(name)!r} not sent: "
-                                                                f"the change cannot be sent as JSON ({e})")
+        mapped = self._changes_as_json("so.changed", name, changes, "not sent")
+        if mapped is None:
             return None
         # One a change, and changes may come by the hundred a second: failures are logged rate-limited.
         return self._hook("so.changed", client, [{"name": name, "changes": mapped}, self.context(client)],

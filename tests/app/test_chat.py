@@ -88,3 +88,25 @@ class PresenceRefusedTests(SynchronousTestCase):
         self.assertIn("presence list not updated: ", logged.output[0])
         self.assertIn("Redis is unreachable", logged.output[0])
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class PresenceHandleTests(SynchronousTestCase):
+    """This node holds a room's presence list while it has identified clients there, and lets go with the last."""
+
+    def test_the_handle_goes_with_the_last_identified_client_of_the_room(self):
+        chat = ChatApplication("chat")
+        ann, bob, cid = Client("ann"), Client("bob"), Client("cid")
+        for client in (ann, bob, cid):
+            chat.hub.join(client, client.room)
+        chat.identify(ann, "ann")
+        chat.identify(bob, "bob")
+        presence = chat.shared_object("presence")
+        chat.on_room_leave(ann.room, ann)
+        chat.on_room_leave(cid.room, cid)          # never identified: no say in the presence list
+        self.assertIs(chat.shared_object("presence"), presence)
+        self.assertEqual(presence.data(), {"bob": "bob"})
+        chat.on_room_leave(bob.room, bob)
+        # the transient object went with its last listener (this node's handle) ...
+        self.assertEqual(self.successResultOf(chat.hub.shared_objects.snapshot("chat", "presence")), None)
+        # ... and the next identify starts a new handle on a new, empty list
+        self.assertIsNot(chat.shared_object("presence"), presence)
