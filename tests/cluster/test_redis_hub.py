@@ -12,11 +12,13 @@ from twisted.trial.unittest import TestCase
 
 from fmspy_gateway.app.calls import CallFailed
 from fmspy_gateway.app.hub import ClientNotFound, Publication, Room, StreamTaken
+from fmspy_gateway.app.shared_objects import SharedObjectLimits
 from fmspy_gateway.cluster import BroadcastIncomplete, ClusterUnavailable, NodeGone, RedisHub, RedisUnreachable
 from fmspy_gateway.cluster.envelope import Envelope, encode
 from fmspy_gateway.cluster.layout import Layout
 from fmspy_gateway.cluster.link import RedisAddress, probe
 from fmspy_gateway.rtmp.amf import Vector
+from tests.app.test_shared_objects_contract import SCOPE, Listener
 from tests.cluster.hubs import LogWatch, client_of, settle, start_hub, wait_until
 from tests.cluster.redis_server import RedisServer, redis_for
 from tests.tools.process import run_tool
@@ -142,10 +144,15 @@ class ClusterDecisionTests(TestCase):
     def test_a_stopped_node_is_forgotten_at_once(self):
         gone = yield client_of(self.b, "one")
         yield self.b.announce("live", "cam", gone.id)
+        for hub in (self.a, self.b):
+            hub.shared_objects.configure(SCOPE, SharedObjectLimits(), None)
+        yield self.b.shared_objects.use(SCOPE, "board", False, Listener("1"))
         yield self.b.stop()
         self.assertIsNone((yield self.a.locate(gone.id)))
         self.assertEqual((yield self.a.rooms("chat")), [])
         self.assertIsNone((yield self.a.find("live", "cam")))
+        # its shared object listeners left with it: a transient object only it used is gone
+        self.assertIsNone((yield self.a.shared_objects.snapshot(SCOPE, "board")))
 
     def test_a_nodes_key_lives_three_heartbeats(self):
         ttl = int(self.server.command("PTTL", Layout().node("node-b"))[1:])
@@ -160,6 +167,9 @@ class KilledNodeTests(TestCase):
         server = redis_for(self)
         watch = LogWatch(self)
         hub = yield start_hub(self, server, "node-a", heartbeat=0.5)
+        forgotten = []      # its shared object listeners are forgotten with it (redis_shared_objects.py)
+        forget_node = hub.shared_objects.forget_node
+        hub.shared_objects.forget_node = lambda node: forgotten.append(node) or forget_node(node)
         process = run_tool(self, ["-m", "tests.cluster.node_process", server.url, "doomed", "0.5"])
         yield process.said("ready")
         client_id = process.out[-1].split()[1]
@@ -182,6 +192,7 @@ class KilledNodeTests(TestCase):
         self.assertIsNone((yield hub.find("live", "cam")))
         yield self.assertFailure(hub.call(client_id, "ask", []), ClientNotFound)
         yield watch.said("node doomed was silent for 3 heartbeats: forgot its 1 clients")
+        self.assertEqual(forgotten, ["doomed"])
         yield hub.announce("live", "cam", "new-publisher")
 
     @inlineCallbacks
