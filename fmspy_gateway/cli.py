@@ -88,7 +88,8 @@ def main(argv=None):
     move = commands.add_parser("drain", help="make a running node stop accepting connections and move its clients",
                                description="Calls the node's push API (method drain): it stops accepting "
                                            "connections, asks clients that declared Enhanced RTMP's Reconnect "
-                                           "to reconnect (to --target, or the URL they used) and closes every "
+                                           "to reconnect (to --target; without one, another live node of the "
+                                           "cluster, or else the URL they used) and closes every "
                                            "connection still open after the grace period. The push token is "
                                            "read from FMSPY_PUSH_TOKEN.")
     move.add_argument("url", help="the node's HTTP address, http://host:port ([HTTP] port)")

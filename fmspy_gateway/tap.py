@@ -106,6 +106,11 @@ def bind_listener(section: str, interface: str, port: int, backlog: int, port_fl
                           f"({getattr(e, 'strerror', None) or e}); {fix_interface}")
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
+        if reuse_port and not listen and port:
+            # The workers' supervisor: with SO_REUSEPORT alone its bind would succeed beside another
+            # supervisor's workers (same user) and silently share their port; bound first without it,
+            # it fails wherever anyone listens.
+            _bind_once_without_reuse_port(family, address)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:      # [Cluster] workers share the port (cluster/workers.py)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -125,6 +130,16 @@ def bind_listener(section: str, interface: str, port: int, backlog: int, port_fl
                               f"privileges: {other_port}")
         raise ListenError(f"{interface_option}: cannot listen there ({reason}); {fix_interface}")
     return sock
+
+
+def _bind_once_without_reuse_port(family, address) -> None:
+    """Raise the OSError of binding ``address`` as a lone server would (SO_REUSEADDR only), then let it go."""
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+    finally:
+        probe.close()
 
 
 class BoundListener(internet.TCPServer):
@@ -195,7 +210,10 @@ def build_hub(config, reactor):
     node = cluster.node or default_node_name()
     if not cluster.enabled:
         return LocalHub(node, advertise=cluster.advertise or None)
-    probe_redis(RedisAddress.parse(cluster.redis), cluster.connect_timeout)
+    try:
+        probe_redis(RedisAddress.parse(cluster.redis), cluster.connect_timeout)
+    except RedisUnreachable as e:      # the option to look at, and the address without its password
+        raise RedisUnreachable(f"[Cluster] redis: {e}; start Redis there or correct the address") from None
     # Values between nodes are clients' values: the same budget as in an RTMP message ([RTMP] maxValue*).
     return RedisHub(cluster.redis, node, advertise=cluster.advertise or None, heartbeat=cluster.heartbeat,
                     reactor=reactor, call_timeout=config.rtmp.call_timeout, reply_timeout=cluster.reply_timeout,

@@ -206,3 +206,17 @@ def test_unknown_application_class_is_one_line(tmp_path, capsys):
         make(["--config", path])
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "NoSuchApplication" in err
+
+
+def test_a_supervisor_does_not_join_the_workers_of_another_on_their_port():
+    """Workers listen with SO_REUSEPORT; a second supervisor of the same user must not slip in beside them."""
+    with socket.socket() as worker:
+        worker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        worker.bind(("127.0.0.1", 0))
+        worker.listen()
+        port = worker.getsockname()[1]
+        with pytest.raises(tap.ListenError) as info:
+            tap.bind_listener("RTMP", "127.0.0.1", port, 50, "--rtmp-port", reuse_port=True, listen=False)
+        assert str(info.value).startswith(f"[RTMP] port = {port}: the port is already in use on 127.0.0.1")
+        # a worker of that supervisor (reuse_port, listening) still joins it, as it must
+        tap.bind_listener("RTMP", "127.0.0.1", port, 50, "--rtmp-port", reuse_port=True).close()

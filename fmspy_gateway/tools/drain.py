@@ -2,8 +2,9 @@
 
 What the node then does is ``server/drain.py``'s: it stops accepting
 connections, asks the clients that declared Enhanced RTMP's Reconnect to
-move (to ``--target``, or the URL they used), and closes every connection
-still open after the grace period.  The push API's token is read from the
+move (to ``--target``; without one, to another live node of the cluster, or
+else to the URL they used), and closes every connection still open after the
+grace period.  The push API's token is read from the
 environment (``FMSPY_PUSH_TOKEN``), not the command line, where any user of
 the machine could read it in the process list.  One line on stdout says
 what the node did; a node that cannot be reached or refuses is one line on

@@ -306,4 +306,5 @@ class StartTests(TestCase):
                              capture_output=True, text=True, timeout=120)
         self.assertEqual(run.returncode, 1)
         self.assertEqual(run.stderr.strip().count("\n"), 0, run.stderr)
-        self.assertIn(f"fmspy-gateway: Redis unreachable at {server.url}: ", run.stderr)
+        self.assertIn(f"fmspy-gateway: [Cluster] redis: Redis unreachable at {server.url}: ", run.stderr)
+        self.assertTrue(run.stderr.strip().endswith("; start Redis there or correct the address"), run.stderr)
