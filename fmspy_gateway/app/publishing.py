@@ -71,6 +71,9 @@ def _write_metadata(recording: Recording, values) -> None:
 class Publishing:
     """The publishing side of one session's stream commands (``StreamCommands``)."""
 
+    # Built with every session, publisher or not: one slot, no instance dict (memory per idle connection).
+    __slots__ = ("commands",)
+
     def __init__(self, commands):
         self.commands = commands
 

@@ -199,7 +199,7 @@ class Session(SessionOutput):
         self.max_queued_commands = max_queued_commands
         self._early = None
         self._deciding = None  # the application's on_connect answer, while it is awaited
-        #: The client's remote shared objects (app/shared_objects.py), once connected.
+        #: The client's remote shared objects (app/shared_objects.py), from its first shared object message.
         self.shared_objects: Optional[SessionSharedObjects] = None
         self._joining = None   # fires when the hub answered the join: the leave is sent after it (``_leave``)
         self._entering = None  # fires when the enter hooks ran too: the leave hooks run after them
@@ -221,7 +221,10 @@ class Session(SessionOutput):
             self._on_refused(event)
         elif isinstance(event, SharedObjectReceived):
             if self.connected:      # before connect: counted as junk by the glue, unanswered
-                self.shared_objects.handle(event.message, event.amf3)
+                shared = self.shared_objects
+                if shared is None:  # built at the first message: most clients never use a shared object
+                    shared = self.shared_objects = SessionSharedObjects(self)
+                shared.handle(event.message, event.amf3)
 
     def events_handled(self) -> None:
         """The glue handled one read's events: players fed by them get their bytes now, once."""
@@ -251,7 +254,8 @@ class Session(SessionOutput):
         self.limit_log.close()
         self.outgoing_calls.fail_all(f"connection closed: {reason}")
         if was_connected:
-            self.shared_objects.close()
+            if self.shared_objects is not None:
+                self.shared_objects.close()
             self.streams.close_all()
             self.application.live.unblock(self)
             if not self.is_relay:
@@ -411,7 +415,6 @@ class Session(SessionOutput):
             self._reject(ConnectRejected())
             return
         self._move(ConnectionEvent.ACCEPTED)
-        self.shared_objects = SessionSharedObjects(self)
         connection.connect_accepted()       # the core's connectTimeout deadline is met (rtmp/timers.py)
         client = self.client
         log.info("client %s (%s, %s) connected to %s over %s", client.id, client.address,
@@ -512,6 +515,12 @@ class Session(SessionOutput):
         d.addCallbacks(joined, log_failure(log, f"joining {room!r} for {client!r}"))
         d.addCallback(lambda _: application.on_room_enter(room, client))
         d.addErrback(log_failure(log, f"on_room_enter of {client!r}"))
+        # Answered at once (LocalHub, hooks without a Deferred): ``_leave`` has nothing to wait for, and an
+        # idle connection does not keep two fired Deferreds and their results (memory per idle connection).
+        if joining.called:
+            self._joining = None
+        if d.called and not d.paused:
+            self._entering = None
 
     def _leave(self) -> None:
         application, client = self.application, self.client
@@ -520,9 +529,13 @@ class Session(SessionOutput):
         leaving = joining if joining is not None else succeed(None)
         leaving.addCallback(lambda _: application.hub.leave(client, room) if room is not None else False)
         leaving.addErrback(log_failure(log, f"leaving {room!r} for {client!r}"))   # then: not destroyed (None)
-        # Both have answered (neither fails: their errbacks log): the hub's leave, and the enter hooks.
-        d = gatherResults([leaving, entering if entering is not None else succeed(None)])
-        d.addCallback(lambda answers: answers[0])
+        # Both have answered (neither fails: their errbacks log): the hub's leave, and the enter hooks
+        # (already run when ``_enter`` dropped ``_entering``: then only the leave is waited for).
+        if entering is None:
+            d = leaving
+        else:
+            d = gatherResults([leaving, entering])
+            d.addCallback(lambda answers: answers[0])
 
         def left(destroyed):
             hook = maybeDeferred(application.on_room_leave, room, client) if room is not None else succeed(None)

@@ -79,6 +79,13 @@ per-value dispatch.  Measured on a 20-object call result, encode + decode:
 about 4,600 a second over cpyamf (bare cpyamf 11,000, without its faults
 fixed), 1,250 over the pure-Python build.  Without cpyamf the same
 subclasses sit on pyamf's pure-Python codec.
+
+Before any of that, plain AMF0 bodies (numbers, booleans, strings up to 64 KB,
+null, undefined, anonymous objects, strict arrays; no references, no switch)
+are read and written by ``_plain_decode`` / ``_plain_encode`` in plain Python
+without building a pyamf codec: the bodies of createStream, play, publish,
+onStatus and small calls.  They give up on anything else, and the body goes
+the way above; see "the fast path" below for why it is shaped so.
 """
 
 import datetime
@@ -964,6 +971,165 @@ class _Amf0EncoderMixin(_EncoderMixin):
     _counted = frozenset((_NESTED, _write_dict, _write_anonymous, _write_typed, _write_ecma_array))
 
 
+# -- the fast path: plain AMF0 command bodies, without pyamf -----------------
+#
+# Why it exists, and why it is shaped so: most command bodies on a busy
+# server are a few plain AMF0 values (createStream, deleteStream, play,
+# publish, their _result and onStatus, echo of small objects), and for those
+# building a pyamf Encoder/Decoder, its context and its stream per message,
+# then dispatching every value through the Python ``readElement`` /
+# ``writeElement`` above, cost more than the values themselves (about 60% of
+# a createStream round trip).  So the codec first tries these two functions,
+# which understand only numbers, booleans, strings, null, undefined,
+# anonymous objects and strict arrays, with no references, no 0x11 switch and
+# at most MAX_NESTING levels.  They never decide anything the full path
+# would decide differently: meeting anything else (another type, a
+# reference, a repeated container, a truncation, bad UTF-8, an int beyond a
+# double) they give up (``_NotPlain``) and the full path handles the whole
+# body, with its errors.  tests/rtmp/test_amf.py compares the two on
+# generated values and bytes (mutated and cut), both builds.
+
+class _NotPlain(Exception):
+    """The body has something the fast path leaves to the full codec.
+
+    Raised as the class, never as one shared instance: an instance raised again
+    grows its ``__traceback__`` by every frame it passes, keeping their locals
+    (whole message bodies) alive.
+    """
+
+
+def _plain_decode(data, pos, end):
+    """All the values of ``data[pos:end]``, or ``_NotPlain``."""
+    values = []
+    try:
+        while pos < end:
+            value, pos = _plain_read(data, pos, end, 0)
+            values.append(value)
+    except IndexError:   # a marker past the end: ``data`` is exactly the body
+        raise _NotPlain from None
+    return values
+
+
+def _plain_read(data, pos, end, depth):
+    marker = data[pos]
+    pos += 1
+    if marker == 0x02:
+        if pos + 2 > end:
+            raise _NotPlain
+        stop = pos + 2 + (data[pos] << 8 | data[pos + 1])
+        if stop > end:
+            raise _NotPlain
+        try:
+            return data[pos + 2:stop].decode("utf-8"), stop
+        except UnicodeDecodeError:
+            raise _NotPlain from None
+    if marker == 0x00:
+        if pos + 8 > end:
+            raise _NotPlain
+        return _amf0_number(_DOUBLE.unpack_from(data, pos)[0]), pos + 8
+    if marker == 0x05:
+        return None, pos
+    if marker == 0x01:
+        if pos >= end or data[pos] > 1:
+            raise _NotPlain
+        return data[pos] == 1, pos + 1
+    if marker == 0x06:
+        return Undefined, pos
+    if depth >= MAX_NESTING:
+        raise _NotPlain
+    if marker == 0x03:
+        obj = ASObject()
+        while True:
+            if pos + 2 > end:
+                raise _NotPlain
+            stop = pos + 2 + (data[pos] << 8 | data[pos + 1])
+            if stop >= end:
+                raise _NotPlain
+            if stop == pos + 2:
+                if data[stop] != 0x09:
+                    raise _NotPlain
+                return obj, stop + 1
+            try:
+                key = data[pos + 2:stop].decode("utf-8")
+            except UnicodeDecodeError:
+                raise _NotPlain from None
+            if key in obj:
+                raise _NotPlain
+            obj[key], pos = _plain_read(data, stop, end, depth + 1)
+    if marker == 0x0A:
+        if pos + 4 > end:
+            raise _NotPlain
+        count = _U32.unpack_from(data, pos)[0]
+        pos += 4
+        if count > end - pos:
+            raise _NotPlain
+        items = []
+        for _ in range(count):
+            item, pos = _plain_read(data, pos, end, depth + 1)
+            items.append(item)
+        return items, pos
+    raise _NotPlain
+
+
+_TRUE, _FALSE, _NULL, _UNDEFINED = b"\x01\x01", b"\x01\x00", b"\x05", b"\x06"
+
+
+def _plain_encode(values):
+    """The AMF0 body of ``values``, byte for byte what the full encoder writes, or ``_NotPlain``."""
+    parts = []
+    seen = set()
+    for value in values:
+        _plain_write(value, parts, seen, 0)
+    return b"".join(parts)
+
+
+def _plain_write(value, parts, seen, depth):
+    value_type = type(value)
+    if value_type is str:
+        try:
+            raw = value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _NotPlain from None
+        if len(raw) > 0xFFFF:
+            raise _NotPlain
+        parts.append(b"\x02" + _U16.pack(len(raw)) + raw)
+    elif value_type is int or value_type is float:
+        try:
+            parts.append(b"\x00" + _DOUBLE.pack(value))
+        except (struct.error, OverflowError):
+            raise _NotPlain from None
+    elif value is None:
+        parts.append(_NULL)
+    elif value_type is bool:
+        parts.append(_TRUE if value else _FALSE)
+    elif value is Undefined:
+        parts.append(_UNDEFINED)
+    else:
+        if depth >= MAX_NESTING or id(value) in seen:
+            raise _NotPlain   # too deep (the full path says so) or repeated (a reference)
+        seen.add(id(value))
+        if value_type is dict or value_type is ASObject:
+            parts.append(b"\x03")
+            for key, item in value.items():
+                if type(key) is not str or not key:
+                    raise _NotPlain
+                try:
+                    raw = key.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise _NotPlain from None
+                if len(raw) > 0xFFFF:
+                    raise _NotPlain
+                parts.append(_U16.pack(len(raw)) + raw)
+                _plain_write(item, parts, seen, depth + 1)
+            parts.append(_OBJECT_END)
+        elif value_type is list or value_type is tuple:
+            parts.append(b"\x0a" + _U32.pack(len(value)))
+            for item in value:
+                _plain_write(item, parts, seen, depth + 1)
+        else:
+            raise _NotPlain
+
+
 # -- the codec: pyamf's classes (compiled or pure) with the mixins on top ------
 
 class _Codec:
@@ -1006,6 +1172,20 @@ class _Codec:
         return self.decode_message(payload, amf3=amf3, budget=budget)[0]
 
     def decode_message(self, payload, *, amf3, budget=None):
+        data = payload if type(payload) is bytes else bytes(payload)
+        end = len(data)
+        try:
+            if amf3 and (not end or data[0] != 0):
+                raise _NotPlain   # the full path words the refusal
+            values = _plain_decode(data, 1 if amf3 else 0, end)
+        except _NotPlain:
+            return self._decode_full(data, amf3=amf3, budget=budget)
+        if budget is not None:
+            _check_budget(values, end, 0, budget)
+        return values, amf3
+
+    def _decode_full(self, payload, *, amf3, budget=None):
+        """``decode_message`` through pyamf, for every body the fast path leaves (and tests)."""
         reader = ValueReader(payload, codec=self)
         pos = 0
         if amf3:
@@ -1019,6 +1199,15 @@ class _Codec:
         return reader.values, amf3 or reader.used_amf3
 
     def encode_values(self, values, *, amf3, switch=True):
+        if not amf3:
+            try:
+                return _plain_encode(values)
+            except _NotPlain:
+                pass
+        return self._encode_full(values, amf3=amf3, switch=switch)
+
+    def _encode_full(self, values, *, amf3, switch=True):
+        """``encode_values`` through pyamf, for every body the fast path leaves (and tests)."""
         writer = ValueWriter(codec=self, switch=switch or amf3)
         if amf3:
             writer.raw(b"\x00")
@@ -1082,15 +1271,20 @@ class ValueReader:
         decoder = self._decoder
         amf3_decoder = decoder._amf3_decoder
         followed = decoder.context.followed + (amf3_decoder.context.followed if amf3_decoder else 0)
-        # Without references every value stood on the wire once, in at least one byte
-        # (``measure`` counts at most 8 a byte): nothing can have expanded.
-        end = self.end
-        if followed or end > budget.max_nodes or 8 * end > budget.max_bytes:
-            try:
-                measure(self.values, budget)
-            except ValueOverBudget as exc:
-                exc.values = self.values  # for the name and transaction id of the refusal, never walked
-                raise
+        _check_budget(self.values, self.end, followed, budget)
+
+
+def _check_budget(values, size, followed, budget):
+    """``ValueOverBudget`` (with ``.values`` set) when ``values``, read from ``size`` bytes
+    following ``followed`` references, expand past ``budget``."""
+    # Without references every value stood on the wire once, in at least one byte
+    # (``measure`` counts at most 8 a byte): nothing can have expanded.
+    if followed or size > budget.max_nodes or 8 * size > budget.max_bytes:
+        try:
+            measure(values, budget)
+        except ValueOverBudget as exc:
+            exc.values = values  # for the name and transaction id of the refusal, never walked
+            raise
 
 
 class ValueWriter:

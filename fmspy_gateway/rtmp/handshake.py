@@ -51,6 +51,20 @@ def _hmac_sha256(key: bytes, message: bytes) -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
+# The four fixed keys, keyed once: an HMAC's copy() starts from the hashed key pads, so a digest
+# does not hash them again (per connect: up to four HMACs over a packet, plus S2's signature).
+_KEYED = {key: hmac.new(key, digestmod=hashlib.sha256)
+          for key in (_CLIENT_KEY_TEXT, _SERVER_KEY_TEXT, _CLIENT_KEY, _SERVER_KEY)}
+
+
+def _keyed_hmac(key: bytes, *parts) -> bytes:
+    """HMAC-SHA256 under one of the fixed keys over ``parts`` in order, without joining them."""
+    digest = _KEYED[key].copy()
+    for part in parts:
+        digest.update(part)
+    return digest.digest()
+
+
 def _digest_offset(packet: bytes, scheme: int) -> int:
     base = _SCHEME_BASES[scheme]
     return sum(packet[base:base + 4]) % 728 + base + 4
@@ -58,7 +72,8 @@ def _digest_offset(packet: bytes, scheme: int) -> int:
 
 def _packet_digest(packet: bytes, offset: int, key: bytes) -> bytes:
     """HMAC over the packet without the 32 bytes the digest itself occupies."""
-    return _hmac_sha256(key, packet[:offset] + packet[offset + DIGEST_SIZE:])
+    view = memoryview(packet)
+    return _keyed_hmac(key, view[:offset], view[offset + DIGEST_SIZE:])
 
 
 def _find_digest(packet: bytes, key: bytes) -> Optional[Tuple[int, bytes]]:
@@ -74,7 +89,7 @@ def _find_digest(packet: bytes, key: bytes) -> Optional[Tuple[int, bytes]]:
 def _sign(packet: bytearray, scheme: int, key: bytes) -> bytes:
     """Write the packet's digest in place for ``scheme``; return it."""
     offset = _digest_offset(packet, scheme)
-    digest = _packet_digest(bytes(packet), offset, key)
+    digest = _packet_digest(packet, offset, key)
     packet[offset:offset + DIGEST_SIZE] = digest
     return digest
 
@@ -84,7 +99,7 @@ def _signed_random(random_bytes: Callable[[int], bytes], peer_digest: bytes,
     """S2 / C2 of the digest handshake: random bytes, then a signature keyed on
     the peer's digest, which proves we read the peer's first packet."""
     body = _random(random_bytes, PACKET_SIZE - DIGEST_SIZE)
-    return body + _hmac_sha256(_hmac_sha256(key, peer_digest), body)
+    return body + _hmac_sha256(_keyed_hmac(key, peer_digest), body)
 
 
 def _random(random_bytes: Callable[[int], bytes], size: int) -> bytes:
@@ -143,7 +158,7 @@ class _Handshake:
         self._state = state
         self._random_bytes = random_bytes
         self._epoch = epoch
-        self._buffer = bytearray()
+        self._buffer = b""   # the part of a packet that came in an earlier read
         self._outgoing = bytearray()
         self._leftover = b""
 
@@ -174,21 +189,25 @@ class _Handshake:
             raise LocalProtocolError("handshake already complete; feed the chunk layer")
         if self._state is _State.FAILED:
             raise LocalProtocolError("handshake already failed")
-        self._buffer += data
+        # Packets are sliced from what arrived (usually C0+C1 in one read, then C2 and the connect):
+        # one copy each, nothing moved in a buffer; only a packet split across reads waits in ``_buffer``.
+        buffer = self._buffer + bytes(data) if self._buffer else bytes(data)
+        pos = 0
         while self._state in self._STEPS:
             size, handler = self._STEPS[self._state]
-            if len(self._buffer) < size:
+            if len(buffer) - pos < size:
+                self._buffer = buffer[pos:]
                 return
-            packet = bytes(self._buffer[:size])
-            del self._buffer[:size]
+            packet = buffer[pos:pos + size]
+            pos += size
             try:
                 self._state = getattr(self, handler)(packet)
             except RemoteProtocolError:
                 self._state = _State.FAILED
-                self._buffer.clear()
+                self._buffer = b""
                 raise
-        self._leftover = bytes(self._buffer)
-        self._buffer.clear()
+        self._leftover = buffer[pos:]
+        self._buffer = b""
 
 
 class ServerHandshake(_Handshake):
@@ -316,7 +335,7 @@ class ClientHandshake(_Handshake):
     def _on_s2(self, s2: bytes) -> _State:
         if self._digest:
             body, signature = s2[:-DIGEST_SIZE], s2[-DIGEST_SIZE:]
-            expected = _hmac_sha256(_hmac_sha256(_SERVER_KEY, self._client_digest), body)
+            expected = _hmac_sha256(_keyed_hmac(_SERVER_KEY, self._client_digest), body)
             if not hmac.compare_digest(signature, expected):
                 raise RemoteProtocolError("S2's signature does not match our C1 digest")
             self._server_digest_valid = True

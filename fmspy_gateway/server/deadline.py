@@ -38,7 +38,8 @@ class Deadline:
             # Not call.reset(): moving a DelayedCall sooner makes Twisted search its whole list of
             # calls (list.index), a cost that grows with the number of connections; a cancel is O(1).
             call.cancel()
-        self._call = self._reactor.callLater(max(deadline - self._reactor.seconds(), 0), self._fired)
+        # The Deadline itself is what the reactor calls (``__call__``): no bound method per call scheduled.
+        self._call = self._reactor.callLater(max(deadline - self._reactor.seconds(), 0), self)
 
     def cancel(self) -> None:
         call, self._call = self._call, None
@@ -51,7 +52,8 @@ class Deadline:
         call = self._call
         return call.getTime() if call is not None and call.active() else None
 
-    def _fired(self) -> None:
+    def __call__(self) -> None:
+        """The DelayedCall fired."""
         call, self._call = self._call, None
         # Never earlier than the deadline it was scheduled for: float sums may land a hair before it.
         self._fire(max(call.getTime(), self._reactor.seconds()))

@@ -7,6 +7,7 @@ that bare pyamf has it.
 """
 
 import datetime
+import gc
 import math
 import random
 import struct
@@ -24,6 +25,7 @@ from fmspy_gateway.rtmp import amf
 from fmspy_gateway.rtmp.amf import (
     ASObject, ByteArray, Dictionary, MixedArray, TypedObject, Undefined, Vector, XML,
 )
+from fmspy_gateway.rtmp.budget import ValueBudget, ValueOverBudget
 from fmspy_gateway.rtmp.errors import LocalProtocolError, RemoteProtocolError
 
 CODEC_NAMES = sorted(amf._CODECS)
@@ -984,3 +986,122 @@ def test_an_integer_beyond_a_double_is_refused_by_its_size(codec, amf3):
         codec.encode_values(["x", 0, None, [10 ** 400]], amf3=amf3)
     assert "1329 bits" in str(info.value) or "too large" in str(info.value)
     assert len(str(info.value)) < 200
+
+
+# -- the fast path for plain AMF0 bodies ------------------------------------------
+# ``_Codec.encode_values`` / ``decode_message`` try ``_plain_encode`` / ``_plain_decode`` first and hand
+# everything else to pyamf (``_encode_full`` / ``_decode_full``): the two must never differ, in bytes,
+# values, value types or errors.
+
+PLAIN_SCALARS = (st.none() | st.booleans() | st.just(Undefined) | st.integers(-2 ** 60, 2 ** 60)
+                 | st.sampled_from([10 ** 400, -0.0, 2 ** 53 + 1, "\ud800", "x" * 70_000, ""])
+                 | st.floats() | st.text(max_size=12))
+PLAIN_KEYS = st.text(max_size=6) | st.sampled_from([0, "0", "\udc00"])
+
+
+def plain_values(inner):
+    return (st.lists(inner, max_size=4) | st.lists(inner, max_size=3).map(tuple)
+            | st.dictionaries(PLAIN_KEYS, inner, max_size=4) | st.dictionaries(NAMES, inner, max_size=3).map(ASObject))
+
+
+def outcome(call):
+    try:
+        return "ok", call()
+    except Exception as exc:
+        return "error", type(exc), str(exc)
+
+
+def typed_tree(value):
+    """repr plus the exact type of every node: 1 and 1.0, list and tuple, dict and ASObject differ."""
+    if isinstance(value, (list, tuple)):
+        return type(value), [typed_tree(item) for item in value]
+    if isinstance(value, dict):
+        return type(value), [(typed_tree(key), typed_tree(item)) for key, item in value.items()]
+    return type(value), repr(value)
+
+
+@pytest.mark.parametrize("name", CODEC_NAMES)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.lists(st.recursive(PLAIN_SCALARS, plain_values, max_leaves=12), min_size=1, max_size=4),
+       repeat=st.booleans())
+def test_fast_path_encodes_exactly_as_pyamf(name, values, repeat):
+    codec = amf._CODECS[name]
+    if repeat:
+        values.append(values[0])   # a repeated container is a reference: the full path's
+    assert outcome(lambda: codec.encode_values(values, amf3=False)) == \
+        outcome(lambda: codec._encode_full(values, amf3=False))
+
+
+@pytest.mark.parametrize("name", CODEC_NAMES)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.lists(st.recursive(PLAIN_SCALARS, plain_values, max_leaves=12), min_size=1, max_size=4),
+       edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=3),
+       cut=st.integers(0, 10_000), amf3=st.booleans())
+def test_fast_path_decodes_exactly_as_pyamf(name, values, edits, cut, amf3):
+    codec = amf._CODECS[name]
+    kind, *wire = outcome(lambda: codec._encode_full(values, amf3=False))
+    if kind != "ok":
+        return
+    payload = bytearray(wire[0])
+    for pos, byte in edits:
+        payload[pos % len(payload)] = byte
+    if cut % 3 == 0:
+        del payload[cut % len(payload):]
+    payload = (b"\x00" if amf3 else b"") + bytes(payload)
+    fast = outcome(lambda: codec.decode_message(payload, amf3=amf3))
+    full = outcome(lambda: codec._decode_full(payload, amf3=amf3))
+    if fast[0] == "ok" and full[0] == "ok":
+        assert typed_tree(fast[1]) == typed_tree(full[1])
+    else:
+        assert fast == full
+
+
+def test_plain_bodies_never_reach_pyamf(codec, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the full codec was used for a plain body")
+    monkeypatch.setattr(codec, "_decode_full", refuse)
+    monkeypatch.setattr(codec, "_encode_full", refuse)
+    values = ["createStream", 2, None, {"a": [1, 2.5, True, "é"], "b": Undefined}]
+    body = codec.encode_values(values, amf3=False)
+    assert codec.decode_message(body, amf3=False) == (values, False)
+    assert codec.decode_message(b"\x00" + body, amf3=True) == (values, True)
+
+
+def test_bodies_with_references_or_switches_take_the_full_path(codec, monkeypatch):
+    full = []
+    decode_full = codec._decode_full
+    monkeypatch.setattr(codec, "_decode_full", lambda *a, **k: full.append(1) or decode_full(*a, **k))
+    shared = ASObject(x=1)
+    with_reference = codec.encode_values(["call", 1, None, [shared, shared]], amf3=False)
+    with_switch = codec.encode_values(["call", 1, None, b"\x01"], amf3=False)
+    values, used_amf3 = codec.decode_message(with_reference, amf3=False)
+    assert values[3][0] is values[3][1] and not used_amf3
+    assert codec.decode_message(with_switch, amf3=False) == (["call", 1, None, ByteArray(b"\x01")], True)
+    assert len(full) == 2
+
+
+def test_fast_path_keeps_the_value_budget(codec):
+    body = codec.encode_values(["call", 1, None, [None] * 200], amf3=False)
+    assert codec.decode_message(body, amf3=False, budget=ValueBudget(max_nodes=300))[0][3] == [None] * 200
+    with pytest.raises(ValueOverBudget) as raised:
+        codec.decode_message(body, amf3=False, budget=ValueBudget(max_nodes=100))
+    assert raised.value.limit == "maxValueNodes" and raised.value.values[:2] == ["call", 1]
+
+
+def test_falling_back_to_the_full_path_keeps_nothing_alive(codec):
+    # A giving-up fast path once re-raised one shared exception instance, whose traceback grew by every
+    # frame it passed, with their locals: each long string's encoded bytes stayed in memory.
+    values = ["say", 0, None, "t" * 70_000]
+    body = codec.encode_values(values, amf3=False)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(40):
+            codec.encode_values(values, amf3=False)
+            codec.decode_message(body, amf3=False)
+        gc.collect()    # the pure build's encoders are cycles: garbage, not kept
+        growth = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert growth < 500_000, f"{growth} bytes kept by 40 fallbacks"

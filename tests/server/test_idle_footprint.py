@@ -1,0 +1,82 @@
+"""What an idle connected client keeps alive on the server (issue 14: at most 5 KB per idle connection).
+
+Measured with tracemalloc over many connections on a StringTransport and a
+Clock (allocations are not disturbed by machine load, unlike RSS or CPU):
+the connections are handshaken and connected to ``echotest`` through the real
+glue, core and session, then left idle.  Besides the total, the objects a
+client that never uses them must not cost are checked one by one: shared
+objects are built at the first shared object message, and the room join's
+Deferreds are dropped once the local hub answered.
+"""
+import gc
+import tracemalloc
+
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from fmspy_gateway.app.echo import EchoApplication
+from fmspy_gateway.config import RTMPConfig
+from fmspy_gateway.rtmp.connection import Connection, Role
+from fmspy_gateway.rtmp.events import CommandReceived, HandshakeCompleted
+from fmspy_gateway.server.protocol import RTMPServerFactory
+
+CONFIG = RTMPConfig(handshake_timeout=5, ping_interval=1000, keepalive_timeout=2500, connect_timeout=100)
+
+#: The issue's target for an idle connection, here including the test's StringTransport.
+MAX_BYTES_PER_IDLE_CONNECTION = 5 * 1024
+
+
+class IdleFootprintTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.factory = RTMPServerFactory({"echotest": EchoApplication("echotest")}, CONFIG, reactor=self.clock)
+
+    def connected(self):
+        protocol = self.factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        client = Connection(Role.CLIENT)
+        answers = []
+        for _ in range(10):
+            out = client.data_to_send()
+            if out:
+                protocol.dataReceived(out)
+            back = transport.value()
+            transport.clear()
+            for event in client.receive_data(back) if back else ():
+                if isinstance(event, HandshakeCompleted):
+                    client.send_command("connect", 1, {"app": "echotest", "tcUrl": "rtmp://localhost/echotest"})
+                elif isinstance(event, CommandReceived):
+                    answers.append(event)
+            if answers:
+                break
+        self.assertEqual([e.name for e in answers], ["_result"])
+        return protocol
+
+    def test_an_idle_client_builds_no_shared_objects_and_keeps_no_fired_deferreds(self):
+        session = self.connected().session
+        self.assertTrue(session.connected)
+        self.assertIsNone(session.shared_objects)
+        self.assertIsNone(session._joining)
+        self.assertIsNone(session._entering)
+
+    def test_bytes_per_idle_connection(self):
+        for _ in range(20):     # warm-up: caches, interned names, the hub's tables
+            self.connected().connectionLost(Failure(ConnectionDone()))
+        count = 300
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.take_snapshot()
+            idle = [self.connected() for _ in range(count)]
+            gc.collect()
+            after = tracemalloc.take_snapshot()
+        finally:
+            tracemalloc.stop()
+        per_connection = sum(stat.size_diff for stat in after.compare_to(before, "filename")) / count
+        self.assertEqual(len(self.factory.connections), count)
+        self.assertLess(per_connection, MAX_BYTES_PER_IDLE_CONNECTION)
+        del idle
