@@ -18,7 +18,9 @@ What it measures
         message, keeping ``--window`` (8) changes unacknowledged: a new one
         goes out whenever the server's Success for an earlier one comes back.
         That is as fast as the server applies them without a queue growing
-        on either side;
+        on either side, on one node.  Across nodes (``--cluster``) the writer's
+        node acknowledges as soon as Redis applied a change, whether or not
+        the other node's listeners keep up: ``--rate`` paces the writer there;
       * the load processes wait until every listener has the last change
         (at most 30 s) and report.
 
@@ -320,19 +322,28 @@ async def run_load(port: int, count: int):
         client.transport.abort()
 
 
-async def run_writer(port: int, window: int):
-    """``--write``: one writer; commands ``connect`` and ``go SECONDS``."""
-    state = {"sent": 0, "acked": 0, "until": 0.0, "other": []}
+async def run_writer(port: int, window: int, rate: float):
+    """``--write``: one writer; commands ``connect`` and ``go SECONDS``.
+
+    With ``rate`` it also keeps to that many changes a second: across nodes the
+    writer's node acknowledges at once while another node's listeners may not
+    keep up, so an unpaced writer measures how far behind they fall, not the delay.
+    """
+    state = {"sent": 0, "acked": 0, "started": 0.0, "until": 0.0, "other": []}
     finished = asyncio.Event()
     offset = 2 + len(OBJECT.encode()) + 12
     client = None
 
     def send_more():
-        while state["sent"] - state["acked"] < window and time.monotonic() < state["until"]:
+        now = time.monotonic()
+        while (state["sent"] - state["acked"] < window and now < state["until"]
+               and (not rate or state["sent"] < rate * (now - state["started"]) + 1)):
             state["sent"] += 1
             client.send_shared_object(SharedObjectMessage(OBJECT, 0, False, (
                 RequestChange(SLOT, [float(state["sent"]), time.monotonic()]),)))
-        if state["sent"] == state["acked"]:
+        if rate and now < state["until"]:
+            asyncio.get_running_loop().call_later(1 / rate, send_more)     # the next change's turn
+        if state["sent"] == state["acked"] and now >= state["until"]:
             finished.set()
 
     def on_message(_, payload):
@@ -350,7 +361,7 @@ async def run_writer(port: int, window: int):
             client = opened.get(0)
             say("connected " + json.dumps({"ready": len(opened), "failures": len(errors), "failed": errors}))
         elif command[0] == "go":
-            started = time.monotonic()
+            started = state["started"] = time.monotonic()
             state["until"] = started + float(command[1])
             finished.clear()
             send_more()
@@ -447,7 +458,8 @@ async def run(args):
                                                                         "--count", str(share))))
                 children.append(loads[-1])
             writer = await Child.start("writer", script_args(__file__, "--write", "--port", port,
-                                                             "--window", str(args.window)))
+                                                             "--window", str(args.window),
+                                                             "--rate", str(args.rate)))
             children.append(writer)
 
             for load in loads:
@@ -508,7 +520,8 @@ def report(args, info, connected, wrote, reports, before, after):
           f" (slowest load process {max(c['seconds'] for c in connected):.1f} s)"
           + "".join(f"; FAILED {c['failures']} (first: {c['failed']})" for c in connected if c["failures"]))
     print(f"writer:              {wrote['acked']} changes applied of {wrote['sent']} sent in"
-          f" {wrote['seconds']:.1f} s, window {args.window} -> {rate:.0f} changes/s")
+          f" {wrote['seconds']:.1f} s, window {args.window}{f', paced at {args.rate:g}/s' if args.rate else ''}"
+          f" -> {rate:.0f} changes/s")
     print(f"delivered:           {deliveries} Changes to listeners of {expected} expected"
           f" ({expected - deliveries} missing; {sum(r['behind'] for r in reports)} listeners without the last"
           f" change after the drain)"
@@ -544,6 +557,8 @@ def main():
     parser.add_argument("--listeners", type=int, default=1000, help="listeners (default 1000)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds the writer writes (default 10)")
     parser.add_argument("--window", type=int, default=8, help="changes the writer keeps unacknowledged (default 8)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="changes per second the writer keeps to (default 0: as fast as they are acknowledged)")
     parser.add_argument("--per-process", type=int, default=500, help="listeners per load process (default 500)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds between the syncs and the writing")
     parser.add_argument("--cluster", action="store_true",
@@ -562,10 +577,10 @@ def main():
     elif args.load:
         asyncio.run(run_load(args.port, args.count))
     elif args.write:
-        asyncio.run(run_writer(args.port, args.window))
+        asyncio.run(run_writer(args.port, args.window, args.rate))
     else:
-        if args.listeners < 1 or args.duration <= 0 or args.window < 1 or args.per_process < 1:
-            parser.error("--listeners, --duration, --window and --per-process must be positive")
+        if args.listeners < 1 or args.duration <= 0 or args.window < 1 or args.per_process < 1 or args.rate < 0:
+            parser.error("--listeners, --duration, --window and --per-process must be positive, --rate not negative")
         try:
             asyncio.run(run(args))
         except (RuntimeError, OSError, asyncio.TimeoutError) as e:
