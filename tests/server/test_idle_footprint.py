@@ -66,7 +66,13 @@ class IdleFootprintTests(SynchronousTestCase):
     def test_bytes_per_idle_connection(self):
         for _ in range(20):     # warm-up: caches, interned names, the hub's tables
             self.connected().connectionLost(Failure(ConnectionDone()))
-        count = 300
+        # tracemalloc also counts what other threads allocate meanwhile (a thread pool or a reader thread an
+        # earlier test of the run left behind): that only adds, so the least of three windows is our cost.
+        per_connection = min(self.measured(300) for _ in range(3))
+        self.assertLess(per_connection, MAX_BYTES_PER_IDLE_CONNECTION)
+
+    def measured(self, count: int) -> float:
+        """Bytes allocated per connection for ``count`` idle connections, which are then closed."""
         gc.collect()
         tracemalloc.start()
         try:
@@ -76,7 +82,8 @@ class IdleFootprintTests(SynchronousTestCase):
             after = tracemalloc.take_snapshot()
         finally:
             tracemalloc.stop()
-        per_connection = sum(stat.size_diff for stat in after.compare_to(before, "filename")) / count
         self.assertEqual(len(self.factory.connections), count)
-        self.assertLess(per_connection, MAX_BYTES_PER_IDLE_CONNECTION)
-        del idle
+        for protocol in idle:
+            protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(len(self.factory.connections), 0)
+        return sum(stat.size_diff for stat in after.compare_to(before, "filename")) / count
