@@ -1,5 +1,6 @@
 """The glue as a Session sees it (``app.session.Peer``): a real server Connection, no socket."""
 from fmspy_gateway.rtmp.connection import Connection, Role
+from fmspy_gateway.rtmp.events import CommandReceived
 
 
 class FakePeer:
@@ -17,3 +18,20 @@ class FakePeer:
 
     def abort(self, reason):
         self.aborted_because = reason
+
+
+def exchange(client: Connection, session) -> list:
+    """Move bytes between ``client`` and ``session``'s server connection until both are quiet.
+
+    Returns the commands the client received, in order.
+    """
+    commands = []
+    while True:
+        out = client.data_to_send()
+        for event in session.peer.connection.receive_data(out) if out else []:
+            session.handle(event)
+        back = session.peer.connection.data_to_send()
+        if back:
+            commands.extend(e for e in client.receive_data(back) if isinstance(e, CommandReceived))
+        if not out and not back:
+            return commands

@@ -7,9 +7,8 @@ from fmspy_gateway.app.client import EnhancedCapabilities
 from fmspy_gateway.app.hub import LocalHub
 from fmspy_gateway.app.session import Session
 from fmspy_gateway.rtmp.connection import Connection, Role
-from fmspy_gateway.rtmp.events import CommandReceived
 
-from .fakes import FakePeer
+from .fakes import FakePeer, exchange
 
 LEGACY_PROPERTIES = {"fmsVer": "FMS/3,5,1,516", "capabilities": 31, "mode": 1}
 
@@ -31,16 +30,7 @@ class EnhancedConnectTests(SynchronousTestCase):
 
     def pump(self):
         """Move bytes both ways; the commands the client received."""
-        commands = []
-        while True:
-            out = self.client.data_to_send()
-            for event in self.peer.connection.receive_data(out) if out else []:
-                self.session.handle(event)
-            back = self.peer.connection.data_to_send()
-            if back:
-                commands.extend(e for e in self.client.receive_data(back) if isinstance(e, CommandReceived))
-            if not out and not back:
-                return commands
+        return exchange(self.client, self.session)
 
     def test_legacy_client_gets_the_legacy_reply(self):
         result = self.connect()

@@ -11,9 +11,8 @@ from fmspy_gateway.app.session import Session, split_app_path
 from fmspy_gateway.rtmp import amf
 from fmspy_gateway.rtmp.connection import Connection, Role
 from fmspy_gateway.rtmp.errors import RemoteProtocolError
-from fmspy_gateway.rtmp.events import CommandReceived
 
-from .fakes import FakePeer
+from .fakes import FakePeer, exchange
 
 
 class Service:
@@ -96,16 +95,7 @@ class SessionTests(SynchronousTestCase):
 
     def pump(self):
         """Move bytes both ways; return the commands the client side received."""
-        commands = []
-        while True:
-            out = self.client.data_to_send()
-            for event in self.peer.connection.receive_data(out) if out else []:
-                self.session.handle(event)
-            back = self.peer.connection.data_to_send()
-            if back:
-                commands.extend(e for e in self.client.receive_data(back) if isinstance(e, CommandReceived))
-            if not out and not back:
-                return commands
+        return exchange(self.client, self.session)
 
     def connect(self, app="app/lobby", *args, **params):
         self.client.send_command("connect", 1, {"app": app, "flashVer": "TEST 1,0,0,0", "tcUrl": "rtmp://h/app",

@@ -7,9 +7,8 @@ from fmspy_gateway.app.chat import ChatApplication
 from fmspy_gateway.app.hub import LocalHub
 from fmspy_gateway.app.session import Session
 from fmspy_gateway.rtmp.connection import Connection, Role
-from fmspy_gateway.rtmp.events import CommandReceived
 
-from .fakes import FakePeer
+from .fakes import FakePeer, exchange
 
 LOGGER = "fmspy_gateway.app.session"
 
@@ -31,16 +30,7 @@ class OverBudgetTests(SynchronousTestCase):
         return session, client
 
     def pump(self, session, client):
-        commands = []
-        while True:
-            out = client.data_to_send()
-            for event in session.peer.connection.receive_data(out) if out else []:
-                session.handle(event)
-            back = session.peer.connection.data_to_send()
-            if back:
-                commands.extend(e for e in client.receive_data(back) if isinstance(e, CommandReceived))
-            if not out and not back:
-                return commands
+        return exchange(client, session)
 
     def test_broadcast_skips_a_client_over_budget_and_counts_what_it_dropped(self):
         (listener, listener_client), (talker, talker_client) = self.sessions

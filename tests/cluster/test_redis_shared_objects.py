@@ -8,7 +8,6 @@ survived, limits held cluster-wide, persistence in Redis and the file that
 seeds it; the last class runs two ``twistd`` nodes (tests/e2e/test_cluster.py's
 ``Node``) with our RTMP client on each, as a Flash client would see it.
 """
-import os
 import shutil
 import tempfile
 
@@ -26,8 +25,7 @@ from fmspy_gateway.server.client import connect_client
 from tests.app.test_shared_objects_contract import SCOPE, Listener, SharedObjectsContract
 from tests.cluster.hubs import LogWatch, start_hub, wait_until
 from tests.cluster.redis_server import redis_for
-from tests.e2e.cluster_rooms import room_hooks_path
-from tests.e2e.test_cluster import CHECKOUT, Node, wait_for
+from tests.e2e.test_cluster import start_two_nodes, wait_for
 
 
 @inlineCallbacks
@@ -251,13 +249,7 @@ class TwoTwistdNodesTests(TestCase):
 
     @inlineCallbacks
     def setUp(self):
-        self.redis = redis_for(self)
-        entry_points = tempfile.mkdtemp(prefix="fmspy-cluster-apps-")
-        self.addCleanup(shutil.rmtree, entry_points, True)
-        python_path = os.pathsep.join([room_hooks_path(entry_points), CHECKOUT])
-        self.a = Node(self, "node-a", self.redis.url, python_path)
-        self.b = Node(self, "node-b", self.redis.url, python_path)
-        yield gatherResults([self.a.process.listening, self.b.process.listening])
+        yield start_two_nodes(self)
 
     @inlineCallbacks
     def board(self, node, user):

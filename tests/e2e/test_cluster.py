@@ -16,7 +16,7 @@ import tempfile
 
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
@@ -158,19 +158,24 @@ class Heard:
         return d.addTimeout(timeout, reactor)
 
 
+@inlineCallbacks
+def start_two_nodes(test):
+    """``test.redis``, ``test.a`` and ``test.b``: a redis-server of its own and two twistd nodes on it, listening."""
+    test.redis = redis_for(test)
+    entry_points = tempfile.mkdtemp(prefix="fmspy-cluster-apps-")
+    test.addCleanup(shutil.rmtree, entry_points, True)
+    python_path = os.pathsep.join([room_hooks_path(entry_points), CHECKOUT])
+    test.a = Node(test, "node-a", test.redis.url, python_path)
+    test.b = Node(test, "node-b", test.redis.url, python_path)
+    yield gatherResults([test.a.process.listening, test.b.process.listening])
+
+
 class ClusterTests(TestCase):
     timeout = 180
 
     @inlineCallbacks
     def setUp(self):
-        self.redis = redis_for(self)
-        entry_points = tempfile.mkdtemp(prefix="fmspy-cluster-apps-")
-        self.addCleanup(shutil.rmtree, entry_points, True)
-        python_path = os.pathsep.join([room_hooks_path(entry_points), CHECKOUT])
-        self.a = Node(self, "node-a", self.redis.url, python_path)
-        self.b = Node(self, "node-b", self.redis.url, python_path)
-        yield self.a.process.listening
-        yield self.b.process.listening
+        yield start_two_nodes(self)
         self.tools = []
         self.addCleanup(self._stop_tools)
 
