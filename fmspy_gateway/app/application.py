@@ -249,6 +249,8 @@ class Application:
         #: Everything that crosses connections: rooms, clients, where streams are published (app/hub.py).
         #: Shared by all applications of a server; every method answers with a Deferred.
         self.hub = hub if hub is not None else LocalHub()
+        #: The default room's value, made once: every client not in a named room holds it.
+        self._default_room: Optional[Room] = None
         #: The application's live streams: every application streams, as on FMS.
         self.live = LiveStreams()
         #: The leave chains of clients gone and not yet through them (the hub's leave, then on_room_leave,
@@ -431,7 +433,12 @@ class Application:
 
     def room(self, name: str = DEFAULT_ROOM) -> Room:
         """The room value ``name`` of this application (a value: naming a room looks nothing up)."""
-        return self.hub.room(self.name, name)
+        if name != DEFAULT_ROOM:
+            return self.hub.room(self.name, name)
+        room = self._default_room
+        if room is None or room.hub is not self.hub:     # the service may hand us another hub before start
+            room = self._default_room = self.hub.room(self.name, name)
+        return room
 
     def rooms(self) -> Deferred:
         """Fires with a ``RoomInfo`` (application, name, clients) per room of this application."""

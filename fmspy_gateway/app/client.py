@@ -49,6 +49,8 @@ class EnhancedCapabilities:
 
     @classmethod
     def from_connect(cls, params: Mapping[str, Any]) -> "EnhancedCapabilities":
+        if not any(key in params for key in _DECLARING_KEYS):
+            return LEGACY     # most clients: one shared value, not one per idle connection
         fourcc_list = params.get("fourCcList")
         return cls(
             fourcc_list=tuple(v for v in fourcc_list[:MAX_FOURCC_ENTRIES] if _fourcc(v))
@@ -56,8 +58,7 @@ class EnhancedCapabilities:
             video=cls._info_map(params.get("videoFourCcInfoMap")),
             audio=cls._info_map(params.get("audioFourCcInfoMap")),
             caps_ex=_flags(params.get("capsEx")) or 0,
-            declared=any(key in params for key in ("fourCcList", "videoFourCcInfoMap", "audioFourCcInfoMap",
-                                                   "capsEx")),
+            declared=True,
         )
 
     @staticmethod
@@ -71,6 +72,12 @@ class EnhancedCapabilities:
     def reconnect(self) -> bool:
         """The client handles ``NetConnection.Connect.ReconnectRequest`` (a drain may ask it to move)."""
         return bool(self.caps_ex & CAPS_EX_RECONNECT)
+
+
+#: The connect properties by which a client speaks Enhanced RTMP.
+_DECLARING_KEYS = ("fourCcList", "videoFourCcInfoMap", "audioFourCcInfoMap", "capsEx")
+#: What a client that declared none of them has.
+LEGACY = EnhancedCapabilities()
 
 
 class Client:

@@ -10,7 +10,7 @@ both directions, and the stream-level commands clients send around them.
 import copy
 import logging
 import secrets
-from typing import Any, Iterable, Mapping, Optional, Protocol
+from typing import Any, Dict, Iterable, Mapping, Optional, Protocol
 
 from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 
@@ -99,23 +99,25 @@ class SessionOutput:
 
     Streams, players, recorded playback and applications ask the session to
     send; it queues on its peer's ``Connection``, and ``flush`` hands what is
-    queued to the glue.  ``send_media`` is the connection's own bound method
-    (the fan-out's hot path costs no extra call per player).
+    queued to the glue.
     """
 
     def __init__(self, peer: Peer):
         self.peer = peer
-        #: (type id, stream id, timestamp, payload, shared chunk bodies or None): one audio or video message.
-        self.send_media = peer.connection.send_media
-        #: Write what the connection has queued (``Peer.flush``); bound, as ``send_media``: called per player.
-        self.flush = peer.flush
+
+    # Methods, not the connection's bound methods kept as attributes: those would cost every idle
+    # connection two objects; the live fan-out's fast path does not come through here (``share_media``).
+
+    def send_media(self, type_id: int, stream_id: int, timestamp: int, payload, shared=None) -> None:
+        """One audio or video message (``Connection.send_media``)."""
+        self.peer.connection.send_media(type_id, stream_id, timestamp, payload, shared)
+
+    def flush(self) -> None:
+        """Write what the connection has queued (``Peer.flush``)."""
+        self.peer.flush()
 
     def share_media(self, type_id: int, shared, source_timestamp: int):
-        """Join a live stream's fast path (``Connection.share_media``; app/live.py ``LiveStream.publish``).
-
-        A method, not a bound attribute as ``send_media``: it runs once per player join, and an
-        attribute would cost every connection a bound method object.
-        """
+        """Join a live stream's fast path (``Connection.share_media``; app/live.py ``LiveStream.publish``)."""
         return self.peer.connection.share_media(type_id, shared, source_timestamp)
 
     def close(self, reason: str) -> None:
@@ -189,12 +191,12 @@ class Session(SessionOutput):
         self.connected = self.closed = False
         self._lost = False
         self.outgoing_calls = PendingCalls(clock, call_timeout, first_transaction_id=1)
-        #: This connection's limit hits and refused traffic, one log line per kind per interval: the one
-        #: log of the connection, which its glue and its streams write to as well.
-        self.limit_log = RateLimitedLog(log, clock, prefix=f"{peer.address}: ")
+        self._clock = clock
+        self._limit_log: Optional[RateLimitedLog] = None
+        self._max_streams = max_streams
         #: Runs recording's and playback's file I/O: ``clock``'s thread pool when it is a reactor (app/fileio.py).
-        self.streams = StreamCommands(self, max_streams, clock,
-                                      executor if executor is not None else default_executor(clock))
+        self._executor = executor
+        self._streams: Optional[StreamCommands] = None
         #: Commands held while connect is being decided (``maxQueuedCommands``); more closes the connection.
         self.max_queued_commands = max_queued_commands
         self._early = None
@@ -205,6 +207,38 @@ class Session(SessionOutput):
         self._entering = None  # fires when the enter hooks ran too: the leave hooks run after them
         #: A node of the cluster pulling a live stream (app/relay.py): no hooks, no room, it only plays.
         self.is_relay = False
+
+    @property
+    def limit_log(self) -> RateLimitedLog:
+        """This connection's limit hits and refused traffic, one log line per kind per interval.
+
+        The one log of the connection, which its glue and its streams write
+        to as well.  Made at the first hit: most connections never hit a
+        limit, and an idle one should not carry it.
+        """
+        limit_log = self._limit_log
+        if limit_log is None:
+            limit_log = self._limit_log = RateLimitedLog(log, self._clock, prefix=f"{self.peer.address}: ")
+        return limit_log
+
+    @property
+    def streams(self) -> StreamCommands:
+        """This connection's NetStreams and their commands.
+
+        Made at the first stream command or media: a client that only calls
+        (chat, echotest, the gateway) never has one, and an idle connection
+        should not carry it.
+        """
+        streams = self._streams
+        if streams is None:
+            executor = self._executor if self._executor is not None else default_executor(self._clock)
+            streams = self._streams = StreamCommands(self, self._max_streams, self._clock, executor)
+        return streams
+
+    @property
+    def limit_counts(self) -> Dict[str, int]:
+        """Every limit hit of this connection by kind (for status), without making the log."""
+        return self._limit_log.counts if self._limit_log is not None else {}
 
     # -- events from the glue ------------------------------------------------------------
 
@@ -251,12 +285,14 @@ class Session(SessionOutput):
         self._lost = True
         was_connected = self.connected
         self._move(ConnectionEvent.LOST)
-        self.limit_log.close()
+        if self._limit_log is not None:
+            self._limit_log.close()
         self.outgoing_calls.fail_all(f"connection closed: {reason}")
         if was_connected:
             if self.shared_objects is not None:
                 self.shared_objects.close()
-            self.streams.close_all()
+            if self._streams is not None:
+                self._streams.close_all()
             self.application.live.unblock(self)
             if not self.is_relay:
                 self._leave()
@@ -266,7 +302,7 @@ class Session(SessionOutput):
 
     def _on_command(self, command: CommandReceived) -> None:
         name = command.name
-        action = connection_action(self.state, name, command.stream_id, self.streams.handles(name))
+        action = connection_action(self.state, name, command.stream_id, StreamCommands.handles(name))
         if action is Action.STREAM:
             self.streams.handle(command)
         elif action is Action.CALL:
@@ -325,7 +361,7 @@ class Session(SessionOutput):
         elif name in ("_result", "_error"):
             # The client's answer to one of our calls: that call fails, saying why.
             self.outgoing_calls.reject(refused.transaction_id, error(NetConnectionCode.CALL_FAILED, description))
-        elif refused.stream_id and self.streams.handles(name):
+        elif refused.stream_id and StreamCommands.handles(name):
             # play/publish and the like on a stream are answered with an onStatus there, as FMS does,
             # whatever their transaction id (ffmpeg numbers them, Flash sends 0).
             code = _REFUSED_STREAM_CODES.get(name, NetStreamCode.FAILED)

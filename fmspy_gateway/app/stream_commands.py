@@ -72,17 +72,21 @@ class StreamCommands:
         self.executor = executor if executor is not None else SynchronousExecutor()
         self._next_stream_id = 1
         self.streams: Dict[int, NetStream] = {}
-        #: Media that no publishing stream takes (its count per kind in ``counts``), one log line per interval:
-        #: the connection's one log of limit hits and dropped traffic, which the session owns.
-        self.dropped = session.limit_log
         #: A publisher's media and data go straight to it (``session.handle``).
         self.publishing = Publishing(self)
+
+    @property
+    def dropped(self):
+        """Media that no publishing stream takes, counted per kind: the session's limit log."""
+        return self.session.limit_log
 
     @property
     def application(self):
         return self.session.application
 
-    def handles(self, name) -> bool:
+    @staticmethod
+    def handles(name) -> bool:
+        """Whether ``name`` is a stream command (createStream, play, publish...)."""
         return name in _COMMANDS
 
     def handle(self, command: CommandReceived):

@@ -92,6 +92,7 @@ import datetime
 import math
 import re
 import struct
+import sys
 
 import pyamf
 import pyamf.amf0
@@ -1050,7 +1051,10 @@ def _plain_read(data, pos, end, depth):
                     raise _NotPlain
                 return obj, stop + 1
             try:
-                key = data[pos + 2:stop].decode("utf-8")
+                # Interned: the same few keys (app, tcUrl, flashVer...) come in every connect, and each
+                # client's kept connect object would otherwise hold its own copies (600 B per idle
+                # connection).  Interned strings go when their last holder does: no growth from odd keys.
+                key = sys.intern(data[pos + 2:stop].decode("utf-8"))
             except UnicodeDecodeError:
                 raise _NotPlain from None
             if key in obj:

@@ -494,15 +494,9 @@ def _option_name(limit: str) -> str:
 
 
 def _hit_counts(protocol) -> Dict[str, int]:
-    """The RateLimitedLog counts of one connection: its glue's, its session's, its streams'."""
+    """The limit hits of one connection by kind: its session's log, which its glue and streams write to."""
     session = getattr(protocol, "session", None)
-    logs = (getattr(protocol, "limit_log", None), getattr(session, "limit_log", None),
-            getattr(getattr(session, "streams", None), "dropped", None))
-    hits: Dict[str, int] = {}
-    for limit_log in {id(log): log for log in logs if log is not None}.values():   # one object, seen thrice
-        for kind, count in getattr(limit_log, "counts", {}).items():
-            hits[kind] = hits.get(kind, 0) + count
-    return hits
+    return dict(session.limit_counts) if session is not None else {}
 
 
 def _health(figures, circuit: str) -> str:

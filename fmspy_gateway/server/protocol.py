@@ -71,8 +71,6 @@ class RTMPServerProtocol(Protocol):
         self._budget_timer = None
         #: Ignored or refused messages since the last accepted command or media (``maxIgnoredMessages``).
         self._junk = 0
-        #: This connection's limit hits and dropped traffic, one log line per kind per interval.
-        self.limit_log = None
         #: Bytes read from and written to the socket, for the status API and /metrics (server/ops.py).
         self.bytes_in = 0
         self.bytes_out = 0
@@ -83,6 +81,11 @@ class RTMPServerProtocol(Protocol):
         #: Where flushes outside a read wait for the end of the reactor turn (None: written at once),
         #: and its dict of connections waiting.
         self._turn_writes = self._pending_writes = None
+
+    @property
+    def limit_log(self):
+        """This connection's limit hits and dropped traffic, one log line per kind per interval (the session's)."""
+        return self.session.limit_log
 
     # -- Protocol ---------------------------------------------------------------------
 
@@ -97,8 +100,6 @@ class RTMPServerProtocol(Protocol):
         self.session = Session(factory.applications, self, clock=reactor, call_timeout=config.call_timeout,
                                max_streams=config.max_streams, max_queued_commands=config.max_queued_commands,
                                executor=factory.executor)
-        #: The connection's one log of limit hits and dropped traffic (the session's).
-        self.limit_log = self.session.limit_log
         self._turn_writes = factory.turn_writes(getattr(self.transport, "reactor", None))
         if self._turn_writes is not None:
             self._pending_writes = self._turn_writes.pending
@@ -236,9 +237,7 @@ class RTMPServerProtocol(Protocol):
         self._budget_timer = None
         self.factory.connection_closed(self)
         if self.session is not None:
-            self.session.connection_lost(reason.getErrorMessage())
-        if self.limit_log is not None:
-            self.limit_log.close()
+            self.session.connection_lost(reason.getErrorMessage())     # tells its limit log's last counts
 
     # -- what the session uses (app.session.Peer) -------------------------------------
 

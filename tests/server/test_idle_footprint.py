@@ -64,6 +64,19 @@ class IdleFootprintTests(SynchronousTestCase):
         self.assertIsNone(session._joining)
         self.assertIsNone(session._entering)
 
+    def test_an_idle_client_builds_no_streams_no_limit_log_and_shares_its_values(self):
+        first, second = self.connected(), self.connected()
+        for protocol in (first, second):
+            self.assertIsNone(protocol.session._streams)        # made at the first stream command
+            self.assertIsNone(protocol.session._limit_log)      # made at the first limit hit
+            self.assertEqual(protocol.session.limit_counts, {})
+        one, other = first.session.client, second.session.client
+        self.assertIs(one.capabilities, other.capabilities)     # neither declared Enhanced RTMP
+        self.assertIs(one.room, other.room)                     # the default room's one value
+        self.assertEqual(len(self.clock.getDelayedCalls()), 2)  # one deadline each, none cancelled and left
+        key_of = {id(key) for key in one.params}
+        self.assertTrue(all(id(key) in key_of for key in other.params))   # the connect's keys, interned
+
     def test_bytes_per_idle_connection(self):
         for _ in range(20):     # warm-up: caches, interned names, the hub's tables
             self.connected().connectionLost(Failure(ConnectionDone()))

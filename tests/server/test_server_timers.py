@@ -131,6 +131,30 @@ class ReasonTests(ServerCase):
         self.assertEqual(pings(self.client.receive_data(self.transport.value())), [20000])
 
 
+class _TickingClock(Clock):
+    """A Clock whose every reading is ``tick`` seconds later than the one before, as a busy reactor's."""
+
+    def __init__(self, tick):
+        super().__init__()
+        self.tick = tick
+        self.scheduled = self.cancelled = 0
+
+    def seconds(self):
+        self.rightNow += self.tick
+        return self.rightNow
+
+    def callLater(self, delay, f, *args, **kw):
+        self.scheduled += 1
+        call = super().callLater(delay, f, *args, **kw)
+        cancel = call.cancel
+
+        def counted_cancel():
+            self.cancelled += 1
+            cancel()
+        call.cancel = counted_cancel
+        return call
+
+
 class DeadlineTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
@@ -162,6 +186,20 @@ class DeadlineTests(SynchronousTestCase):
         self.assertEqual(self.deadline.scheduled, 5)
         self.clock.advance(0)
         self.assertEqual(self.fired, [5])
+
+    def test_the_same_deadline_again_schedules_nothing_even_if_the_clock_moved_while_arming(self):
+        # callLater reads the clock again: the call's time lands past the deadline by the time between
+        # the two readings.  Arming the same deadline again must not take that for a later call.
+        clock = _TickingClock(tick=0.005)
+        deadline = Deadline(clock, self.fired.append)
+        deadline.arm(30)
+        first = deadline.scheduled
+        self.assertGreater(first, 30)               # the drift this test is about
+        deadline.arm(30)
+        deadline.arm(30 + 1e-9)
+        self.assertEqual(deadline.scheduled, first)
+        self.assertEqual(clock.scheduled, 1)
+        self.assertEqual(clock.cancelled, 0)
 
     def test_cancel(self):
         self.deadline.arm(1)
