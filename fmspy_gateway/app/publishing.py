@@ -205,9 +205,14 @@ class Publishing:
         failure.trap(OSError, ValueError)
         self.application.live.forget_if_idle(live)
         self._withdraw(name)
-        log.warning("%s: cannot record to %s: %s", self.application.name, path, failure.value)
+        self._cannot_record(path, failure)
         if self._current(stream, turn):
             self.commands.status(stream.stream_id, NetStreamCode.RECORD_FAILED, f"Cannot record {name}.", "error")
+
+    def _cannot_record(self, path: str, failure) -> None:
+        """A file that cannot be opened: logged once per interval, since a client may publish again and again."""
+        self.session.limit_log.hit("cannot record", f"{self.application.name}: cannot record to "
+                                                             f"{brief_name(path)}: {brief_name(str(failure.value))}")
 
     def _record_automatically(self, stream, turn, live: LiveStream, name: str, mode: str):
         """The application's ``record`` option: a live publish is recorded too, unasked.
@@ -221,8 +226,8 @@ class Publishing:
         now = clock.seconds() if clock is not None else time.time()
         path = self.application.record_path(policy.file_name(name, now))
         if path is None:
-            log.warning("%s: %r is not recorded (record = %s): not a valid file name", self.application.name,
-                        name, policy.kind)
+            self.session.limit_log.hit("not recorded", f"{self.application.name}: {brief_name(name)} is "
+                                                f"not recorded (record = {policy.kind}): not a valid file name")
             self._start(stream, live, name, mode)
             return
         kinds = policy.types
@@ -241,7 +246,7 @@ class Publishing:
 
         def refused(failure):
             failure.trap(OSError, ValueError)
-            log.warning("%s: cannot record to %s: %s", self.application.name, path, failure.value)
+            self._cannot_record(path, failure)
             if self._current(stream, turn):
                 self._start(stream, live, name, mode)
             else:

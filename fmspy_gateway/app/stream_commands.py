@@ -130,8 +130,8 @@ class StreamCommands:
 
     def create_stream(self, command):
         if len(self.streams) >= self.max_streams:
-            log.warning("%s: createStream refused: %d streams open (maxStreams)",
-                        self.session.peer.address, len(self.streams))
+            self.session.limit_log.hit("maxStreams", f"createStream refused: {len(self.streams)} streams open "
+                                                     f"(maxStreams)")
             self.session.send_call_error(command, error(NetConnectionCode.CALL_FAILED, "Too many streams."))
             return
         stream_id = self._next_stream_id
@@ -283,7 +283,9 @@ class StreamCommands:
 
     def _recording_failed(self, failure, stream: NetStream, turn: int, name: str, path: str):
         failure.trap(OSError, ValueError)
-        log.warning("%s: cannot play %s: %s", self.application.name, path, failure.value)
+        # A client may ask for it again and again: one line per interval (the session's limit log).
+        self.session.limit_log.hit("cannot play", f"{self.application.name}: cannot play {brief_name(path)}: "
+                                                  f"{brief_name(str(failure.value))}")
         if not self.session.closed and stream.turn == turn:
             self.status(stream.stream_id, NetStreamCode.PLAY_FAILED, f"Cannot play {name}.", "error")
 

@@ -686,6 +686,8 @@ class MaxStreamsTests(NetStreamServer, TestCase):
         self.assertEqual(third, 3)
         d = client.call("createStream")
         yield self.assertFailure(d, CallFailed)
+        # Refused again and again: one log line per interval, not one per refusal.
+        self.assertEqual(sum("maxStreams" in line for line in self.log.lines), 1, self.log.lines)
         # Another connection has its own budget.
         other = yield self.client()
         self.assertEqual((yield other.call("createStream")), 1)
@@ -912,8 +914,13 @@ class StreamLifecycleTests(NetStreamServer, TestCase):
         yield player.play("junk", 0)
         self.assertEqual(player.codes(mark), ["NetStream.Play.Failed"])
         self.assertTrue(any("cannot play" in line and "junk.flv" in line for line in self.log.lines))
+        for _ in range(20):                     # asked again and again: answered each time, logged once
+            mark = player.mark()
+            yield player.play("junk", 0)
+            self.assertEqual(player.codes(mark), ["NetStream.Play.Failed"])
+        self.assertEqual(sum("cannot play" in line for line in self.log.lines), 1, self.log.lines)
         mark = player.mark()
-        player.command(9, "play", "show")         # a stream id never created
+        player.command(999, "play", "show")       # a stream id never created
         yield player.wait_code("NetStream.Play.StreamNotFound", mark)
 
     @inlineCallbacks
