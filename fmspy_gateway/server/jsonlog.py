@@ -29,6 +29,8 @@ from datetime import datetime, timezone
 from twisted.logger import ILogObserver, formatEvent
 from zope.interface import implementer
 
+from . import logging_bridge
+
 #: Running servers' statuses (normally one); weak, so a stopped server's goes away.
 _statuses = weakref.WeakSet()
 _ADDRESS = re.compile(r"(?:^|: )((?:\d{1,3}\.){3}\d{1,3}:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}): ")
@@ -85,7 +87,7 @@ class JSONLinesObserver:
         line = {"time": datetime.fromtimestamp(event.get("log_time", time.time()), timezone.utc)
                 .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                 "level": getattr(event.get("log_level"), "name", "info"),
-                "logger": event.get("name") or event.get("log_namespace") or "",
+                "logger": event.get("logger_name") or event.get("log_namespace") or "",
                 "message": self._text(event)}
         address = event.get("address")
         if not isinstance(address, str):
@@ -112,8 +114,8 @@ class JSONLinesObserver:
 
     @staticmethod
     def _text(event) -> str:
-        if "message" in event and "name" in event and event.get("log_format") == "{name}: {message}":
-            return str(event["message"])        # the standard library's records (server/logging_bridge.py)
+        if event.get("log_format") == logging_bridge.FORMAT and "text" in event:
+            return str(event["text"])           # the standard library's records (server/logging_bridge.py)
         text = formatEvent(event)
         return text if text is not None else ""
 

@@ -136,8 +136,8 @@ class JSONLinesTests(TestCase):
         logger = Logger(namespace="fmspy_gateway.server.protocol", observer=observer)
         logger.info("{address}: closing: {reason}", address="127.0.0.1:5000", reason="bye")
         # A standard-library record bridged into Twisted's log (server/logging_bridge.py).
-        observer({"log_format": "{name}: {message}", "name": "fmspy_gateway.app.session",
-                  "message": "127.0.0.1:5000: limit hit: maxStreams", "log_level": LogLevel.warn,
+        observer({"log_format": "{logger_name}: {text}", "logger_name": "fmspy_gateway.app.session",
+                  "text": "127.0.0.1:5000: limit hit: maxStreams", "log_level": LogLevel.warn,
                   "log_time": 0.0})
         logger.info("nothing about a connection")
         try:
