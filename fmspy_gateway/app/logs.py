@@ -1,11 +1,19 @@
 """Logging helpers shared by the application layer."""
 import time
 
+from ..rtmp.budget import brief_name
 
-def log_failure(logger, what: str):
-    """An errback that logs a failure with its traceback (for the server's log, never the client)."""
+
+def log_failure(logger, what: str, *args):
+    """An errback that logs a failure with its traceback (for the server's log, never the client).
+
+    ``what`` is a %-format of ``args``, formatted only if the failure comes:
+    every connect, call and leave chains a few of these, and they almost
+    never fire.  String arguments (names a client chose) are cut first.
+    """
     def errback(failure):
-        logger.error("%s failed:\n%s", what, failure.getTraceback())
+        described = what % tuple(brief_name(a) if isinstance(a, str) else a for a in args) if args else what
+        logger.error("%s failed:\n%s", described, failure.getTraceback())
     return errback
 
 

@@ -131,7 +131,7 @@ class Publishing:
         d = maybeDeferred(self.application.on_publish, self.session.client, name, mode, query)
         d.addCallback(self._announce, name)
         d.addCallbacks(self._publish_allowed, self._publish_refused, (stream, name, mode), None, (stream, name))
-        d.addErrback(log_failure(log, f"publish {name!r}"))
+        d.addErrback(log_failure(log, "publish %r", name))
 
     def _announce(self, decision, name: str):
         """An allowed publish claims ``name`` through the hub: one publisher in the whole cluster.
@@ -147,7 +147,7 @@ class Publishing:
 
     def _withdraw(self, name: str):
         d = self.application.hub.withdraw(self.application.name, name, self.session.client.id)
-        d.addErrback(log_failure(log, f"withdrawing {name!r}"))
+        d.addErrback(log_failure(log, "withdrawing %r", name))
 
     def _publish_allowed(self, decision, stream, name: str, mode: str):
         commands = self.commands
@@ -181,7 +181,7 @@ class Publishing:
             d = queue.run(Recorder, path, mode)
             d.addCallbacks(self._record_opened, self._record_refused, (stream, turn, live, name, mode, queue), None,
                            (stream, turn, live, name, path))
-            d.addErrback(log_failure(log, f"recording {name!r}"))
+            d.addErrback(log_failure(log, "recording %r", name))
             return
         if self.application.record_policy.kind != "off":
             self._record_automatically(stream, turn, live, name, mode)
@@ -194,7 +194,7 @@ class Publishing:
 
     def _record_opened(self, recorder, stream, turn, live: LiveStream, name: str, kind: str, queue: SerialQueue):
         if not self._current(stream, turn):
-            queue.run(recorder.close).addErrback(log_failure(log, f"closing the recording of {name!r}"))
+            queue.run(recorder.close).addErrback(log_failure(log, "closing the recording of %r", name))
             self.application.live.forget_if_idle(live)
             self._withdraw(name)
             return
@@ -236,7 +236,7 @@ class Publishing:
 
         def opened(recorder):
             if not self._current(stream, turn):
-                queue.run(recorder.close).addErrback(log_failure(log, f"closing the recording of {name!r}"))
+                queue.run(recorder.close).addErrback(log_failure(log, "closing the recording of %r", name))
                 self.application.live.forget_if_idle(live)
                 self._withdraw(name)
                 return
@@ -254,7 +254,7 @@ class Publishing:
                 self._withdraw(name)
 
         d.addCallbacks(opened, refused)
-        d.addErrback(log_failure(log, f"recording {name!r}"))
+        d.addErrback(log_failure(log, "recording %r", name))
 
     def _attach(self, stream, live: LiveStream, recording: Recording):
         stream.recording = recording
@@ -279,7 +279,7 @@ class Publishing:
         d = recording.queue.run(_write, recording, self.application.record_policy, message.type_id,
                                 message.timestamp, message.payload)
         d.addCallbacks(self._written, self._write_failed, (stream, recording), None, (stream, recording))
-        d.addErrback(log_failure(log, f"recording {stream.name!r}"))
+        d.addErrback(log_failure(log, "recording %r", stream.name))
 
     def _written(self, limit, stream, recording: Recording):
         if limit is None:
@@ -345,7 +345,7 @@ class Publishing:
         if not quiet:
             self.commands.status(stream.stream_id, NetStreamCode.UNPUBLISH_SUCCESS, f"{name} is now unpublished.")
         d = maybeDeferred(self.application.on_unpublish, self.session.client, name)
-        d.addErrback(log_failure(log, f"on_unpublish of {name!r}"))
+        d.addErrback(log_failure(log, "on_unpublish of %r", name))
 
     # -- the publisher's media and data -------------------------------------------------------
 
@@ -392,6 +392,6 @@ class Publishing:
             if recording is not None:
                 d = recording.queue.run(_write_metadata, recording, values)
                 d.addErrback(self._write_failed, stream, recording)
-                d.addErrback(log_failure(log, f"recording {stream.name!r}"))
+                d.addErrback(log_failure(log, "recording %r", stream.name))
         elif values and values[0] != "@clearDataFrame":
             stream.live.send_data(values)

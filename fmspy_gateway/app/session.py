@@ -399,7 +399,7 @@ class Session(SessionOutput):
         d = self._deciding = maybeDeferred(application.on_connect, self.client, *command.arguments)
         d.addBoth(self._decided)
         d.addCallbacks(self._connect_decided, self._connect_failed)
-        d.addErrback(log_failure(log, f"connect of {self.client!r}"))
+        d.addErrback(log_failure(log, "connect of %r", self.client))
 
     def _relay_connect(self, application: Application, params: dict, credential, command: CommandReceived) -> None:
         """Another node pulling a live stream: the cluster's secret instead of ``on_connect``, and no room.
@@ -545,12 +545,12 @@ class Session(SessionOutput):
 
         def joined(created):
             hook = maybeDeferred(application.on_room_create, room) if created else succeed(None)
-            hook.addErrback(log_failure(log, f"on_room_create of {room!r}"))
+            hook.addErrback(log_failure(log, "on_room_create of %r", room))
             return hook
 
-        d.addCallbacks(joined, log_failure(log, f"joining {room!r} for {client!r}"))
+        d.addCallbacks(joined, log_failure(log, "joining %r for %r", room, client))
         d.addCallback(lambda _: application.on_room_enter(room, client))
-        d.addErrback(log_failure(log, f"on_room_enter of {client!r}"))
+        d.addErrback(log_failure(log, "on_room_enter of %r", client))
         # Answered at once (LocalHub, hooks without a Deferred): ``_leave`` has nothing to wait for, and an
         # idle connection does not keep two fired Deferreds and their results (memory per idle connection).
         if joining.called:
@@ -564,7 +564,7 @@ class Session(SessionOutput):
         joining, entering, self._joining, self._entering = self._joining, self._entering, None, None
         leaving = joining if joining is not None else succeed(None)
         leaving.addCallback(lambda _: application.hub.leave(client, room) if room is not None else False)
-        leaving.addErrback(log_failure(log, f"leaving {room!r} for {client!r}"))   # then: not destroyed (None)
+        leaving.addErrback(log_failure(log, "leaving %r for %r", room, client))   # then: not destroyed (None)
         # Both have answered (neither fails: their errbacks log): the hub's leave, and the enter hooks
         # (already run when ``_enter`` dropped ``_entering``: then only the leave is waited for).
         if entering is None:
@@ -575,12 +575,12 @@ class Session(SessionOutput):
 
         def left(destroyed):
             hook = maybeDeferred(application.on_room_leave, room, client) if room is not None else succeed(None)
-            hook.addErrback(log_failure(log, f"on_room_leave of {client!r}"))
+            hook.addErrback(log_failure(log, "on_room_leave of %r", client))
             if destroyed:
                 hook.addCallback(lambda _: application.on_room_destroy(room))
-                hook.addErrback(log_failure(log, f"on_room_destroy of {room!r}"))
+                hook.addErrback(log_failure(log, "on_room_destroy of %r", room))
             hook.addCallback(lambda _: application.on_disconnect(client))
-            hook.addErrback(log_failure(log, f"on_disconnect of {client!r}"))
+            hook.addErrback(log_failure(log, "on_disconnect of %r", client))
             return hook
 
         d.addCallback(left)
@@ -595,7 +595,7 @@ class Session(SessionOutput):
         d = maybeDeferred(self.application.handle_call, self.client, command.name, command.arguments,
                           bool(command.transaction_id))
         d.addCallbacks(self._answer_call, self._fail_call, (command,), None, (command,))
-        d.addErrback(log_failure(log, f"answering {brief_name(command.name)}"))
+        d.addErrback(log_failure(log, "answering %s", command.name))
 
     def _may_switch(self, command=None) -> bool:
         """Whether what we send (a reply to ``command``) may switch to AMF3 with 0x11.

@@ -637,7 +637,7 @@ def _fire(result, d: Deferred):
 def notify(application, client, name: str, changes: Dict[str, Any]) -> None:
     """``on_shared_object_changed``; its failure is logged, never the change's."""
     d = maybeDeferred(application.on_shared_object_changed, client, name, changes)
-    d.addErrback(log_failure(log, f"on_shared_object_changed of {application.name}"))
+    d.addErrback(log_failure(log, "on_shared_object_changed of %s", application.name))
 
 
 # -- one session's shared objects -------------------------------------------------------------------
@@ -732,7 +732,7 @@ class SessionSharedObjects:
 
         def run(_):
             d = maybeDeferred(self._process, message, amf3)
-            d.addErrback(log_failure(log, f"shared object message for {brief_name(name)} from {self.client!r}"))
+            d.addErrback(log_failure(log, "shared object message for %s from %r", name, self.client))
             d.addBoth(finish)
 
         def finish(_):
@@ -886,7 +886,7 @@ class SessionSharedObjects:
         """The connection is gone: every object it used loses it as a listener."""
         self.closed = True
         for name in list(self._listeners):
-            self._release(name).addErrback(log_failure(log, f"releasing {brief_name(name)} for {self.client!r}"))
+            self._release(name).addErrback(log_failure(log, "releasing %s for %r", name, self.client))
 
     # -- answers -----------------------------------------------------------------------------------
     def _answer(self, answer: _Answer, amf3: bool) -> None:

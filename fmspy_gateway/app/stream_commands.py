@@ -202,7 +202,7 @@ class StreamCommands:
             d = maybeDeferred(self.application.on_play, self.session.client, name, query)
         d.addCallbacks(self._play_allowed, self._play_refused, (stream, name, start, reset, duration), None,
                        (stream, name))
-        d.addErrback(log_failure(log, f"play {name!r}"))
+        d.addErrback(log_failure(log, "play %r", name))
 
     def _play_allowed(self, decision, stream: NetStream, name: str, start, reset: bool,
                       duration: Optional[int] = None):
@@ -221,7 +221,7 @@ class StreamCommands:
             d = self.application.hub.find(self.application.name, name)
             d.addCallbacks(self._found, self._look_up_failed, (stream, turn, name, start, reset, duration), None,
                            (stream, turn, name, start, reset, duration))
-            d.addErrback(log_failure(log, f"play {name!r}"))
+            d.addErrback(log_failure(log, "play %r", name))
             return
         self._play_here(stream, name, start, reset, duration)
 
@@ -259,7 +259,7 @@ class StreamCommands:
         d = queue.run(open_recording, path, _indexes(self.application))
         d.addCallbacks(self._recording_opened, self._recording_failed,
                        (stream, turn, name, start, reset, duration, queue), None, (stream, turn, name, path))
-        d.addErrback(log_failure(log, f"play {name!r}"))
+        d.addErrback(log_failure(log, "play %r", name))
 
     def _play_not_recorded(self, stream: NetStream, name: str, start, reset: bool, duration: Optional[int]):
         # A relay never waits: its node's players must hear at once that the origin has no such stream.

@@ -35,5 +35,5 @@ def render_later(request, body: Deferred, failed: Callable) -> int:
 
     body.addErrback(lambda failure: failed(request, failure))
     body.addCallback(write)
-    body.addErrback(log_failure(log, f"answering {request.method!r} {request.uri!r}"))
+    body.addErrback(log_failure(log, "answering %r %r", request.method, request.uri))
     return NOT_DONE_YET
