@@ -15,6 +15,9 @@ class BridgeTests(SynchronousTestCase):
         self.logger = logging.getLogger("fmspy_gateway.tests.bridge")
         self.addCleanup(setattr, self.logger, "level", self.logger.level)
         self.logger.setLevel(1)
+        # Only this test's handler: an earlier test of the run may have installed the bridge on "fmspy_gateway".
+        self.addCleanup(setattr, self.logger, "propagate", self.logger.propagate)
+        self.logger.propagate = False
         self.handler = logging_bridge.TwistedLogHandler()
         self.logger.addHandler(self.handler)
         self.addCleanup(self.logger.removeHandler, self.handler)
