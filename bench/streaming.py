@@ -60,6 +60,12 @@ The players
 Usage
     .venv/bin/python bench/streaming.py [--players 100,400] [--duration 20] [--warmup 5] [--skip-nginx]
                                         [--client-procs N] [--samples 2] [--profile [--top 30]]
+                                        [--media-flush-interval SECONDS]
+
+``--media-flush-interval`` sets our ``[RTMP] mediaFlushInterval``: players
+are then written once per interval instead of once per publisher read
+(fewer, larger writes; up to that much more latency).  nginx-rtmp runs as
+always, so the summary compares that setting with nginx-rtmp's one way.
 
 Everything listens on 127.0.0.1.  The script stops by itself: every wait has a
 timeout, the load processes and our server stop when their stdin closes,
@@ -495,14 +501,16 @@ def run_load(port, count, first_index, samples, lifetime):
 class Ours:
     name = "fmspy-gateway"
 
-    def __init__(self, work_dir, profile):
+    def __init__(self, work_dir, profile, media_flush_interval=0.0):
         self.work_dir = work_dir
         self.profile = profile
+        self.media_flush_interval = media_flush_interval
         self.child = None
         self.port = self.pid = None
 
     async def start(self):
-        config = write_fmspy_config(self.work_dir, APPLICATIONS.format(app=APP), slowPlayerTimeout=60)
+        extra = {"mediaFlushInterval": self.media_flush_interval} if self.media_flush_interval else {}
+        config = write_fmspy_config(self.work_dir, APPLICATIONS.format(app=APP), slowPlayerTimeout=60, **extra)
         log = os.path.join(self.work_dir, "fmspy.log")
         self.child = await Child.start("fmspy-gateway", script_args(__file__, "--serve", "--config", config,
                                                                     "--log", log))
@@ -723,7 +731,13 @@ def other_work(r) -> float:
     return max(r["machine_busy"] - ours, 0)
 
 
-def print_summary(results, nginx_setup, source):
+def flush_setting(interval: float) -> str:
+    if not interval:
+        return "mediaFlushInterval 0 (players written at the end of each reactor turn, the default)"
+    return f"mediaFlushInterval {interval:g} s (players written once per {interval * 1000:g} ms)"
+
+
+def print_summary(results, nginx_setup, source, media_flush_interval=0.0):
     print("\n== summary (CPU-s per Gbit delivered; lower is better)")
     print(f"  {'players':>7}  {'server':<14} {'CPU-s/Gbit':>10} {'CPU %':>6} {'Mbit/s out':>10}"
           f" {'min/med kbit/s':>15} {'<90%':>5} {'RSS MB':>7}")
@@ -740,7 +754,8 @@ def print_summary(results, nginx_setup, source):
             busy = max(other_work(ours), other_work(theirs)) > BUSY_CORES
             verdict = ("no verdict: BUSY MACHINE, run again on a quiet one" if busy else
                        f"target (issue 14: at most nginx-rtmp's): {'MET' if ratio <= 1 else 'MISSED'}")
-            print(f"  {players} players: ours / nginx-rtmp = {ratio:.2f}x CPU per Gbit,"
+            print(f"  {players} players, ours with {flush_setting(media_flush_interval).split(' (')[0]}:"
+                  f" ours / nginx-rtmp = {ratio:.2f}x CPU per Gbit,"
                   f" {ours['rss_end_kb'] / theirs['rss_end_kb']:.1f}x RSS; {verdict}")
     if nginx_setup.get("skip"):
         print(f"  nginx-rtmp comparison skipped: {nginx_setup['skip']}")
@@ -821,7 +836,7 @@ async def run(args):
             print("cProfile ON in our server during the window: its CPU figures are NOT the benchmark's")
         first = True
         for players in player_counts:
-            servers = [Ours(work_dir, args.profile)]
+            servers = [Ours(work_dir, args.profile, args.media_flush_interval)]
             if not nginx.get("skip"):
                 servers.append(Nginx(work_dir, nginx, (APP,)))
             for server in servers:
@@ -831,7 +846,7 @@ async def run(args):
                 if first and isinstance(server, Ours):
                     info = server.child.info
                     print(f"fmspy-gateway: pyamf codec {info['codec']}, reactor {info['reactor']},"
-                          f" code from {info['package']}")
+                          f" code from {info['package']}, {flush_setting(args.media_flush_interval)}")
                     first = False
                 print_case(r, src)
                 results.append(r)
@@ -839,7 +854,7 @@ async def run(args):
                     print_profile(profile_path, players, args.top)
                     if args.profile_out:
                         shutil.copy(profile_path, args.profile_out)
-        print_summary(results, nginx, src)
+        print_summary(results, nginx, src, args.media_flush_interval)
 
 
 ARGS = None
@@ -852,6 +867,8 @@ def main():
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per case (default 20)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds after all players connected (default 5)")
     parser.add_argument("--skip-nginx", action="store_true", help="do not run nginx-rtmp even when installed")
+    parser.add_argument("--media-flush-interval", type=float, default=0.0, metavar="SECONDS",
+                        help="our [RTMP] mediaFlushInterval (default 0: written at the end of each turn)")
     parser.add_argument("--client-procs", type=int, default=0,
                         help=f"load processes (default: one per {PLAYERS_PER_PROCESS} players)")
     parser.add_argument("--samples", type=int, default=2,

@@ -102,6 +102,9 @@ class RTMPConfig:
     max_gop_bytes: int = 8 * 1024 * 1024
     #: Seconds a player may stay unable to take data before it is disconnected (``slowPlayerTimeout``).
     slow_player_timeout: float = 10.0
+    #: Seconds live media for a player may wait to be written together with what follows it
+    #: (``mediaFlushInterval``); 0: written at the end of the reactor turn that brought it.
+    media_flush_interval: float = 0.0
     #: Seconds from the end of the handshake to an accepted connect (``connectTimeout``).
     connect_timeout: float = 30.0
     #: Bytes queued for one client that does not read, before the server stops reading its
@@ -497,6 +500,8 @@ def with_overrides(config: Config, *, rtmp_port: Union[int, str, None] = None,
 _PORT = "an integer port 0-65535"
 _BOOL = "yes or no (or true/false, on/off, 1/0)"
 _SECONDS = "a positive number of seconds"
+#: The longest ``mediaFlushInterval``: beyond a second the wait is a player's buffer, not a merged write.
+MAX_MEDIA_FLUSH_INTERVAL = 1.0
 _POSITIVE = "a positive integer"
 _COUNT = "a whole number, 0 for no limit"
 _INT_RE = re.compile(r"[+-]?[0-9]+")
@@ -552,6 +557,13 @@ def _parse_count(text: str) -> int:
 def _parse_seconds(text: str) -> float:
     seconds = _parse_float(text)
     if seconds <= 0:
+        raise ValueError(text)
+    return seconds
+
+
+def _parse_flush_interval(text: str) -> float:
+    seconds = _parse_float(text)
+    if not 0 <= seconds <= MAX_MEDIA_FLUSH_INTERVAL:
         raise ValueError(text)
     return seconds
 
@@ -744,6 +756,8 @@ def _rtmp_config(section: _Section) -> RTMPConfig:
         max_queued_commands=get("maxQueuedCommands", _parse_positive_int, _POSITIVE, default.max_queued_commands),
         max_gop_bytes=get("maxGopBytes", _parse_buffer_size, _size_expected(None), default.max_gop_bytes),
         slow_player_timeout=get("slowPlayerTimeout", _parse_seconds, _SECONDS, default.slow_player_timeout),
+        media_flush_interval=get("mediaFlushInterval", _parse_flush_interval,
+                                 f"0 to {MAX_MEDIA_FLUSH_INTERVAL:g} seconds", default.media_flush_interval),
         connect_timeout=get("connectTimeout", _parse_seconds, _SECONDS, default.connect_timeout),
         max_outgoing_bytes=get("maxOutgoingBytes", _parse_buffer_size, _size_expected(None),
                                default.max_outgoing_bytes),

@@ -281,6 +281,8 @@ def test_missing_rtmp_section_is_a_friendly_line(tmp_path):
     ("RTMP", "maxMessageSize", "0"), ("RTMP", "maxMessageSize", "17M"), ("RTMP", "maxMessageSize", "4MB"),
     ("RTMP", "maxChunkSize", "-1"), ("RTMP", "maxChunkSize", "2G"), ("RTMP", "maxChunkStreams", "0"),
     ("RTMP", "maxChunkStreams", "4K"), ("RTMP", "maxBufferedBytes", "big"),
+    ("RTMP", "mediaFlushInterval", "-0.1"), ("RTMP", "mediaFlushInterval", "2"),
+    ("RTMP", "mediaFlushInterval", "nan"), ("RTMP", "mediaFlushInterval", "soon"),
     ("HTTP", "enabled", "maybe"), ("HTTP", "port", "http"), ("HTTP", "examples-enabled", "2"),
     ("EchoApplication", "enabled", "sure"), ("EchoApplication", "name", "a/b"),
     ("EchoApplication", "name", "two words"), ("EchoApplication", "name", "app?x=1"),
@@ -291,6 +293,13 @@ def test_bad_value_is_one_line_naming_file_section_option(tmp_path, section, opt
     error = load_error(path)
     assert_names(error, path, section, option)
     assert repr(value) in str(error)
+
+
+@pytest.mark.parametrize("value, seconds", [("0", 0.0), ("0.1", 0.1), ("1", 1.0)])
+def test_media_flush_interval_is_zero_to_a_second(tmp_path, value, seconds):
+    assert RTMPConfig().media_flush_interval == 0
+    path = write(tmp_path, f"[RTMP]\nmediaFlushInterval = {value}\n")
+    assert load_config(path).rtmp.media_flush_interval == seconds
 
 
 def test_port_message_matches_the_documented_shape(tmp_path):

@@ -430,4 +430,4 @@ class LiveStreams:
         dirty, self.dirty = self.dirty, set()
         for session in dirty:
             if not session.closed:
-                session.flush()
+                session.flush_media()

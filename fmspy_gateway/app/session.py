@@ -58,6 +58,9 @@ class Peer(Protocol):
     def flush(self) -> None:
         """Write what the connection has queued."""
 
+    def flush_media(self) -> None:
+        """Write what the connection has queued, live media, within ``mediaFlushInterval``; as ``flush`` if 0."""
+
     def close(self, reason: str) -> None:
         """Flush, then drop the connection; ``reason`` is logged."""
 
@@ -115,6 +118,10 @@ class SessionOutput:
     def flush(self) -> None:
         """Write what the connection has queued (``Peer.flush``)."""
         self.peer.flush()
+
+    def flush_media(self) -> None:
+        """The same for live media: the glue may hold it ``mediaFlushInterval`` (``Peer.flush_media``)."""
+        self.peer.flush_media()
 
     def share_media(self, type_id: int, shared, source_timestamp: int):
         """Join a live stream's fast path (``Connection.share_media``; app/live.py ``LiveStream.publish``)."""

@@ -81,6 +81,8 @@ class RTMPServerProtocol(Protocol):
         #: Where flushes outside a read wait for the end of the reactor turn (None: written at once),
         #: and its dict of connections waiting.
         self._turn_writes = self._pending_writes = None
+        #: Where live media waits up to ``mediaFlushInterval`` (None: as any other flush).
+        self._media_writes = None
 
     @property
     def limit_log(self):
@@ -103,6 +105,7 @@ class RTMPServerProtocol(Protocol):
         self._turn_writes = factory.turn_writes(getattr(self.transport, "reactor", None))
         if self._turn_writes is not None:
             self._pending_writes = self._turn_writes.pending
+            self._media_writes = factory.media_writes(self.transport.reactor)
         self._arm_timer()
         if self.host is None:
             self.host = getattr(peer, "host", None)
@@ -236,6 +239,9 @@ class RTMPServerProtocol(Protocol):
             self._budget_timer.cancel()
         self._budget_timer = None
         self.factory.connection_closed(self)
+        for writes in (self._turn_writes, self._media_writes):
+            if writes is not None:
+                writes.discard(self)
         if self.session is not None:
             self.session.connection_lost(reason.getErrorMessage())     # tells its limit log's last counts
 
@@ -261,6 +267,27 @@ class RTMPServerProtocol(Protocol):
         if not pending:
             self._turn_writes.schedule()
         pending[self] = None        # into TurnWrites.pending directly: once per player per publisher read
+
+    def flush_media(self):
+        """Have live media written, within ``mediaFlushInterval`` (app/live.py ``LiveStreams.flush``).
+
+        With an interval, the players fed by a publisher's reads are written
+        together once per interval rather than once per read: a 2 Mbit/s
+        stream comes as some 70 messages a second, and each write costs a
+        system call and its Python path, whatever its size.  SRS does the
+        same ("merged write", ``mw_latency``).  Anything else flushed
+        meanwhile (a command's answer) writes the media queued before it too.
+        """
+        media = self._media_writes
+        if media is None:
+            self.flush()
+            return
+        if self._closing:
+            return
+        pending = media.pending
+        if not pending:
+            media.schedule()
+        pending[self] = None
 
     def _write_queued(self):
         """Write what the core queued now, and look at the output budget."""
@@ -388,19 +415,30 @@ class TurnWrites:
     One ``callLater(0)`` for all of them: Twisted runs it right after the
     turn's reads, before it waits for the sockets again.  Per connection it
     costs a dict entry, so a publisher's read feeding 400 players schedules
-    one call, not 400.
+    one call, not 400.  With a ``delay`` (``mediaFlushInterval``, live media
+    only) the call comes that much later and writes what came meanwhile.
     """
 
-    def __init__(self, reactor):
+    def __init__(self, reactor, delay: float = 0):
         self._reactor = reactor
+        self._delay = delay
         #: The connections waiting (an ordered set); one dict for ever, so that each connection can hold it.
         self.pending = {}
         self._call = None
 
     def schedule(self):
-        """Make sure the writes run at the end of this turn; connections add themselves to ``pending``."""
+        """Make sure the writes run at the end of this turn (or ``delay`` from now); connections add themselves
+        to ``pending``."""
         if self._call is None:
-            self._call = self._reactor.callLater(0, self._write)
+            self._call = self._reactor.callLater(self._delay, self._write)
+
+    def discard(self, protocol) -> None:
+        """A connection gone: it waits no more, and with nobody left waiting no call stays scheduled
+        (a stopped server leaves no DelayedCall of ``mediaFlushInterval`` behind)."""
+        self.pending.pop(protocol, None)
+        if not self.pending and self._call is not None and self._call.active():
+            self._call.cancel()
+            self._call = None
 
     def _write(self):
         self._call = None
@@ -435,8 +473,10 @@ class RTMPServerFactory(Factory):
         self.closed_bytes_in = self.closed_bytes_out = 0
         #: Called with each protocol as it leaves ``connections`` (server/ops.py keeps its figures).
         self.closed_observers = []
-        #: One ``TurnWrites`` per reactor that runs transports (in practice one).
+        #: One ``TurnWrites`` per reactor that runs transports (in practice one), and one for live media
+        #: when ``mediaFlushInterval`` is set.
         self._turn_writes = {}
+        self._media_writes = {}
         #: Set by a drain (server/drain.py): every new connection is refused, RTMPT ones included.
         self.draining = False
 
@@ -448,6 +488,16 @@ class RTMPServerFactory(Factory):
         if turn is None:
             turn = self._turn_writes[reactor] = TurnWrites(reactor)
         return turn
+
+    def media_writes(self, reactor) -> "Optional[TurnWrites]":
+        """Where live media waits ``mediaFlushInterval`` to be written; None when it is 0."""
+        interval = self.config.media_flush_interval
+        if not interval:
+            return None
+        media = self._media_writes.get(reactor)
+        if media is None:
+            media = self._media_writes[reactor] = TurnWrites(reactor, interval)
+        return media
 
     def buildProtocol(self, addr):
         """A protocol, or None to refuse: Twisted then closes the accepted socket at once.

@@ -13,6 +13,9 @@ class FakePeer:
     def flush(self):
         pass
 
+    def flush_media(self):
+        pass
+
     def close(self, reason):
         self.closed_because = reason
 

@@ -69,6 +69,9 @@ class FakePeer:
     def flush(self):
         self.flushes += 1
 
+    def flush_media(self):
+        self.flush()
+
     def close(self, reason):
         self.closed_because = reason
 

@@ -1,15 +1,19 @@
 """The server glue on a StringTransport and a Clock: timers, connect replies, errors closing one connection."""
+import dataclasses
+
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from fmspy_gateway.app.echo import EchoApplication
 from fmspy_gateway.config import RTMPConfig
 from fmspy_gateway.rtmp.connection import Connection, Role
-from fmspy_gateway.rtmp.events import (ChunkSizeChanged, CommandReceived, HandshakeCompleted, PeerBandwidthSet,
-                                       UserControlReceived, WindowAcknowledgementSizeChanged)
+from fmspy_gateway.rtmp.events import (ChunkSizeChanged, CommandReceived, HandshakeCompleted, MediaReceived,
+                                       PeerBandwidthSet, UserControlReceived, WindowAcknowledgementSizeChanged)
 from fmspy_gateway.rtmp.limits import Limits
-from fmspy_gateway.rtmp.messages import UserControl
+from fmspy_gateway.rtmp.messages import MessageType, UserControl
 from fmspy_gateway.server.protocol import CLOSE_LINGER, RTMPServerFactory
 
 # connectTimeout is long here so that the timer tests of a connection that never connects see only their timer.
@@ -200,13 +204,8 @@ class CountingTransport(StringTransport):
         super().write(data)
 
 
-class OneWritePerTurnTests(SynchronousTestCase):
-    """``RTMPServerProtocol.flush``: at the end of a read, or once at the end of the reactor turn."""
-
-    def setUp(self):
-        self.clock = Clock()
-        self.turns = Clock()        # the reactor that runs the sockets: advance(0) ends its turn
-        self.factory = RTMPServerFactory({"echotest": EchoApplication("echotest")}, CONFIG, reactor=self.clock)
+class ConnectedOverTurns:
+    """An echotest client connected through ``self.factory`` on a CountingTransport run by ``self.turns``."""
 
     def connected(self):
         protocol = self.factory.buildProtocol(None)
@@ -223,6 +222,90 @@ class OneWritePerTurnTests(SynchronousTestCase):
             events = client.receive_data(transport.value())
             transport.clear()
         return protocol, transport, client
+
+
+class MediaFlushIntervalTests(ConnectedOverTurns, SynchronousTestCase):
+    """``RTMPServerProtocol.flush_media`` with ``mediaFlushInterval``: live media written once per interval."""
+
+    interval = 0.1
+
+    def setUp(self):
+        self.clock = Clock()
+        self.turns = Clock()
+        config = dataclasses.replace(CONFIG, media_flush_interval=self.interval)
+        self.factory = RTMPServerFactory({"echotest": EchoApplication("echotest")}, config, reactor=self.clock)
+
+    def media(self, protocol, count, start=0):
+        for n in range(start, start + count):
+            protocol.session.send_media(MessageType.AUDIO, 1, n * 20, b"\xaf\x01" + bytes([n]))
+            protocol.session.flush_media()
+
+    def received(self, client, transport):
+        events = client.receive_data(transport.value())
+        transport.clear()
+        return [e.payload[2] for e in events if isinstance(e, MediaReceived)]
+
+    def test_media_flushed_within_an_interval_is_written_once_at_its_end(self):
+        protocol, transport, client = self.connected()
+        before = transport.writes
+        self.media(protocol, 5)
+        self.turns.advance(0)                       # the end of the turn: media waits on
+        self.assertEqual(transport.writes, before)
+        self.turns.advance(self.interval / 2)
+        self.media(protocol, 3, start=5)            # later reads add to the same write
+        self.turns.advance(self.interval / 2)
+        self.assertEqual(transport.writes, before + 1)
+        self.assertEqual(self.received(client, transport), list(range(8)))
+        self.media(protocol, 1, start=8)            # the next interval starts with the next media
+        self.turns.advance(self.interval)
+        self.assertEqual(transport.writes, before + 2)
+        self.assertEqual(self.received(client, transport), [8])
+
+    def test_anything_else_flushed_meanwhile_takes_the_media_queued_before_it(self):
+        protocol, transport, client = self.connected()
+        before = transport.writes
+        self.media(protocol, 2)
+        protocol.session.notify_client("ping", [1])     # a broadcast: end of the turn, as always
+        self.turns.advance(0)
+        self.assertEqual(transport.writes, before + 1)
+        events = client.receive_data(transport.value())
+        transport.clear()
+        self.assertEqual([type(e).__name__ for e in events], ["MediaReceived", "MediaReceived", "CommandReceived"])
+        self.turns.advance(self.interval)           # the media's own turn finds nothing left
+        self.assertEqual(transport.writes, before + 1)
+
+    def test_a_connection_closed_meanwhile_is_not_written_to(self):
+        protocol, transport, client = self.connected()
+        self.media(protocol, 2)
+        protocol.close("test")                      # close writes what is queued, at once
+        writes = transport.writes
+        self.turns.advance(self.interval)
+        self.assertEqual(transport.writes, writes)
+
+    def test_a_connection_lost_meanwhile_leaves_no_call_scheduled(self):
+        protocol, transport, client = self.connected()
+        self.media(protocol, 2)
+        self.assertEqual(len(self.turns.getDelayedCalls()), 1)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.turns.getDelayedCalls(), [])     # a stopped server leaves nothing behind
+
+    def test_without_an_interval_media_is_written_at_the_end_of_the_turn(self):
+        self.factory = RTMPServerFactory({"echotest": EchoApplication("echotest")}, CONFIG, reactor=self.clock)
+        protocol, transport, client = self.connected()
+        before = transport.writes
+        self.media(protocol, 3)
+        self.turns.advance(0)
+        self.assertEqual(transport.writes, before + 1)
+        self.assertEqual(self.received(client, transport), [0, 1, 2])
+
+
+class OneWritePerTurnTests(ConnectedOverTurns, SynchronousTestCase):
+    """``RTMPServerProtocol.flush``: at the end of a read, or once at the end of the reactor turn."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.turns = Clock()        # the reactor that runs the sockets: advance(0) ends its turn
+        self.factory = RTMPServerFactory({"echotest": EchoApplication("echotest")}, CONFIG, reactor=self.clock)
 
     def test_calls_answered_in_one_read_are_written_once(self):
         protocol, transport, client = self.connected()
