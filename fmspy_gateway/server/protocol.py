@@ -81,7 +81,7 @@ class RTMPServerProtocol(Protocol):
         #: Where flushes outside a read wait for the end of the reactor turn (None: written at once),
         #: and its dict of connections waiting.
         self._turn_writes = self._pending_writes = None
-        #: Where live media waits up to ``mediaFlushInterval`` (None: as any other flush).
+        #: Where live media waits: ``mediaFlushInterval``'s table, else the turn's (None: written at once).
         self._media_writes = None
 
     @property
@@ -105,7 +105,7 @@ class RTMPServerProtocol(Protocol):
         self._turn_writes = factory.turn_writes(getattr(self.transport, "reactor", None))
         if self._turn_writes is not None:
             self._pending_writes = self._turn_writes.pending
-            self._media_writes = factory.media_writes(self.transport.reactor)
+            self._media_writes = factory.media_writes(self.transport.reactor) or self._turn_writes
         self._arm_timer()
         if self.host is None:
             self.host = getattr(peer, "host", None)
@@ -239,7 +239,7 @@ class RTMPServerProtocol(Protocol):
             self._budget_timer.cancel()
         self._budget_timer = None
         self.factory.connection_closed(self)
-        for writes in (self._turn_writes, self._media_writes):
+        for writes in {self._turn_writes, self._media_writes}:
             if writes is not None:
                 writes.discard(self)
         if self.session is not None:
@@ -278,11 +278,12 @@ class RTMPServerProtocol(Protocol):
         same ("merged write", ``mw_latency``).  Anything else flushed
         meanwhile (a command's answer) writes the media queued before it too.
         """
+        # ``flush`` itself, but for the table: the fan-out calls this once per player per publisher read.
+        if self._reading or self._closing:
+            return
         media = self._media_writes
         if media is None:
-            self.flush()
-            return
-        if self._closing:
+            self._write_queued()
             return
         pending = media.pending
         if not pending:
