@@ -278,7 +278,8 @@ class RTMPServerProtocol(Protocol):
         same ("merged write", ``mw_latency``).  Anything else flushed
         meanwhile (a command's answer) writes the media queued before it too.
         """
-        # ``flush`` itself, but for the table: the fan-out calls this once per player per publisher read.
+        # ``flush`` itself, but for the table, written out rather than shared through a helper: the fan-out
+        # calls this once per player per publisher read, and a call frame more is measurable there.
         if self._reading or self._closing:
             return
         media = self._media_writes
