@@ -289,6 +289,16 @@ class MediaFlushIntervalTests(ConnectedOverTurns, SynchronousTestCase):
         protocol.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(self.turns.getDelayedCalls(), [])     # a stopped server leaves nothing behind
 
+    def test_a_transport_that_names_no_reactor_gets_media_at_once(self):
+        # TLS and RTMPT: the glue knows no reactor turn of theirs, so nothing waits, whatever the interval.
+        turns, self.turns = self.turns, None         # CountingTransport(None): a transport with no reactor
+        protocol, transport, client = self.connected()
+        before = transport.writes
+        self.media(protocol, 2)
+        self.assertEqual(transport.writes, before + 2)
+        self.assertEqual(self.received(client, transport), [0, 1])
+        self.assertEqual(turns.getDelayedCalls(), [])
+
     def test_without_an_interval_media_is_written_at_the_end_of_the_turn(self):
         self.factory = RTMPServerFactory({"echotest": EchoApplication("echotest")}, CONFIG, reactor=self.clock)
         protocol, transport, client = self.connected()
