@@ -610,7 +610,7 @@ class RecordFailedTests(NetStreamServer, TestCase):
         self.assertEqual(answer, "NetStream.Publish.Start")
         yield publisher.wait_code("NetStream.Record.Start")
         player = yield self.client()
-        play_id = yield player.play("show", -1)
+        yield player.play("show", -1)
         mark = publisher.mark()
         publisher.send(pub_id, [(VIDEO, 0, VIDEO_HEADER), (AUDIO, 0, AUDIO_HEADER)] + live_messages(0, 1000))
         yield publisher.wait_code("NetStream.Record.Failed", mark)
@@ -835,7 +835,7 @@ class StreamLifecycleTests(NetStreamServer, TestCase):
     @inlineCallbacks
     def test_a_waiting_player_hears_publish_and_unpublish_and_gets_data_messages(self):
         player = yield self.client()
-        play_id = yield player.play("cam")           # nobody publishes yet: it waits, as on FMS
+        yield player.play("cam")                     # nobody publishes yet: it waits, as on FMS
         self.assertEqual(player.codes()[-1], "NetStream.Play.Start")
         publisher = yield self.client()
         pub_id, answer = yield publisher.publish("cam")

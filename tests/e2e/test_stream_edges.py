@@ -26,8 +26,8 @@ from fmspy_gateway.rtmp.limits import Limits
 from fmspy_gateway.rtmp.events import DataReceived
 
 from .clocked import WAIT
-from .test_netstream_commands import (AUDIO, AUDIO_HEADER, VIDEO, VIDEO_HEADER, HeldConnectApplication,
-                                      NetStreamServer, interframe, is_header, keyframe, live_messages)
+from .test_netstream_commands import (AUDIO, AUDIO_HEADER, VIDEO, VIDEO_HEADER, NetStreamServer, interframe,
+                                      is_header, keyframe, live_messages)
 
 
 # -- a VOD player that stops reading ---------------------------------------------------------------

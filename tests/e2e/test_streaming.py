@@ -767,7 +767,6 @@ class StreamingTests(ClockedServerMixin, TestCase):
         # On a live stream, as on FMS, the duration is how much media the player gets.
         rtmpdump = require_tool("rtmpdump")
         source = yield self.make_source()
-        source_probe = yield self.probe(source)
         live = self.live_app.live
         publishing = self.publish_live("cam", source, self.hold_until_players(live, "cam"))
         yield live.wait_keyframes("cam", 1)
