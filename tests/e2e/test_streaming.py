@@ -15,6 +15,7 @@ should keep up is blocked, and holds where the test needs players joined;
 ffmpeg publishing from a pipe publishes only what the test wrote.  So what
 each player gets is known from the source file (ffprobe's packets), exactly.
 """
+import itertools
 import json
 import os
 import shlex
@@ -31,7 +32,7 @@ from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from fmspy_gateway.app.application import Application, Services, StreamRejected
 from fmspy_gateway.app.live import LiveStream, LiveStreams
@@ -336,6 +337,8 @@ def connect_media_client(url):
 class StreamingTests(ClockedServerMixin, TestCase):
     timeout = 60
     rtmp_config = RTMPConfig(slow_player_timeout=SLOW_PLAYER_TIMEOUT)
+    #: ``publish_live`` waits one ``mediaFlushInterval`` after every that many tags (0: never waits).
+    pause_every = 0
 
     def applications(self):
         self.plays = PlayWatch()
@@ -440,8 +443,12 @@ class StreamingTests(ClockedServerMixin, TestCase):
         trip) and no player of ``live`` outside ``exempt`` is blocked, so that no player that reads
         misses a frame however fast this machine is.  ``hold(type_id, timestamp)`` may return a
         Deferred to wait for first (players joining, a test's own step)."""
+        tags = itertools.count(1)
+
         @inlineCallbacks
         def gate(client, type_id, timestamp, body):
+            if self.pause_every and next(tags) % self.pause_every == 0:
+                yield deferLater(reactor, self.rtmp_config.media_flush_interval, lambda: None)
             yield client.call("getStreamLength", "-", timeout=WAIT)
             if hold is not None:
                 yield hold(type_id, timestamp, body)
@@ -934,18 +941,17 @@ class MergedWriteStreamingTests(StreamingTests):
     rtmp_config = RTMPConfig(slow_player_timeout=SLOW_PLAYER_TIMEOUT, media_flush_interval=0.1)
 
     # Two tests time their checks by the publisher itself: ``publish_live`` sends each tag once the one
-    # before made a round trip, so the whole source goes by in about one interval, before the first merged
-    # write.  The slow player's socket then fills only after the stream ended, and rtmpsrc is stopped
-    # before its first media arrived.  Both run as written in StreamingTests; what they check does not
-    # depend on when the bytes leave (the slow-player rule reads the transport's pause, app/live.py).
-    _PACED_BY_THE_PUBLISHER = ("the publisher outruns one mediaFlushInterval: the test's timing, not the "
-                               "server's behaviour (see the comment above)")
+    # before made a round trip, so the whole source would go by in about one interval, before the first
+    # merged write (the slow player's socket would fill only after the stream ended, and rtmpsrc would be
+    # stopped before its first media).  For them the publisher also waits an interval every 10 tags.
 
     def test_slow_player_stays_bounded_and_is_dropped_while_a_fast_one_gets_everything(self):
-        raise SkipTest(self._PACED_BY_THE_PUBLISHER)
+        self.pause_every = 10
+        return super().test_slow_player_stays_bounded_and_is_dropped_while_a_fast_one_gets_everything()
 
     def test_rtmpsrc_stopped_by_its_user_ends_at_once(self):
-        raise SkipTest(self._PACED_BY_THE_PUBLISHER)
+        self.pause_every = 10
+        return super().test_rtmpsrc_stopped_by_its_user_ends_at_once()
 
 
 class DocumentedCommandTests(TestCase):
