@@ -40,6 +40,18 @@ def closed_port() -> int:
     return port
 
 
+@inlineCallbacks
+def wait_for(what, probe, timeout=WAIT):
+    """Ask ``probe()`` (a value or a Deferred of one) until it gives something true; fail after ``timeout`` s."""
+    deadline = reactor.seconds() + timeout
+    while True:
+        value = yield probe()
+        if value:
+            return value
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        yield deferLater(reactor, 0.2, lambda: None)
+
 class _Process(ProcessProtocol):
     def __init__(self):
         self.output = b""
@@ -158,17 +170,8 @@ fail-open = yes
         code, _, body = yield self.http(f"/api/v1/{path}", method, token)
         return (code, json.loads(body))
 
-    @inlineCallbacks
     def wait_for(self, what, probe, timeout=WAIT):
-        """Poll ``probe()`` (a Deferred of a value or None) until it gives something, at most ``timeout`` s."""
-        deadline = reactor.seconds() + timeout
-        while True:
-            value = yield probe()
-            if value:
-                return value
-            if reactor.seconds() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            yield deferLater(reactor, 0.25, lambda: None)
+        return wait_for(what, probe, timeout)
 
     @inlineCallbacks
     def live_stream(self, name="cam"):

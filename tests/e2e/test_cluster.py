@@ -19,7 +19,6 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from fmspy_gateway.server.client import connect_client
@@ -29,7 +28,7 @@ from ..cluster.test_relay import Player
 from ..conftest import require_tool
 from .cluster_rooms import CREATED, DESTROYED, room_hooks_path
 from . import test_streaming as streaming
-from .operations import closed_port
+from .operations import closed_port, wait_for as poll_until
 from .test_netstream_commands import AUDIO, AUDIO_HEADER, VIDEO, VIDEO_HEADER, live_messages, stamp
 from .test_twistd import Twistd
 
@@ -121,17 +120,9 @@ class Node:
         return (yield response.json())
 
 
-@inlineCallbacks
 def wait_for(what, probe, timeout=WAIT):
-    """Ask ``probe()`` (a value or a Deferred of one) until it gives something true; fail after ``timeout`` s."""
-    deadline = reactor.seconds() + timeout
-    while True:
-        value = yield probe()
-        if value:
-            return value
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        yield deferLater(reactor, 0.2, lambda: None)
+    """``operations.wait_for`` with this module's longer timeout (two nodes and a Redis to start)."""
+    return poll_until(what, probe, timeout)
 
 
 class Heard:

@@ -18,20 +18,21 @@ from .server import LoopbackServerMixin
 WAIT = 20
 
 
-class Watcher:
-    """One client's view of one shared object: every sync, message and status, and a way to await the next."""
+class AwaitsConditions:
+    """``until(condition)``: a Deferred that fires once ``condition()`` is true, checked now and at each
+    ``_check()`` (the subclass calls it whenever it saw something new)."""
 
-    def __init__(self, protocol, so):
-        self.protocol = protocol
-        self.so = so
-        self.syncs, self.messages, self.statuses = [], [], []
-        self._waiting = []
-        so.on_sync = lambda changes: self._saw(self.syncs, changes)
-        so.on_message = lambda handler, args: self._saw(self.messages, (handler, args))
-        so.on_status = lambda code, level: self._saw(self.statuses, (code, level))
+    _waiting = ()
 
-    def _saw(self, seen, item):
-        seen.append(item)
+    def until(self, condition) -> Deferred:
+        d = Deferred()
+        if condition():
+            d.callback(None)
+        else:
+            self._waiting = [*self._waiting, (condition, d)]
+        return d.addTimeout(WAIT, reactor)
+
+    def _check(self):
         waiting, self._waiting = self._waiting, []
         for condition, d in waiting:
             if condition():
@@ -39,14 +40,21 @@ class Watcher:
             else:
                 self._waiting.append((condition, d))
 
-    def until(self, condition) -> Deferred:
-        """Fires once ``condition()`` is true (checked now and after each thing seen)."""
-        d = Deferred()
-        if condition():
-            d.callback(None)
-        else:
-            self._waiting.append((condition, d))
-        return d.addTimeout(WAIT, reactor)
+
+class Watcher(AwaitsConditions):
+    """One client's view of one shared object: every sync, message and status, and a way to await the next."""
+
+    def __init__(self, protocol, so):
+        self.protocol = protocol
+        self.so = so
+        self.syncs, self.messages, self.statuses = [], [], []
+        so.on_sync = lambda changes: self._saw(self.syncs, changes)
+        so.on_message = lambda handler, args: self._saw(self.messages, (handler, args))
+        so.on_status = lambda code, level: self._saw(self.statuses, (code, level))
+
+    def _saw(self, seen, item):
+        seen.append(item)
+        self._check()
 
 
 class Guarded(EchoApplication):

@@ -24,7 +24,7 @@ from fmspy_gateway.server.client import connect_client
 from tests.conftest import require_tool
 
 from .server import LoopbackServerMixin
-from .test_shared_objects_client import WAIT, Watcher
+from .test_shared_objects_client import WAIT, AwaitsConditions, Watcher
 
 PACKAGE = "rtmp-client@1.6.3"
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node", "shared_object.js")
@@ -46,14 +46,13 @@ def installed_package() -> str:
     return modules
 
 
-class NodeClient(ProcessProtocol):
+class NodeClient(AwaitsConditions, ProcessProtocol):
     """The node script: its JSON lines as records, awaited like a Watcher's syncs."""
 
     def __init__(self):
         self.records = []
         self.ended = Deferred()
         self._buffer = b""
-        self._waiting = []
         self.stderr = b""
 
     def outReceived(self, data):
@@ -61,26 +60,13 @@ class NodeClient(ProcessProtocol):
         *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
             self.records.append(json.loads(line))
-        waiting, self._waiting = self._waiting, []
-        for condition, d in waiting:
-            if condition():
-                d.callback(None)
-            else:
-                self._waiting.append((condition, d))
+        self._check()
 
     def errReceived(self, data):
         self.stderr = (self.stderr + data)[-5000:]
 
     def processEnded(self, reason):
         self.ended.callback(None)
-
-    def until(self, condition) -> Deferred:
-        d = Deferred()
-        if condition():
-            d.callback(None)
-        else:
-            self._waiting.append((condition, d))
-        return d.addTimeout(WAIT, reactor)
 
     def send(self, command):
         self.transport.write(json.dumps(command).encode() + b"\n")
