@@ -20,9 +20,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from fmspy_gateway.app.echo import EchoApplication
 from fmspy_gateway.config import RTMPConfig
-from fmspy_gateway.rtmp.connection import Connection, Role
-from fmspy_gateway.rtmp.events import CommandReceived, HandshakeCompleted
 from fmspy_gateway.server.protocol import RTMPServerFactory
+
+from .glue import connected
 
 CONFIG = RTMPConfig(handshake_timeout=5, ping_interval=1000, keepalive_timeout=2500, connect_timeout=100)
 
@@ -36,26 +36,7 @@ class IdleFootprintTests(SynchronousTestCase):
         self.factory = RTMPServerFactory({"echotest": EchoApplication("echotest")}, CONFIG, reactor=self.clock)
 
     def connected(self):
-        protocol = self.factory.buildProtocol(None)
-        transport = StringTransport()
-        protocol.makeConnection(transport)
-        client = Connection(Role.CLIENT)
-        answers = []
-        for _ in range(10):
-            out = client.data_to_send()
-            if out:
-                protocol.dataReceived(out)
-            back = transport.value()
-            transport.clear()
-            for event in client.receive_data(back) if back else ():
-                if isinstance(event, HandshakeCompleted):
-                    client.send_command("connect", 1, {"app": "echotest", "tcUrl": "rtmp://localhost/echotest"})
-                elif isinstance(event, CommandReceived):
-                    answers.append(event)
-            if answers:
-                break
-        self.assertEqual([e.name for e in answers], ["_result"])
-        return protocol
+        return connected(self.factory, StringTransport())[0]
 
     def test_an_idle_client_builds_no_shared_objects_and_keeps_no_fired_deferreds(self):
         session = self.connected().session

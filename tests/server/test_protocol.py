@@ -16,6 +16,8 @@ from fmspy_gateway.rtmp.limits import Limits
 from fmspy_gateway.rtmp.messages import MessageType, UserControl
 from fmspy_gateway.server.protocol import CLOSE_LINGER, RTMPServerFactory
 
+from .glue import connected
+
 # connectTimeout is long here so that the timer tests of a connection that never connects see only their timer.
 CONFIG = RTMPConfig(handshake_timeout=5, ping_interval=10, keepalive_timeout=25, connect_timeout=100)
 
@@ -208,19 +210,8 @@ class ConnectedOverTurns:
     """An echotest client connected through ``self.factory`` on a CountingTransport run by ``self.turns``."""
 
     def connected(self):
-        protocol = self.factory.buildProtocol(None)
         transport = CountingTransport(self.turns)
-        protocol.makeConnection(transport)
-        client = Connection(Role.CLIENT)
-        events = []
-        while not any(isinstance(e, CommandReceived) and e.name == "_result" for e in events):
-            out = client.data_to_send()
-            if not out:             # handshake done: connect (answered in the same read, no turn waited for)
-                client.send_command("connect", 1, {"app": "echotest"})
-                out = client.data_to_send()
-            protocol.dataReceived(out)
-            events = client.receive_data(transport.value())
-            transport.clear()
+        protocol, client = connected(self.factory, transport)
         return protocol, transport, client
 
 

@@ -19,6 +19,8 @@ from fmspy_gateway.rtmp.messages import UserControl
 from fmspy_gateway.server.deadline import Deadline
 from fmspy_gateway.server.protocol import RTMPServerFactory
 
+from .glue import exchange
+
 LOGGER = "fmspy_gateway"
 
 
@@ -39,17 +41,7 @@ class ServerCase(SynchronousTestCase):
         self.client = Connection(Role.CLIENT)
 
     def exchange(self):
-        events = []
-        while True:
-            out = self.client.data_to_send()
-            if out:
-                self.protocol.dataReceived(out)
-            back = self.transport.value()
-            self.transport.clear()
-            if back:
-                events.extend(self.client.receive_data(back))
-            if not out and not back:
-                return events
+        return exchange(self.client, self.protocol, self.transport)
 
     def handshake(self):
         self.exchange()
