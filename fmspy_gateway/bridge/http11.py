@@ -27,6 +27,7 @@ always did) which also keeps idle lean connections, under the same bounds.
 """
 from typing import Dict, List, Optional
 
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -34,6 +35,8 @@ from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 from twisted.web.client import HTTPConnectionPool, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import UNKNOWN_LENGTH
+
+from ..direct_write import write_at_once
 
 __all__ = ["BadHTTPResponse", "LeanConnectionPool", "LeanResponse", "DEFAULT_MAX_HEAD_BYTES"]
 
@@ -131,7 +134,12 @@ class LeanConnection(Protocol):
         self._buffer = b""
         self._received = False
         self._response = response
-        self.transport.write(request)
+        transport = self.transport
+        if isinstance(transport, tcp.Connection):
+            # Sent now, not at the reactor's next turn: a turn of latency less on every bridged call.
+            write_at_once(transport, request)
+        else:
+            transport.write(request)        # TLS to an https backend: through its layer, as always
 
     def abort(self) -> None:
         """Drop the connection now (a cancelled request, an unwanted body, the pool closing)."""

@@ -1,35 +1,16 @@
-"""A TCP transport that writes to the socket at once when nothing is waiting to be sent.
+"""The server's TCP transport: writes go to the socket at once when nothing is waiting (``write_at_once``).
 
-Twisted buffers every write until the next reactor turn: register the socket
-for write events, wait, send, unregister.  For a server that fans one video
-frame out to hundreds of players that bookkeeping costs more than the send
-itself (bench/streaming.py measured about 40% of the server's time).  Here a
-write goes straight to the kernel when the transport's buffer is empty; only
-what the kernel does not take is buffered, the usual way.  Buffered data,
-producers (pauseProducing when the buffer passes ``bufferSize``) and closing
-behave as in Twisted, so "paused" now means the kernel's buffer is full.
-``queued_bytes`` tells the glue how much is waiting, for its output budget.
+Why: see fmspy_gateway/direct_write.py.  Since the kernel takes a write at
+once, "paused" means the kernel's buffer is full.  ``queued_bytes`` tells the
+glue how much is waiting, for its output budget.
 """
 from twisted.internet import tcp
 
+from ..direct_write import write_at_once
+
 
 class DirectWriteServer(tcp.Server):
-    def write(self, data: bytes) -> None:
-        if (data and self.connected and not self.disconnecting and not self._writeDisconnected
-                and not self._tempDataLen and self.offset == len(self.dataBuffer)):
-            # socket.send itself, not writeSomeData: this runs once per player per publisher read, and
-            # Twisted's wrappers (untilConcludes, the slice, the error mapping) were a quarter of its cost.
-            try:
-                written = self.socket.send(data)
-            except (BlockingIOError, InterruptedError):
-                written = 0
-            except OSError:
-                written = None      # an error: left to the buffered path, whose writeSomeData reports it
-            if written is not None:
-                if written == len(data):
-                    return
-                data = data[written:]
-        super().write(data)
+    write = write_at_once
 
     @property
     def queued_bytes(self) -> int:

@@ -7,6 +7,7 @@ test says.  What a caller sees must be what it saw through Twisted's Agent: same
 one-line descriptions and kinds; what the pool does is seen from the server (connections made, lost).
 """
 import json
+import socket
 
 from twisted.internet import defer, reactor
 from twisted.internet.defer import inlineCallbacks
@@ -117,6 +118,24 @@ class LeanPathTests(TestCase):
         self.assertTrue(head.startswith(b"POST /rpc HTTP/1.1\r\nHost: 127.0.0.1:"), head)
         self.assertEqual(server.requests[0]["fields"][b"Content-Type"], b"application/json")
         self.assertEqual(server.requests[0]["fields"][b"Accept-Encoding"], b"gzip")
+
+    @inlineCallbacks
+    def test_a_request_on_an_idle_connection_reaches_the_backend_before_the_next_reactor_turn(self):
+        server = self.serve(lambda request: answer(result_for(request["message"]["id"], "ok")))
+        yield self.call(1)      # the connection is made, answered and idle in the pool
+        backend_socket = server.requests[0]["transport"].socket
+        d = self.call(2)
+        # No reactor turn since call(): Twisted's buffered write would still hold the request.  Peeked, so
+        # the backend's own read still gets it.
+        backend_socket.setblocking(True)
+        backend_socket.settimeout(WAIT)
+        try:
+            waiting = backend_socket.recv(65536, socket.MSG_PEEK)
+        finally:
+            backend_socket.setblocking(False)
+        self.assertTrue(waiting.startswith(b"POST /rpc HTTP/1.1\r\n"), waiting[:40])
+        self.assertEqual((yield d), "ok")
+        self.assertEqual(server.made, 1)
 
     @inlineCallbacks
     def test_a_chunked_body_with_extensions_and_trailers(self):
