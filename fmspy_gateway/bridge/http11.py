@@ -100,6 +100,10 @@ class LeanResponse:
 
 # Where a connection is: idle (in the pool or just made), waiting for a response head, reading a body.
 _IDLE, _HEAD, _BODY, _GONE = "idle", "head", "body", "gone"
+#: The reason every complete body's reader is given: one value, made once (a Failure costs about 2 us, once
+#: per bridged call); it carries no traceback and its readers only ``check`` it.
+_RESPONSE_DONE = Failure(ResponseDone())
+
 # How a body is framed.
 _LENGTH, _CHUNKED, _UNTIL_CLOSE = "length", "chunked", "until-close"
 
@@ -303,7 +307,7 @@ class LeanConnection(Protocol):
             self._state = _GONE
             self.transport.loseConnection()
         if protocol is not None:
-            protocol.connectionLost(Failure(ResponseDone()))
+            protocol.connectionLost(_RESPONSE_DONE)
 
     def _broken(self, failure: Failure) -> None:
         """The response cannot be read: fail whoever waits on it and hang up."""
