@@ -4,8 +4,9 @@ Each published message becomes a ``MediaMessage`` whose chunk bodies are cut
 once and shared by every player (``ChunkWriter.write_parts``).  Each player's
 time line starts at 0 (timestamps rebased to the keyframe it started at);
 players in step share one chunk header per message as well, which carries
-the publisher's delta and so suits every time line (the fast path,
-``LiveStream.publish``); the others get one each.  A new player gets the metadata, the codec
+the publisher's delta and so suits every time line, and take each message
+from one batch when they are written (the fast path, ``LiveStream.publish``);
+the others get one each.  A new player gets the metadata, the codec
 sequence headers and the frames since the latest keyframe (the GOP cache),
 then the live messages.  A player whose socket cannot keep up is never queued
 for without bound: while its transport asks us to pause, media for it is
@@ -16,6 +17,7 @@ import logging
 import time
 from typing import Dict, List, Optional
 
+from ..rtmp.chunks import MediaBatch
 from ..rtmp.flv import is_sequence_header, is_video_info_frame, is_video_keyframe
 from ..rtmp.messages import MessageType
 from .recording import RecordingIndexes
@@ -175,6 +177,10 @@ class LiveStream:
         self._member_sessions: Dict[int, set] = {AUDIO: set(), VIDEO: set()}
         #: ... and the players each message is looked at for, one by one (an ordered set).
         self._others: Dict[int, Dict[Player, None]] = {AUDIO: {}, VIDEO: {}}
+        #: Members of both types' fast paths take every message from one batch, at their writes (``publish``):
+        #: session -> player.
+        self._batch = MediaBatch()
+        self._batched: Dict[object, Player] = {}
 
     # -- the publisher's side --------------------------------------------------------
 
@@ -206,16 +212,24 @@ class LiveStream:
         sent the same messages as the others on this media type's chunk
         stream, and nothing about it needs a look: ``Player.plain``) is a
         member of the type's fast path: the message's chunk header and body
-        are built once (``SharedChunkStream.next_parts``) and each member
-        gets the same two bytes objects appended to its queue, nothing else;
-        its connection's state of the chunk stream *is* the shared one, so
-        nothing per member changes.  A member whose connection sent anything
-        else on that chunk stream, or whose socket is full, or that changed
-        (paused, muted, a republish) is put back with the others, for whom
-        every message goes through ``Player.deliver`` as before (keyframe
-        start, drop to the next keyframe when blocked, ``slowPlayerTimeout``,
-        durations); one of those that is plain again joins after a message
-        that left it in step.
+        are built once (``SharedChunkStream.next_parts``); its connection's
+        state of the chunk stream *is* the shared one, so nothing per member
+        changes.  A member of both types' fast paths (nearly every player)
+        costs nothing per message at all: the two bytes objects go into the
+        stream's ``MediaBatch`` once, and each such connection copies what
+        it has not taken when it is written or queues anything else
+        (``Connection.take_batch``), so its bytes are what queueing each
+        message at once would have given; it asks for a write once per write,
+        not once per message (``MediaBatch.add``).  A member of one type's
+        path only (on its way into both) gets the two objects appended to
+        its queue.  A member whose connection sent anything else on a media
+        chunk stream (``MediaBatch.detached``), or whose socket is full
+        (``LiveStreams.block``), or that changed (paused, muted, a
+        republish) is put back with the others, for whom every message goes
+        through ``Player.deliver`` as before (keyframe start, drop to the
+        next keyframe when blocked, ``slowPlayerTimeout``, durations); one
+        of those that is plain again joins after a message that left it in
+        step.
         """
         self.bytes_in += len(payload)
         if type_id == VIDEO and is_video_info_frame(payload):
@@ -243,10 +257,18 @@ class LiveStream:
         members = self._members[type_id]
         shared = self._shared[type_id]
         if shared is not None:
+            batch = self._batch
+            if batch.detached:
+                self._drop_detached()
             parts = shared.next_parts(type_id, timestamp, payload, message.shared)
             if parts is None:
                 self._end_fast_path()       # a delta the shared header cannot carry: each on its own
             else:
+                if self._batched:
+                    # Once for every member of both fast paths: they take it when they are written.
+                    ready = batch.add(parts)
+                    if ready:
+                        dirty.update(ready)
                 csid, left = shared.csid, []
                 for player, (table, extend, session) in members.items():
                     if table[csid] is shared and session not in blocked:
@@ -273,7 +295,7 @@ class LiveStream:
     def _join_fast_path(self, player: Player, type_id: int, timestamp: int):
         """After a message left ``player`` in step with the others, take it into the fast path if it can."""
         session = player.session
-        if session in self._member_sessions[type_id]:
+        if session in self._member_sessions[type_id] or session in self._batched:
             return      # one connection playing this stream twice: the fast path would send it everything twice
         joined = session.share_media(type_id, self._shared[type_id], timestamp)
         if joined is None:
@@ -282,12 +304,50 @@ class LiveStream:
         del self._others[type_id][player]
         self._members[type_id][player] = (table, extend, session)
         self._member_sessions[type_id].add(session)
+        other = VIDEO if type_id == AUDIO else AUDIO
+        member = self._members[other].get(player)
+        if member is not None and session.media_waits:
+            other_shared = self._shared[other]
+            if member[0][other_shared.csid] is not other_shared or session in self.registry.blocked:
+                # Out of step on the other chunk stream since its last message (or blocked): not in both.
+                self._leave_fast_path(player, other)
+                return
+            # In step on both chunk streams, written once per interval: from the next message on it takes
+            # them from the batch (a player written at each read is cheaper fed message by message).
+            for kind in (AUDIO, VIDEO):
+                del self._members[kind][player]
+                self._member_sessions[kind].discard(session)
+            self._batched[session] = player
+            session.join_batch(self._batch)
 
     def _leave_fast_path(self, player: Player, type_id: int):
+        session = player.session
+        if self._batched.get(session) is player:
+            # Out of the batch (after taking what it holds for it) and out of both fast paths.
+            del self._batched[session]
+            session.leave_batch()
+            for kind in (AUDIO, VIDEO):
+                self._others[kind][player] = None
+            return
         member = self._members[type_id].pop(player, None)
         if member is not None:
             self._member_sessions[type_id].discard(member[2])
             self._others[type_id][player] = None
+
+    def _drop_detached(self):
+        """Members that sent something of their own on a media chunk stream left the batch: one by one again."""
+        detached, self._batch.detached = self._batch.detached, []
+        for session in detached:
+            player = self._batched.pop(session, None)
+            if player is not None:
+                for kind in (AUDIO, VIDEO):
+                    self._others[kind][player] = None
+
+    def release_session(self, session):
+        """``session``'s socket is full: its player leaves the batch, so that the next messages look at it."""
+        player = self._batched.get(session)
+        if player is not None:
+            self._leave_fast_path(player, AUDIO)
 
     def release(self, player: Player):
         """``player`` changed (``Player`` flags): every message is looked at for it again."""
@@ -295,6 +355,8 @@ class LiveStream:
             self._leave_fast_path(player, type_id)
 
     def _end_fast_path(self):
+        for player in list(self._batched.values()):
+            self._leave_fast_path(player, AUDIO)
         for type_id in (AUDIO, VIDEO):
             for player in list(self._members[type_id]):
                 self._leave_fast_path(player, type_id)
@@ -389,6 +451,9 @@ class LiveStreams:
         self.recorded_indexes = RecordingIndexes()
 
     def block(self, session):
+        if session not in self.blocked:
+            for live in self.streams.values():
+                live.release_session(session)
         self.blocked.setdefault(session, self._now())
 
     def unblock(self, session):

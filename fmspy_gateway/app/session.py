@@ -54,6 +54,10 @@ class Peer(Protocol):
     #: True while more than ``maxOutgoingBytes`` waits for a client that does not read: notifications and
     #: calls to it are dropped rather than queued.  A peer without the attribute is never over budget.
     over_budget: bool
+    #: True when live media waits ``mediaFlushInterval`` to be written rather than the end of the read that
+    #: queued it: the live fan-out then hands it over in one batch per write (app/live.py, ``MediaBatch``).
+    #: A peer without the attribute writes media at once.
+    media_waits: bool
 
     def flush(self) -> None:
         """Write what the connection has queued."""
@@ -126,6 +130,18 @@ class SessionOutput:
     def share_media(self, type_id: int, shared, source_timestamp: int):
         """Join a live stream's fast path (``Connection.share_media``; app/live.py ``LiveStream.publish``)."""
         return self.peer.connection.share_media(type_id, shared, source_timestamp)
+
+    @property
+    def media_waits(self) -> bool:
+        """Whether live media for this client waits ``mediaFlushInterval`` (``Peer.media_waits``)."""
+        return getattr(self.peer, "media_waits", False)
+
+    def join_batch(self, batch) -> None:
+        """Take live media from a fan-out's ``MediaBatch`` (``Connection.join_batch``; app/live.py)."""
+        self.peer.connection.join_batch(batch, self)
+
+    def leave_batch(self) -> None:
+        self.peer.connection.leave_batch()
 
     def close(self, reason: str) -> None:
         """Flush, then drop the connection (``Peer.close``)."""

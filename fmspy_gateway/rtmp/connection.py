@@ -14,7 +14,7 @@ import os
 from typing import Any, Callable, Iterable, List, Optional
 
 from . import amf
-from .chunks import ChunkReader, ChunkWriter, Message, SharedChunkStream
+from .chunks import ChunkReader, ChunkWriter, MediaBatch, Message, SharedChunkStream
 from .errors import LocalProtocolError, RemoteProtocolError
 from .budget import ValueOverBudget, brief_name
 from .events import (AcknowledgementReceived, ChunkSizeChanged, CommandReceived, DataReceived, Event,
@@ -58,7 +58,8 @@ class Connection:
     """
 
     __slots__ = ("role", "state", "_handshake", "_reader", "_writer", "_outgoing", "_budget",
-                 "_received", "_acknowledged", "_ack_window", "window_ack_size", "peer_sent_amf3", "_timers")
+                 "_received", "_acknowledged", "_ack_window", "window_ack_size", "peer_sent_amf3", "_timers",
+                 "_batch", "_batch_at", "_batch_token")
 
     def __init__(self, role: Role = Role.SERVER, *, limits: Limits = Limits(),
                  random_bytes: Callable[[int], bytes] = os.urandom, epoch: int = 0, digest: bool = True,
@@ -80,6 +81,10 @@ class Connection:
         self._ack_window = 0        # the peer's Window Ack Size; 0 until it sends one
         self.window_ack_size = 0    # the Window Ack Size we announced
         self._timers = Timers(timeouts, now)   # ``now`` starts the handshake deadline
+        #: The live fan-out's MediaBatch this connection takes media from (``join_batch``), or None.
+        self._batch = None
+        self._batch_at = 0
+        self._batch_token = None
 
     # -- bytes in -----------------------------------------------------------------
 
@@ -269,6 +274,8 @@ class Connection:
     # -- bytes out ----------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
+        if self._batch is not None:
+            self.take_batch()
         out = b"".join(self._outgoing)
         self._outgoing.clear()
         return out
@@ -276,6 +283,8 @@ class Connection:
     def send_message(self, message: Message):
         if self.state is not State.OPEN:
             raise LocalProtocolError(f"cannot send messages while {self.state.value}")
+        if self._batch is not None:
+            self._before_own_message(message.chunk_stream_id)
         self._outgoing.append(self._writer.write(message))
 
     def _queue(self, type_id: int, stream_id: int, timestamp: int, payload: bytes, csid: int, shared=None):
@@ -286,6 +295,8 @@ class Connection:
         """
         if self.state is not State.OPEN:
             raise LocalProtocolError(f"cannot send messages while {self.state.value}")
+        if self._batch is not None:
+            self._before_own_message(csid)
         self._outgoing.extend(self._writer.write_fields(type_id, stream_id, timestamp, payload, csid, shared))
 
     def _send_control(self, type_id: int, payload: bytes):
@@ -298,6 +309,8 @@ class Connection:
         self._send_control(MessageType.SET_CHUNK_SIZE, u32(size))
         self._writer.chunk_size = size
         self._writer.leave_shared()
+        if self._batch is not None:
+            self._detach_batch()     # the batch's bodies are cut to the old size
 
     @property
     def chunk_size(self) -> int:
@@ -360,6 +373,50 @@ class Connection:
         if shared is None:
             return None
         return shared, self._writer.table, self._outgoing.extend
+
+    def join_batch(self, batch: MediaBatch, token) -> None:
+        """Take live media from ``batch`` from now on (see ``MediaBatch``); ``token`` names us in it.
+
+        Only for a connection whose media chunk streams' state is the
+        fan-out's ``SharedChunkStream`` (``share_media`` for both), since the
+        batch's headers are built for that state.
+        """
+        self._batch, self._batch_token = batch, token
+        self._batch_at = batch.join(token)
+
+    def take_batch(self) -> None:
+        """Queue what the batch holds that we have not taken yet."""
+        batch = self._batch
+        start = self._batch_at - batch.base
+        parts = batch.parts
+        if start < len(parts):
+            self._outgoing += parts[start:]
+            self._batch_at = batch.base + len(parts)
+            # MediaBatch.taken, written out: this runs once per player per write of the fan-out.
+            ready = batch.ready
+            ready[self._batch_token] = None
+            if len(ready) == len(batch.members):
+                batch.base += len(parts)
+                batch.parts = []
+
+    def leave_batch(self) -> None:
+        """Take what is ours, then no more (the fan-out sends us media one by one again)."""
+        if self._batch is not None:
+            self.take_batch()
+            self._batch.leave(self._batch_token)
+            self._batch = self._batch_token = None
+
+    def _before_own_message(self, csid: int) -> None:
+        # Whatever we queue ourselves comes after the media the batch already holds for us; one on a media
+        # chunk stream replaces the state the batch's headers are built for: we leave, and say so.
+        self.take_batch()
+        if csid == AUDIO_CHUNK_STREAM or csid == VIDEO_CHUNK_STREAM:
+            self._detach_batch()
+
+    def _detach_batch(self) -> None:
+        batch, token = self._batch, self._batch_token
+        self.leave_batch()
+        batch.detached.append(token)
 
     def send_shared_object(self, message: SharedObjectMessage, *, amf3: bool = False, switch: bool = True):
         """Queue a shared object message: type 16 for an AMF3 peer (values switched to AMF3), else 19.

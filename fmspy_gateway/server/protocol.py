@@ -291,6 +291,11 @@ class RTMPServerProtocol(Protocol):
             media.schedule()
         pending[self] = None
 
+    @property
+    def media_waits(self) -> bool:
+        """Live media waits ``mediaFlushInterval`` (``Peer.media_waits``): a TCP transport and an interval set."""
+        return self._media_writes is not None and self._media_writes is not self._turn_writes
+
     def _write_queued(self):
         """Write what the core queued now, and look at the output budget."""
         data = self.connection.data_to_send()

@@ -46,8 +46,9 @@ def audio(size=50, fill=b"A"):
 class FakePeer:
     """A Peer: a server Connection paired with a client one, handshake done."""
 
-    def __init__(self, address="127.0.0.1:1000", chunk_size=None):
+    def __init__(self, address="127.0.0.1:1000", chunk_size=None, media_waits=False):
         self.connection = Connection(Role.SERVER)
+        self.media_waits = media_waits
         self.aborted_because = None
         self.client = Connection(Role.CLIENT)
         self.address = address
@@ -207,7 +208,11 @@ class FastPathTests(LiveStreamTestCase):
         return sent
 
     def queued_parts(self, player):
-        return player.session.peer.connection._outgoing
+        """What ``player``'s connection has queued, including what it would take from the batch at its write."""
+        connection = player.session.peer.connection
+        if connection._batch is not None:
+            connection.take_batch()
+        return connection._outgoing
 
     def test_players_that_joined_at_different_times_get_their_own_time_lines_from_one_header(self):
         self.start_with_headers()
@@ -301,6 +306,125 @@ class FastPathTests(LiveStreamTestCase):
             got = media(p.session.peer.received())
             self.assertEqual([m.timestamp for m in got], [6000 - p.base, 5500 - p.base])
         self.feed(5540, 12, players)
+
+
+class MediaBatchTests(LiveStreamTestCase):
+    """Members in step on both media chunk streams take every message from one ``MediaBatch`` at their write."""
+
+    feed = FastPathTests.feed
+
+    def in_step(self, count):
+        self.start_with_headers()
+        self.publish(VIDEO, 0, keyframe())
+        players = [self.add(stream_id=n + 1, media_waits=True) for n in range(count)]
+        for player in players:
+            player.session.peer.received()
+        self.feed(40, 3, players)
+        for player in players:
+            self.assertIs(player.session.peer.connection._batch, self.live._batch, "not in the batch")
+        return players
+
+    def test_a_message_is_added_once_and_each_member_takes_it_when_written(self):
+        players = self.in_step(3)
+        self.publish(VIDEO, 160, inter(size=3000))
+        self.publish(AUDIO, 167, audio())
+        # Nothing was copied into any player's queue: the batch holds each message's header and body once.
+        self.assertEqual([len(p.session.peer.connection._outgoing) for p in players], [0, 0, 0])
+        self.assertEqual(len(self.live._batch.parts), 4)
+        for player in players:
+            got = media(player.session.peer.received())
+            self.assertEqual([(m.type_id, m.timestamp, m.stream_id, m.payload) for m in got],
+                             [(VIDEO, 160 - player.base, player.stream_id, inter(size=3000)),
+                              (AUDIO, 167 - player.base, player.stream_id, audio())])
+        self.assertEqual(self.live._batch.parts, [], "taken by every member, the batch keeps nothing")
+
+    def test_a_player_written_at_each_read_is_fed_message_by_message_instead(self):
+        self.start_with_headers()
+        self.publish(VIDEO, 0, keyframe())
+        player = self.add(stream_id=1)            # mediaFlushInterval 0: its media is written after each read
+        player.session.peer.received()
+        self.feed(40, 3, [player])
+        self.assertIsNone(player.session.peer.connection._batch)
+        self.assertIn(player, self.live._members[AUDIO])
+        self.assertIn(player, self.live._members[VIDEO])
+        self.publish(VIDEO, 160, inter())
+        self.assertEqual(len(player.session.peer.connection._outgoing), 2, "queued at once, header and body")
+
+    def test_a_member_is_flushed_once_until_it_is_written(self):
+        players = self.in_step(2)
+        before = [p.session.peer.flushes for p in players]
+        for t in (160, 200, 240):
+            self.publish(VIDEO, t, inter())
+        self.assertEqual([p.session.peer.flushes - b for p, b in zip(players, before)], [1, 1])
+        players[0].session.peer.received()          # written: the next message asks for a write again
+        self.publish(AUDIO, 247, audio())
+        self.assertEqual([p.session.peer.flushes - b for p, b in zip(players, before)], [2, 1])
+        self.assertEqual(len(media(players[1].session.peer.received())), 4)
+
+    def test_what_a_member_is_sent_meanwhile_comes_after_the_media_before_it(self):
+        player, other = self.in_step(2)
+        self.publish(VIDEO, 160, inter(fill=b"1"))
+        player.session.send_status(player.stream_id, "NetStream.Data.Start", "between")
+        self.publish(VIDEO, 200, inter(fill=b"2"))
+        got = [e for e in player.session.peer.received() if isinstance(e, (MediaReceived, CommandReceived))]
+        self.assertEqual([getattr(e, "payload", None) or e.arguments[0]["code"] for e in got],
+                         [inter(fill=b"1"), "NetStream.Data.Start", inter(fill=b"2")])
+        self.assertIs(player.session.peer.connection._batch, self.live._batch, "a command keeps it in the batch")
+        self.assertEqual(len(media(other.session.peer.received())), 2)
+
+    def test_a_connection_that_plays_a_second_stream_leaves_the_batch_and_both_decode(self):
+        player, other = self.in_step(2)
+        self.publish(VIDEO, 160, inter(fill=b"a"))
+        second = self.registry.stream("cam2")
+        second.start(object())
+        second.publish(VIDEO, 0, VIDEO_HEADER)
+        second.publish(VIDEO, 5, keyframe(fill=b"b"))
+        elsewhere = Player(player.session, 9)
+        second.add_player(elsewhere)          # its catch-up goes out on the same video chunk stream
+        self.assertIsNone(player.session.peer.connection._batch)
+        self.publish(VIDEO, 200, inter(fill=b"c"))
+        got = media(player.session.peer.received())
+        self.assertEqual([(m.stream_id, m.payload) for m in got],
+                         [(1, inter(fill=b"a")), (9, VIDEO_HEADER), (9, keyframe(fill=b"b")), (1, inter(fill=b"c"))])
+        self.assertEqual(got[-1].timestamp, 200 - player.base)
+        self.assertEqual(len(media(other.session.peer.received())), 2)
+
+    def test_a_member_whose_socket_fills_leaves_the_batch_and_restarts_at_a_keyframe(self):
+        player, other = self.in_step(2)
+        self.publish(VIDEO, 160, inter(fill=b"1"))
+        self.registry.block(player.session)     # what it was sent so far is its own now
+        self.assertIsNone(player.session.peer.connection._batch)
+        self.publish(VIDEO, 200, inter(fill=b"2"))
+        self.registry.unblock(player.session)
+        self.publish(VIDEO, 240, inter(fill=b"3"))
+        self.publish(VIDEO, 280, keyframe(fill=b"4"))
+        got = media(player.session.peer.received())
+        self.assertEqual([m.payload for m in got], [inter(fill=b"1"), keyframe(fill=b"4")])
+        self.assertEqual(len(media(other.session.peer.received())), 4)
+
+    def test_a_player_out_of_step_on_one_chunk_stream_is_not_batched_when_it_joins_the_other(self):
+        self.in_step(1)
+        late = self.add(stream_id=4, media_waits=True)          # joins mid-GOP: every message looked at one by one first
+        self.publish(AUDIO, 167, audio(fill=b"a"))         # in step on audio now
+        self.assertIn(late, self.live._members[AUDIO])
+        late.session.send_media(AUDIO, 9, 5000, audio(fill=b"o"))   # its audio chunk stream is its own again
+        self.publish(VIDEO, 200, inter(fill=b"v"))         # in step on video: not on both
+        self.assertIsNone(late.session.peer.connection._batch)
+        self.publish(AUDIO, 207, audio(fill=b"b"))
+        got = media(late.session.peer.received())
+        self.assertEqual([(m.stream_id, m.timestamp, m.payload) for m in got][-4:],
+                         [(4, 167 - late.base, audio(fill=b"a")), (9, 5000, audio(fill=b"o")),
+                          (4, 200 - late.base, inter(fill=b"v")), (4, 207 - late.base, audio(fill=b"b"))])
+
+    def test_a_member_that_leaves_its_stream_takes_what_it_was_sent_first(self):
+        player, other = self.in_step(2)
+        self.publish(VIDEO, 160, inter(fill=b"1"))
+        self.live.remove_player(player)
+        self.assertIsNone(player.session.peer.connection._batch)
+        self.publish(VIDEO, 200, inter(fill=b"2"))
+        self.assertEqual([m.payload for m in media(player.session.peer.received())], [inter(fill=b"1")])
+        self.assertEqual(len(media(other.session.peer.received())), 2)
+        self.assertEqual(self.live._batch.parts, [])
 
 
 class JoiningTests(LiveStreamTestCase):

@@ -238,6 +238,7 @@ class MediaFlushIntervalTests(ConnectedOverTurns, SynchronousTestCase):
 
     def test_media_flushed_within_an_interval_is_written_once_at_its_end(self):
         protocol, transport, client = self.connected()
+        self.assertTrue(protocol.media_waits)       # the live fan-out batches its media (app/live.py)
         before = transport.writes
         self.media(protocol, 5)
         self.turns.advance(0)                       # the end of the turn: media waits on
@@ -284,6 +285,7 @@ class MediaFlushIntervalTests(ConnectedOverTurns, SynchronousTestCase):
         # TLS and RTMPT: the glue knows no reactor turn of theirs, so nothing waits, whatever the interval.
         turns, self.turns = self.turns, None         # CountingTransport(None): a transport with no reactor
         protocol, transport, client = self.connected()
+        self.assertFalse(protocol.media_waits)
         before = transport.writes
         self.media(protocol, 2)
         self.assertEqual(transport.writes, before + 2)
@@ -293,6 +295,7 @@ class MediaFlushIntervalTests(ConnectedOverTurns, SynchronousTestCase):
     def test_without_an_interval_media_is_written_at_the_end_of_the_turn(self):
         self.factory = RTMPServerFactory({"echotest": EchoApplication("echotest")}, CONFIG, reactor=self.clock)
         protocol, transport, client = self.connected()
+        self.assertFalse(protocol.media_waits)
         before = transport.writes
         self.media(protocol, 3)
         self.turns.advance(0)
