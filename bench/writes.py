@@ -22,6 +22,10 @@ What it measures
         (what a hub broadcast or a late Deferred does), in one turn: writes
         per notification.
 
+    ``--media-flush-interval SECONDS`` sets ``[RTMP] mediaFlushInterval``:
+    the reads are then 40 ms apart on the transports' clock (a 25 fps
+    stream), so that players are written once per interval.
+
     ``--write-per-flush`` puts back the previous glue (every flush writes at
     once) and ``--per-player`` turns the fan-out's fast path off (every
     message through ``Player.deliver`` and ``Connection.send_media`` for
@@ -29,7 +33,8 @@ What it measures
 
 Usage
     .venv/bin/python bench/writes.py [--players 100] [--reads 1] [--messages 200] [--calls 10]
-                                     [--write-per-flush] [--per-player] [--top 15]
+                                     [--media-flush-interval SECONDS] [--write-per-flush] [--per-player]
+                                     [--top 15]
 """
 import argparse
 import cProfile
@@ -119,7 +124,11 @@ def _harness(path: str, line: int, name: str) -> bool:
 
 def fan_out(args) -> dict:
     clock, turns = Clock(), Clock()
-    factory = RTMPServerFactory({"live": LiveApplication("live")}, RTMPConfig(), reactor=clock)
+    interval = args.media_flush_interval
+    factory = RTMPServerFactory({"live": LiveApplication("live")}, RTMPConfig(media_flush_interval=interval),
+                                reactor=clock)
+    # Without an interval a turn ends at once; with one, reads come 40 ms apart, as a 25 fps stream's do.
+    spacing = 0.04 if interval else 0
     publisher = Peer(factory, turns)
     stream = publisher.connect("live")
     publisher.client.set_chunk_size(4096)          # as ffmpeg and OBS do
@@ -147,7 +156,8 @@ def fan_out(args) -> dict:
 
     for n in range(20):                      # warm up: players in step before counting
         tick(n, 40 * (n + 1))
-        turns.advance(0)
+        turns.advance(spacing)
+    turns.advance(interval)
     for player in players:          # what they got so far, read (each player's client keeps its chunk state)
         player.client.receive_data(player.transport.value())
         player.transport.clear()
@@ -159,8 +169,8 @@ def fan_out(args) -> dict:
         tick(n, 40 * (n + 1))
         sent += 2
         if (n + 1) % args.reads == 0:
-            turns.advance(0)
-    turns.advance(0)
+            turns.advance(spacing)
+    turns.advance(interval)
     profiler.disable()
     writes = sum(p.transport.writes for p in players) - before
     check = players[-1]
@@ -203,15 +213,21 @@ def main():
     parser.add_argument("--messages", type=int, default=200, help="media messages published and counted (200)")
     parser.add_argument("--calls", type=int, default=10, help="echo calls in one read, notifications in one turn")
     parser.add_argument("--top", type=int, default=0, help="list the functions called most (0: none)")
+    parser.add_argument("--media-flush-interval", type=float, default=0.0, metavar="SECONDS",
+                        help="[RTMP] mediaFlushInterval (0: written at the end of each turn)")
     parser.add_argument("--write-per-flush", action="store_true", help="the previous glue: every flush writes")
     parser.add_argument("--per-player", action="store_true", help="no fan-out fast path: per-player sends")
     args = parser.parse_args()
     if min(args.players, args.reads, args.messages, args.calls) < 1 or args.top < 0:
         parser.error("every count must be positive")
+    if not 0 <= args.media_flush_interval <= 1:
+        parser.error("--media-flush-interval is 0 to 1 seconds, as [RTMP] mediaFlushInterval")
     set_glue(args.write_per_flush, args.per_player)
     glue = "every flush writes (previous)" if args.write_per_flush else "one write per connection per turn"
     path = "per-player sends (no fast path)" if args.per_player else "fast path for players in step"
-    print(f"glue: {glue}; fan-out: {path}")
+    flush = (f"mediaFlushInterval {args.media_flush_interval:g} s" if args.media_flush_interval
+             else "mediaFlushInterval 0")
+    print(f"glue: {glue}; fan-out: {path}; {flush}")
     f = fan_out(args)
     print(f"live fan-out, {args.players} players, {args.reads} publisher read(s) of video+audio per turn:"
           f" {f['writes'] / f['delivered']:.3f} socket writes and {f['calls'] / f['delivered']:.1f} Python calls"

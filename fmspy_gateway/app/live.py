@@ -4,9 +4,9 @@ Each published message becomes a ``MediaMessage`` whose chunk bodies are cut
 once and shared by every player (``ChunkWriter.write_parts``).  Each player's
 time line starts at 0 (timestamps rebased to the keyframe it started at);
 players in step share one chunk header per message as well, which carries
-the publisher's delta and so suits every time line, and take each message
-from one batch when they are written (the fast path, ``LiveStream.publish``);
-the others get one each.  A new player gets the metadata, the codec
+the publisher's delta and so suits every time line, and with
+``mediaFlushInterval`` take each message from one batch when they are
+written (the fast path, ``LiveStream.publish``); the others get one each.  A new player gets the metadata, the codec
 sequence headers and the frames since the latest keyframe (the GOP cache),
 then the live messages.  A player whose socket cannot keep up is never queued
 for without bound: while its transport asks us to pause, media for it is
@@ -214,15 +214,16 @@ class LiveStream:
         member of the type's fast path: the message's chunk header and body
         are built once (``SharedChunkStream.next_parts``); its connection's
         state of the chunk stream *is* the shared one, so nothing per member
-        changes.  A member of both types' fast paths (nearly every player)
-        costs nothing per message at all: the two bytes objects go into the
-        stream's ``MediaBatch`` once, and each such connection copies what
-        it has not taken when it is written or queues anything else
+        changes.  A member of both types' fast paths whose media waits for
+        ``mediaFlushInterval`` (``Session.media_waits``) costs nothing per
+        message at all: the two bytes objects go into the stream's
+        ``MediaBatch`` once, and each such connection copies what it has not
+        taken when it is written or queues anything else
         (``Connection.take_batch``), so its bytes are what queueing each
-        message at once would have given; it asks for a write once per write,
-        not once per message (``MediaBatch.add``).  A member of one type's
-        path only (on its way into both) gets the two objects appended to
-        its queue.  A member whose connection sent anything else on a media
+        message at once would have given; it asks for a write once per
+        write, not once per message (``MediaBatch.add``).  Any other member
+        gets the two objects appended to its queue: a player written after
+        each read costs less that way than taking from the batch each time.  A member whose connection sent anything else on a media
         chunk stream (``MediaBatch.detached``), or whose socket is full
         (``LiveStreams.block``), or that changed (paused, muted, a
         republish) is put back with the others, for whom every message goes

@@ -389,14 +389,15 @@ class Connection:
         batch = self._batch
         start = self._batch_at - batch.base
         parts = batch.parts
-        if start < len(parts):
-            self._outgoing += parts[start:]
-            self._batch_at = batch.base + len(parts)
+        count = len(parts)
+        if start < count:
+            self._outgoing += parts[start:] if start else parts
+            self._batch_at = batch.base + count
             # MediaBatch.taken, written out: this runs once per player per write of the fan-out.
             ready = batch.ready
             ready[self._batch_token] = None
             if len(ready) == len(batch.members):
-                batch.base += len(parts)
+                batch.base += count
                 batch.parts = []
 
     def leave_batch(self) -> None:

@@ -2,7 +2,7 @@
 import pytest
 
 from fmspy_gateway.rtmp import amf
-from fmspy_gateway.rtmp.chunks import Message
+from fmspy_gateway.rtmp.chunks import MediaBatch, Message
 from fmspy_gateway.rtmp.connection import Connection, Role, State
 from fmspy_gateway.rtmp.errors import LocalProtocolError, RemoteProtocolError
 from fmspy_gateway.rtmp.events import (AcknowledgementReceived, ChunkSizeChanged, CommandReceived, DataReceived,
@@ -275,3 +275,76 @@ def test_the_connection_remembers_whether_the_peer_wrote_amf3():
     other_client.send_command("echo", 2, None, ["plain"], amf3=True)  # an AMF3 message
     deliver(other_client, other)
     assert other.peer_sent_amf3
+
+
+# -- the live fan-out's MediaBatch (rtmp/chunks.py) --------------------------------------------------------
+
+AUDIO, VIDEO = MessageType.AUDIO, MessageType.VIDEO
+
+
+def in_step(shared_audio=None, shared_video=None):
+    """A client/server pair whose server sent audio at 0, 20 and video at 0, 40, then shares both chunk streams."""
+    client, server, _ = pair()
+    for t in (0, 20):
+        server.send_media(AUDIO, 1, t, b"\xaf\x01" + bytes(30))
+    for t in (0, 40):
+        server.send_media(VIDEO, 1, t, b"\x27\x01" + bytes(300))
+    deliver(server, client)
+    shared_audio, _, _ = server.share_media(AUDIO, shared_audio, 20)
+    shared_video, _, _ = server.share_media(VIDEO, shared_video, 40)
+    return client, server, shared_audio, shared_video
+
+
+def test_batched_media_is_taken_at_the_write_in_order_with_what_was_queued_meanwhile():
+    client, server, shared_audio, shared_video = in_step()
+    batch = MediaBatch()
+    server.join_batch(batch, "player")
+    batch.add(shared_video.next_parts(VIDEO, 80, b"\x27\x01" + bytes(300), {}))
+    server.send_command("onStatus", 0, None, [{"code": "between"}], stream_id=1)
+    batch.add(shared_audio.next_parts(AUDIO, 60, b"\xaf\x01" + bytes(30), {}))
+    events = deliver(server, client)
+    assert [(type(e).__name__, getattr(e, "timestamp", None)) for e in events] == [
+        ("MediaReceived", 80), ("CommandReceived", None), ("MediaReceived", 60)]
+    assert batch.parts == []          # its one member took everything
+
+
+def test_a_message_of_its_own_on_a_media_chunk_stream_leaves_the_batch_after_what_it_held():
+    client, server, shared_audio, shared_video = in_step()
+    batch = MediaBatch()
+    server.join_batch(batch, "player")
+    batch.add(shared_video.next_parts(VIDEO, 80, b"\x27\x01" + bytes(300), {}))
+    server.send_media(VIDEO, 9, 500, b"\x17\x01own")        # another stream of this connection
+    assert batch.detached == ["player"] and batch.members == set()
+    batch.add(shared_video.next_parts(VIDEO, 120, b"\x27\x01" + bytes(300), {}))     # not for it any more
+    events = deliver(server, client)
+    assert [(e.stream_id, e.timestamp) for e in events] == [(1, 80), (9, 500)]
+
+
+def test_a_new_chunk_size_leaves_the_batch_after_what_it_held():
+    client, server, shared_audio, shared_video = in_step()
+    batch = MediaBatch()
+    server.join_batch(batch, "player")
+    batch.add(shared_audio.next_parts(AUDIO, 60, b"\xaf\x01" + bytes(30), {}))
+    server.set_chunk_size(4096)
+    assert batch.detached == ["player"]
+    events = deliver(server, client)
+    assert [type(e).__name__ for e in events] == ["MediaReceived", "ChunkSizeChanged"]
+
+
+def test_the_batch_keeps_its_parts_until_every_member_took_them_and_hands_back_who_has_to_write():
+    first = in_step()
+    second = in_step(first[2], first[3])
+    assert second[2] is first[2] and second[3] is first[3]       # in step: the same shared states
+    batch = MediaBatch()
+    first[1].join_batch(batch, "first")
+    second[1].join_batch(batch, "second")
+    assert batch.add(first[3].next_parts(VIDEO, 80, b"\x27\x01" + bytes(300), {})) == {"first": None, "second": None}
+    assert batch.add(first[2].next_parts(AUDIO, 60, b"\xaf\x01" + bytes(30), {})) == {}     # they know already
+    assert [e.timestamp for e in deliver(first[1], first[0])] == [80, 60]
+    assert len(batch.parts) == 4 and batch.ready == {"first": None}
+    assert batch.add(first[3].next_parts(VIDEO, 120, b"\x27\x01" + bytes(300), {})) == {"first": None}
+    assert [e.timestamp for e in deliver(second[1], second[0])] == [80, 60, 120]
+    assert len(batch.parts) == 6          # kept whole until the first has taken the last one too
+    second[1].leave_batch()
+    assert [e.timestamp for e in deliver(first[1], first[0])] == [120]
+    assert batch.parts == [] and batch.members == {"first"}
