@@ -3,16 +3,20 @@ from fmspy_gateway.rtmp.connection import Connection, Role
 from fmspy_gateway.rtmp.events import CommandReceived
 
 
-def exchange(client: Connection, protocol, transport) -> list:
+def exchange(client: Connection, protocol, transport, byte_by_byte: bool = False) -> list:
     """Move bytes between ``client`` and ``protocol`` (writing to ``transport``) until neither has more.
 
-    Returns every event the client saw, in order.
+    Returns every event the client saw, in order.  ``byte_by_byte`` hands the server one byte per read.
     """
     events = []
     while True:
         out = client.data_to_send()
         if out:
-            protocol.dataReceived(out)
+            if byte_by_byte:
+                for i in range(len(out)):
+                    protocol.dataReceived(out[i:i + 1])
+            else:
+                protocol.dataReceived(out)
         back = transport.value()
         transport.clear()
         if back:

@@ -16,7 +16,7 @@ from fmspy_gateway.rtmp.limits import Limits
 from fmspy_gateway.rtmp.messages import MessageType, UserControl
 from fmspy_gateway.server.protocol import CLOSE_LINGER, RTMPServerFactory
 
-from .glue import connected
+from .glue import connected, exchange
 
 # connectTimeout is long here so that the timer tests of a connection that never connects see only their timer.
 CONFIG = RTMPConfig(handshake_timeout=5, ping_interval=10, keepalive_timeout=25, connect_timeout=100)
@@ -34,28 +34,10 @@ class ServerGlueTests(SynchronousTestCase):
         protocol.makeConnection(transport)
         return protocol, transport
 
-    def exchange(self, client, protocol, transport, byte_by_byte=False):
-        """Move bytes both ways until neither side has more; returns the client's events."""
-        events = []
-        while True:
-            out = client.data_to_send()
-            if out:
-                if byte_by_byte:
-                    for i in range(len(out)):
-                        protocol.dataReceived(out[i:i + 1])
-                else:
-                    protocol.dataReceived(out)
-            back = transport.value()
-            transport.clear()
-            if back:
-                events.extend(client.receive_data(back))
-            if not out and not back:
-                return events
-
     def handshaken(self):
         protocol, transport = self.connect_transport()
         client = Connection(Role.CLIENT)
-        events = self.exchange(client, protocol, transport)
+        events = exchange(client, protocol, transport)
         self.assertIsInstance(events[0], HandshakeCompleted)
         return protocol, transport, client
 
@@ -99,7 +81,7 @@ class ServerGlueTests(SynchronousTestCase):
     def connect(self, app, byte_by_byte=False, **params):
         protocol, transport, client = self.handshaken()
         client.send_command("connect", 1, {"app": app, "tcUrl": f"rtmp://localhost/{app}", **params})
-        return transport, self.exchange(client, protocol, transport, byte_by_byte)
+        return transport, exchange(client, protocol, transport, byte_by_byte)
 
     def test_connect_success_reply_shape(self):
         for byte_by_byte in (False, True):
@@ -139,24 +121,24 @@ class ServerGlueTests(SynchronousTestCase):
         factory = RTMPServerFactory({}, RTMPConfig(limits=Limits(max_message_size=1000)), reactor=self.clock)
         protocol, transport = self.connect_transport(factory)
         client = Connection(Role.CLIENT)
-        self.exchange(client, protocol, transport)
+        exchange(client, protocol, transport)
         protocol.dataReceived(bytes.fromhex("04 000000 0f0000 09 01000000"))
         self.assertTrue(transport.disconnecting)
 
     def test_call_before_connect_closes(self):
         protocol, transport, client = self.handshaken()
         client.send_command("echo", 2, None, ["x"])
-        self.exchange(client, protocol, transport)
+        exchange(client, protocol, transport)
         self.assertTrue(transport.disconnecting)
 
     def test_echo_call_answers_in_the_callers_encoding(self):
         protocol, transport, client = self.handshaken()
         client.send_command("connect", 1, {"app": "echotest", "objectEncoding": 3})
-        self.exchange(client, protocol, transport)
+        exchange(client, protocol, transport)
         client.send_command("echo", 2, None, [{"a": [1, 2.5, "x"]}], amf3=True)
         client.send_command("nosuch", 3, None, [], amf3=False)
         client.send_command("echo", 0, None, ["no reply wanted"])
-        events = [e for e in self.exchange(client, protocol, transport) if isinstance(e, CommandReceived)]
+        events = [e for e in exchange(client, protocol, transport) if isinstance(e, CommandReceived)]
         self.assertEqual([(e.name, e.transaction_id, e.amf3) for e in events],
                          [("_result", 2, True), ("_error", 3, False)])
         self.assertEqual(events[0].arguments, ({"a": [1, 2.5, "x"]},))
