@@ -10,7 +10,7 @@ object, failing closed; ``@so.changed`` tells the backend of every change applie
 """
 import json
 import logging
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
 from urllib.parse import quote
 
 from twisted.internet.defer import CancelledError
@@ -21,7 +21,7 @@ from ..app.shared_objects import Access
 from ..rtmp.budget import brief, brief_name
 from .mapping import MappingError, amf_to_json, json_to_amf
 from .routes import GatewaySettings, Route, load_routes
-from .rpc import BackendError, JSONRPCClient, RPCError
+from .rpc import BackendError, HeaderFields, JSONRPCClient, RPCError
 from .stats import GatewayStats
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,9 @@ class GatewayApplication(Application):
         self.rpc = rpc
         self._sessions: Dict[str, Any] = {}     # client id -> what @connect returned as "session"
         self._in_flight: Dict[str, set] = {}     # client id -> Deferreds of its backend calls
+        #: client id -> (the room they name, the context headers of its requests), dropped at disconnect.
+        self._client_headers: Dict[str, Tuple[str, HeaderFields]] = {}
+        self._application_headers: Optional[HeaderFields] = None
         #: Backend results refused (invalid, unsendable): one log line per kind and interval, with a count,
         #: since one client calling in a loop could otherwise make each refusal a line.
         self.result_log = RateLimitedLog(log, prefix=f"{name}: ")
@@ -107,19 +110,36 @@ class GatewayApplication(Application):
         return {"client": client.id, "application": self.name, "room": client.room_name, "address": client.address,
                 "session": self._sessions.get(client.id)}
 
-    def _headers(self, client) -> dict:
+    def _headers(self, client, keep: bool = True) -> HeaderFields:
+        """The context headers of a request for ``client``, encoded once per client and room.
+
+        A client's id, address, session and room are what they were once
+        @connect accepted it, so the fields are kept, with the room they name
+        (``room_name`` is a plain attribute: a change makes them again), and
+        dropped at disconnect.  ``keep`` False (the @connect
+        request itself): made for this request only, since the session is
+        not known yet and a refused client never disconnects.
+        """
         if client is None:
-            return {"X-RTMP-Application": _header_value(self.name)}
-        context = self.context(client)
+            if self._application_headers is None:
+                self._application_headers = self.rpc.header_fields({"X-RTMP-Application": _header_value(self.name)})
+            return self._application_headers
+        kept = self._client_headers.get(client.id)
+        if kept is not None and kept[0] == client.room_name:
+            return kept[1]
         headers = {
             "X-RTMP-Client-Id": client.id,
             "X-RTMP-Application": self.name,
             "X-RTMP-Room": client.room_name,
             "X-RTMP-Client-Address": client.address,
         }
-        if context["session"] is not None:
-            headers["X-RTMP-Session"] = json.dumps(context["session"], separators=(",", ":"))
-        return {name: _header_value(value) for name, value in headers.items()}
+        session = self._sessions.get(client.id)
+        if session is not None:
+            headers["X-RTMP-Session"] = json.dumps(session, separators=(",", ":"))
+        fields = self.rpc.header_fields({name: _header_value(value) for name, value in headers.items()})
+        if keep:
+            self._client_headers[client.id] = (client.room_name, fields)
+        return fields
 
     # -- backend calls ----------------------------------------------------------------------
 
@@ -240,7 +260,7 @@ class GatewayApplication(Application):
         if route.context:
             params.append(self.context(client))
         d = self.stats.track(route, self.rpc.call(route.endpoint, route.backend_method, params,
-                                                  timeout=route.timeout, headers=self._headers(client)))
+                                                  timeout=route.timeout, headers=self._headers(client, keep=False)))
         return d.addCallbacks(self._connect_decided, self._connect_failed, (client,))
 
     def _connect_decided(self, answer, client):
@@ -429,6 +449,7 @@ class GatewayApplication(Application):
         self._cancel_calls(client)
         d = self._hook("disconnect", client, [self.context(client)])
         self._sessions.pop(client.id, None)
+        self._client_headers.pop(client.id, None)
         return d
 
 

@@ -494,7 +494,7 @@ class _Exchange:
     """
 
     def __init__(self, client: "JSONRPCClient", endpoint: Endpoint, key: int, body: bytes,
-                 headers: List[Tuple[bytes, bytes]], timeout: float, interpret: Callable[[int, bytes], Any]):
+                 headers: "HeaderFields", timeout: float, interpret: Callable[[int, bytes], Any]):
         self.client = client
         self.endpoint = endpoint
         self.key = key
@@ -722,7 +722,7 @@ class JSONRPCClient:
     # -- public API -------------------------------------------------------------------------------
 
     def call(self, endpoint: str, method: str, params, *, timeout: float,
-             headers: Optional[Mapping[str, str]] = None) -> Deferred:
+             headers: "Optional[Mapping[str, str] | HeaderFields]" = None) -> Deferred:
         """POST a request; fires with its ``result``, fails with BackendError / RPCError.
 
         Raises at once (TypeError/ValueError) for our own mistakes: params that
@@ -733,7 +733,7 @@ class JSONRPCClient:
         return self._submit(endpoint, request_id, message, headers, timeout, _interpret_call(request_id))
 
     def notify(self, endpoint: str, method: str, params, *, timeout: float,
-               headers: Optional[Mapping[str, str]] = None) -> Deferred:
+               headers: "Optional[Mapping[str, str] | HeaderFields]" = None) -> Deferred:
         """POST a notification (no ``id``); fires with None once the backend answered 2xx."""
         key = next(self._ids)
         message = {"jsonrpc": "2.0", "method": method, "params": self._params(params)}
@@ -796,13 +796,16 @@ class JSONRPCClient:
             raise TypeError(f"JSON-RPC params must be a list or a dict, not {type(params).__name__}")
         return params
 
-    def _header_fields(self, extra: Optional[Mapping[str, str]]) -> List[Tuple[bytes, bytes]]:
-        """The request's header fields, encoded once for whichever HTTP path sends them.
+    def header_fields(self, extra: Optional[Mapping[str, str]]) -> "HeaderFields":
+        """A request's header fields, with the caller's ``extra`` headers, encoded for whichever HTTP path sends them.
 
         The caller's context headers replace our User-Agent and Accept (by
         name, case-insensitively) but never the Content-Type: they must not
         change what the body is.  Names are checked as HTTP tokens and values
-        lose line breaks, as Twisted's ``Headers`` does.
+        lose line breaks, as Twisted's ``Headers`` does.  A caller sending
+        the same headers again and again (the gateway: the same caller's
+        context on each of its calls) keeps the result and passes it as
+        ``headers``: they are not encoded again.
         """
         fields = {b"user-agent": (b"User-Agent", self._user_agent_value), b"accept": _ACCEPT_JSON}
         if extra:
@@ -810,7 +813,7 @@ class JSONRPCClient:
                 raw, lower = _field_name(name)
                 fields[lower] = (raw, _field_value(value))
         fields[b"content-type"] = _CONTENT_TYPE_JSON
-        return list(fields.values())
+        return HeaderFields(fields.values())
 
     def _submit(self, url, key, message, headers, timeout, interpret) -> Deferred:
         if not timeout or timeout <= 0:
@@ -826,7 +829,8 @@ class JSONRPCClient:
         refusal = ep.refusal()
         if refusal is not None:
             return fail(refusal)
-        exchange = _Exchange(self, ep, key, body, self._header_fields(headers), timeout, interpret)
+        fields = headers if isinstance(headers, HeaderFields) else self.header_fields(headers)
+        exchange = _Exchange(self, ep, key, body, fields, timeout, interpret)
         self._outstanding[key] = exchange
         ep.submit(exchange)
         return exchange.result
@@ -837,6 +841,13 @@ _JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 # -- header fields ----------------------------------------------------------------------------------
+
+class HeaderFields(tuple):
+    """A request's header fields as ``(name, value)`` bytes pairs, checked and encoded
+    (:meth:`JSONRPCClient.header_fields`); ``call`` and ``notify`` take them as they are."""
+
+    __slots__ = ()
+
 
 _ACCEPT_JSON = (b"Accept", b"application/json")
 _CONTENT_TYPE_JSON = (b"Content-Type", b"application/json")

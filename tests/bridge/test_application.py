@@ -336,6 +336,27 @@ class CallTests(GatewayTestCase):
         self.assertEqual(headers["x-rtmp-client-address"], "192.0.2.7:40001")
         self.assertNotIn("x-rtmp-session", headers)       # @connect answered a plain true: no session
 
+    def test_context_headers_are_encoded_once_per_client_and_dropped_when_it_leaves(self):
+        self.connected()
+        self.result_of("echo")
+        kept = self.app._client_headers[self.session.client.id]
+        self.result_of("echo")
+        self.assertIs(self.app._client_headers[self.session.client.id], kept)
+        (_, first), (_, second) = self.backend.calls_to("echo")
+        self.assertEqual(first, second)
+        self.session.client.room_name = "elsewhere"
+        self.result_of("echo")
+        self.assertEqual(self.backend.calls_to("echo")[2][1]["x-rtmp-room"], "elsewhere")
+        self.session.connection_lost("bye")
+        self.pump()
+        self.assertEqual(self.app._client_headers, {})
+
+    def test_a_refused_client_leaves_no_context_headers_behind(self):
+        self.backend.answers["session.open"] = result(False)
+        self.rejection()
+        self.assertEqual(self.backend.methods(), ["session.open"])
+        self.assertEqual(self.app._client_headers, {})
+
     def test_non_ascii_header_values_are_percent_encoded(self):
         self.connected(room="caf\u00e9")
         self.result_of("echo")

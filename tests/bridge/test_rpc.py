@@ -171,6 +171,19 @@ class RequestTests(RPCTestCase):
         self.assertEqual(headers["x-rtmp-room"], ["lobby"])
         self.assertNotIn("cookie", headers)
 
+    def test_header_fields_made_once_are_sent_as_they_are_on_every_request(self):
+        backend = Backend()
+        client = self.client_for(backend, user_agent="gw/1")
+        fields = client.header_fields({"X-RTMP-Room": "a\nb", "Content-Type": "text/plain"})
+        self.assertEqual(list(fields), [(b"User-Agent", b"gw/1"), (b"Accept", b"application/json"),
+                                        (b"X-RTMP-Room", b"a b"), (b"Content-Type", b"application/json")])
+        self.successResultOf(client.call(URL, "m", [1], timeout=5, headers=fields))
+        self.successResultOf(client.notify(URL, "n", [], timeout=5, headers=fields))
+        for *_, headers, _ in backend.seen:
+            self.assertEqual((headers["x-rtmp-room"], headers["content-type"]), (["a b"], ["application/json"]))
+        with self.assertRaises(ValueError):
+            client.header_fields({"Content-Length": "1"})
+
     def test_result_is_what_the_backend_answered(self):
         client = self.client_for(Backend())
         self.assertEqual(self.successResultOf(client.call(URL, "m", [1, {"a": [2]}], timeout=5)),
