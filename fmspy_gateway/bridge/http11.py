@@ -118,7 +118,9 @@ class LeanConnection(Protocol):
         self._state = _IDLE
         self._buffer = b""
         self._received = False          # any byte of the current response (ResponseFailed, not NeverReceived)
-        self._response: Optional[Deferred] = None
+        #: Who waits for the current response's head (rpc._Exchange): ``response_received(response)`` or
+        #: ``request_failed(failure)``, once; plain calls, not a Deferred (two fewer per bridged call).
+        self._receiver = None
         self._body_protocol = None
         self._framing = None
         self._left = 0                  # _LENGTH: bytes of body still due; _CHUNKED: of the current chunk
@@ -132,12 +134,12 @@ class LeanConnection(Protocol):
     def connectionMade(self):
         self.connected_now = True
 
-    def send(self, request: bytes, response: Deferred) -> None:
-        """Write ``request``; ``response`` fires with a :class:`LeanResponse` or fails."""
+    def send(self, request: bytes, receiver) -> None:
+        """Write ``request``; ``receiver`` is told of the :class:`LeanResponse`, or of the failure."""
         self._state = _HEAD
         self._buffer = b""
         self._received = False
-        self._response = response
+        self._receiver = receiver
         transport = self.transport
         if isinstance(transport, tcp.Connection):
             # Sent now, not at the reactor's next turn: a turn of latency less on every bridged call.
@@ -149,10 +151,14 @@ class LeanConnection(Protocol):
         """Drop the connection now (a cancelled request, an unwanted body, the pool closing)."""
         if self._state is not _GONE:
             self._state = _GONE
-            self._response = None
+            self._receiver = None
             self._body_protocol = None
             self._pool.lean_lost(self._key, self)      # never handed out again, even before connectionLost
             self.transport.abortConnection()
+
+    #: What :meth:`LeanConnectionPool.lean_request` returns for a request on an idle connection is the
+    #: connection itself: it serves one request at a time, so cancelling that request drops it.
+    cancel = abort
 
     def when_closed(self) -> Deferred:
         d = Deferred()
@@ -213,15 +219,15 @@ class LeanConnection(Protocol):
         self._persistent = (version == b"HTTP/1.1" and b"close" not in connection
                             and self._framing is not _UNTIL_CLOSE)
         self._state = _BODY
-        response, self._response = self._response, None
-        if response is not None and not response.called:
-            response.callback(LeanResponse(code, phrase, _Headers(headers), length, self))
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            receiver.response_received(LeanResponse(code, phrase, _Headers(headers), length, self))
         if self._state is _BODY and self._framing is _LENGTH and self._left == 0:
             self._body_done()
         return True
 
     def deliver_body(self, protocol) -> None:
-        # Called from the response Deferred's callback, before dataReceived returns (rpc._read_body does):
+        # Called from response_received, before dataReceived returns (rpc._read_body does):
         # body bytes that arrive with the head are handed on at once, none are buffered for later.
         self._body_protocol = protocol
         protocol.makeConnection(_BodyTransport(self))
@@ -311,22 +317,22 @@ class LeanConnection(Protocol):
 
     def _broken(self, failure: Failure) -> None:
         """The response cannot be read: fail whoever waits on it and hang up."""
-        response, protocol, state = self._response, self._body_protocol, self._state
+        receiver, protocol, state = self._receiver, self._body_protocol, self._state
         self.abort()
         wrapped = Failure(ResponseFailed([failure]))
-        if state is _HEAD and response is not None and not response.called:
-            response.errback(wrapped)
+        if state is _HEAD and receiver is not None:
+            receiver.request_failed(wrapped)
         elif state is _BODY and protocol is not None:
             protocol.connectionLost(wrapped)
 
     def connectionLost(self, reason=None):
-        state, response, protocol = self._state, self._response, self._body_protocol
-        self._state, self._response, self._body_protocol = _GONE, None, None
+        state, receiver, protocol = self._state, self._receiver, self._body_protocol
+        self._state, self._receiver, self._body_protocol = _GONE, None, None
         self.connected_now = False
         self._pool.lean_lost(self._key, self)
-        if state is _HEAD and response is not None and not response.called:
+        if state is _HEAD and receiver is not None:
             problem = ResponseFailed if self._received else ResponseNeverReceived
-            response.errback(Failure(problem([reason])))
+            receiver.request_failed(Failure(problem([reason])))
         elif state is _BODY and protocol is not None:
             if self._framing is _UNTIL_CLOSE:
                 protocol.connectionLost(Failure(PotentialDataLoss()))
@@ -378,6 +384,41 @@ def _content_length(headers) -> Optional[int]:
     return int(value)
 
 
+class _Connecting:
+    """A request waiting for its new connection: sent once it is made; ``cancel()`` gives up on it."""
+
+    __slots__ = ("_connecting", "_connection", "_request", "_receiver")
+
+    def __init__(self, connecting: Deferred, request: bytes, receiver):
+        self._connecting = connecting
+        self._connection: Optional[LeanConnection] = None
+        self._request = request
+        self._receiver = receiver
+        connecting.addCallbacks(self._connected, self._not_connected)
+
+    def cancel(self) -> None:
+        receiver, self._receiver = self._receiver, None
+        if receiver is None:
+            return
+        if self._connection is not None:
+            self._connection.abort()
+        else:
+            self._connecting.cancel()       # fails with CancelledError, which nobody hears now
+
+    def _connected(self, connection: LeanConnection) -> None:
+        if self._receiver is None:          # cancelled while connecting
+            connection.abort()
+            return
+        self._connection = connection
+        connection.send(self._request, self._receiver)
+        self._request = None
+
+    def _not_connected(self, failure) -> None:
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            receiver.request_failed(failure)
+
+
 class _LeanFactory(Factory):
     noisy = False       # one per backend connection: no "Starting factory" lines
 
@@ -405,40 +446,22 @@ class LeanConnectionPool(HTTPConnectionPool):
         self._lean_idle: Dict[object, List[LeanConnection]] = {}
         self._lean_timers: Dict[LeanConnection, object] = {}
 
-    def lean_request(self, key, endpoint, request: bytes) -> Deferred:
-        """Send ``request`` on an idle connection to ``key``, or a new one made with ``endpoint``."""
+    def lean_request(self, key, endpoint, request: bytes, receiver):
+        """Send ``request`` on an idle connection to ``key``, or a new one made with ``endpoint``.
+
+        ``receiver`` hears ``response_received(LeanResponse)`` or
+        ``request_failed(failure)``, once (:meth:`LeanConnection.send`).
+        Returns the request, whose ``cancel()`` aborts it; its receiver then
+        hears nothing.
+        """
         idle = self._lean_idle.get(key)
         if idle:
             # The longest idle first, as Twisted's pool does: every connection stays in use, none times out.
             connection = idle.pop(0)
             self._lean_timers.pop(connection).cancel()
-            response = Deferred(lambda _: connection.abort())
-            connection.send(request, response)
-            return response
-        state = {"connection": None}
-
-        def cancel(_):
-            if state["connection"] is not None:
-                state["connection"].abort()
-            else:
-                connecting.cancel()
-
-        response = Deferred(cancel)
-
-        def connected(connection):
-            if response.called:         # cancelled while connecting
-                connection.abort()
-                return
-            state["connection"] = connection
-            connection.send(request, response)
-
-        def not_connected(failure):
-            if not response.called:
-                response.errback(failure)
-
-        connecting = endpoint.connect(_LeanFactory(self, key, self.max_head_bytes))
-        connecting.addCallbacks(connected, not_connected)
-        return response
+            connection.send(request, receiver)
+            return connection
+        return _Connecting(endpoint.connect(_LeanFactory(self, key, self.max_head_bytes)), request, receiver)
 
     def lean_release(self, key, connection: LeanConnection) -> None:
         idle = self._lean_idle.setdefault(key, [])

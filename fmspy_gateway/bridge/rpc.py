@@ -349,14 +349,15 @@ class _BoundedBody(Protocol):
     before anyone can count it.)  The wire bytes count against the limit too.
     """
 
-    def __init__(self, length, limit: int, gzip: bool = False):
+    def __init__(self, length, limit: int, done: Callable[[Any], None], gzip: bool = False):
         self._length = length
         self._limit = limit
         self._chunks = []
         self._size = 0          # decoded bytes kept
         self._wire = 0          # bytes received, before decoding
         self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
-        self.finished: Optional[Deferred] = Deferred(self._cancel)
+        #: Called once with the body (bytes) or a Failure; None once it was (or the read was cancelled).
+        self._done: Optional[Callable[[Any], None]] = done
 
     def connectionMade(self):
         if self._length is not UNKNOWN_LENGTH and self._length > self._limit:
@@ -364,7 +365,7 @@ class _BoundedBody(Protocol):
                                        f"of {self._limit} bytes"))
 
     def dataReceived(self, data: bytes):
-        if self.finished is None:
+        if self._done is None:
             return
         self._wire += len(data)
         if self._wire > self._limit:
@@ -387,27 +388,28 @@ class _BoundedBody(Protocol):
             self._chunks.append(data)
 
     def connectionLost(self, reason=None):
-        if self.finished is None:
+        if self._done is None:
             return
-        d, self.finished = self.finished, None
+        done, self._done = self._done, None
         if reason is None or reason.check(ResponseDone, PotentialDataLoss):
             if self._inflate is not None and self._wire and not self._inflate.eof:
-                d.errback(Failure(_BadResponse("the gzip-encoded body ends before its gzip stream does")))
+                done(Failure(_BadResponse("the gzip-encoded body ends before its gzip stream does")))
                 return
-            d.callback(b"".join(self._chunks))
+            done(b"".join(self._chunks))
         else:
-            d.errback(reason)
+            done(reason)
 
     def _give_up(self, exc: Exception):
-        d, self.finished = self.finished, None
+        done, self._done = self._done, None
         self._chunks = []
         self._inflate = None
         self._hang_up()
-        if d is not None:
-            d.errback(Failure(exc))
+        if done is not None:
+            done(Failure(exc))
 
-    def _cancel(self, d):
-        self.finished = None
+    def cancel(self):
+        """The body is no longer wanted (timeout, the caller's cancel): nothing more is reported."""
+        self._done = None
         self._chunks = []
         self._inflate = None
         self._hang_up()
@@ -457,17 +459,22 @@ def _short_text(text: str, limit: int = 40) -> str:
     return repr(text) if len(text) <= limit else repr(text[:limit - 3] + "...")
 
 
-def _read_body(response, limit: int) -> Deferred:
+def _read_body(response, limit: int, done: Callable[[Any], None]) -> Optional[_BoundedBody]:
+    """Read ``response``'s body under ``limit``; ``done`` is called once with it (bytes) or a Failure.
+
+    Returns the reader, whose ``cancel()`` stops it, or None when the body
+    is refused before it is read (``done`` was called already).
+    """
     try:
         response, gzipped = _undecoded(response)
     except _BadEncoding as e:
         # Not read at all: close the connection rather than drain a body nobody will decode.
         response.deliverBody(_Discard())
-        return fail(e)
-    reader = _BoundedBody(response.length, limit, gzipped)
-    d = reader.finished
+        done(Failure(e))
+        return None
+    reader = _BoundedBody(response.length, limit, done, gzipped)
     response.deliverBody(reader)
-    return d
+    return reader
 
 
 class _Discard(Protocol):
@@ -486,7 +493,14 @@ class _Phase(enum.Enum):
 
 
 class _Exchange:
-    """One JSON-RPC request from submission to its outcome; owns its timer and its network Deferred.
+    """One JSON-RPC request from submission to its outcome; owns its timer and what it waits for on the network.
+
+    The network part is told of the response and of its body by plain calls
+    (``response_received``, ``request_failed``, ``_body_read``), not
+    Deferreds: chaining Deferreds is the costliest thing Twisted's Deferred
+    does, and each exchange would make two.  ``_network`` is whatever a
+    cancel must stop: the request (until the head is in), then the body's
+    reader; each has ``cancel()``.
 
     Every way out (response, timeout, caller's cancel, client shutdown) goes
     through :meth:`_finish`, which runs once: cancel the timer, leave the queue
@@ -505,43 +519,51 @@ class _Exchange:
         self.phase = _Phase.QUEUED
         self.is_probe = False
         self.result: Deferred = Deferred(self._cancelled_by_caller)
-        self._network: Optional[Deferred] = None
+        self._network = None
+        self._code = 0
         self._timer = client._clock.callLater(timeout, self._timed_out)
 
     def start(self, is_probe: bool) -> None:
         """Send the request (the endpoint gave us a slot)."""
         self.phase = _Phase.SENT
         self.is_probe = is_probe
+        lean = self.client._lean
         try:
-            lean = self.client._lean
             if lean is not None:
-                d = lean.post_body(self.endpoint.request_url, self.body, self.headers)
-            else:
-                d = self.client._http.post(self.endpoint.url, data=self.body, headers=_as_headers(self.headers),
-                                           unbuffered=True, allow_redirects=False)
+                request = lean.post_body(self.endpoint.request_url, self.body, self.headers, self)
+                if self.phase is _Phase.SENT and self._network is None:    # no answer came at once
+                    self._network = request
+                return
+            d = self.client._http.post(self.endpoint.url, data=self.body, headers=_as_headers(self.headers),
+                                       unbuffered=True, allow_redirects=False)
         except Exception:
             d = fail()
         self._network = d
-        d.addCallback(self._got_response)
-        d.addErrback(self._network_done)
+        d.addCallback(self.response_received)
+        d.addErrback(self.request_failed)
 
     def refuse(self, error: BackendError) -> None:
         """The endpoint will not send it after all (the circuit opened while it was queued)."""
         self._finish(Failure(error))
 
-    def _got_response(self, response) -> None:
-        """The head is in: from now on the body's read is what is on the network (and what a cancel stops).
+    def response_received(self, response) -> None:
+        """The head is in: from now on the body's read is what is on the network (and what a cancel stops)."""
+        self._network = None
+        try:
+            self._code = response.code
+            reader = _read_body(response, self.client.max_response_bytes, self._body_read)
+        except Exception:
+            self._network_done(Failure())
+            return
+        if self.phase is not _Phase.DONE:      # the body may have been read (or refused) at once
+            self._network = reader
 
-        Not returned as a Deferred for the request's to wait on: chaining
-        Deferreds is the costliest thing Twisted's Deferred does, and the
-        exchange only needs the body's outcome.
-        """
-        code = response.code
-        body = _read_body(response, self.client.max_response_bytes)
-        self._network = body
-        body.addBoth(self._body_read, code)
+    def request_failed(self, failure) -> None:
+        """No response: the connection failed, closed or broke before the head was in."""
+        self._network_done(failure)
 
-    def _body_read(self, outcome, code: int) -> None:
+    def _body_read(self, outcome) -> None:
+        code = self._code
         if not 200 <= code < 300:
             # Whatever happened to the body, the status is the news.
             outcome = Failure(HTTPStatusError(f"backend {self.endpoint.name} answered HTTP {code}", code))
@@ -1016,19 +1038,25 @@ class GatewayHTTPClient(HTTPClient):
         self._endpoints = endpoints
         self._targets: Dict[bytes, _LeanTarget] = {}
 
-    def post_body(self, url: bytes, body: bytes, fields: List[Tuple[bytes, bytes]]) -> Deferred:
+    def post_body(self, url: bytes, body: bytes, fields: List[Tuple[bytes, bytes]], receiver):
         """POST ``body`` to ``url`` (already encoded, see :attr:`Endpoint.request_url`) with header ``fields``.
 
-        Fires with the response (``code``, ``headers``, ``length``,
-        ``deliverBody``), unbuffered and not decoded: the JSON-RPC client
-        inflates a gzip body while it reads it, under its size limit
-        (``_read_body``); no redirects are followed and no cookies are stored
-        or sent.  Cancelling it aborts the request.
+        ``receiver.response_received(response)`` is called with the response
+        (``code``, ``headers``, ``length``, ``deliverBody``), unbuffered and
+        not decoded: the JSON-RPC client inflates a gzip body while it reads
+        it, under its size limit (``_read_body``); or
+        ``receiver.request_failed(failure)``, once.  No redirects are
+        followed and no cookies are stored or sent.  Returns the request:
+        its ``cancel()`` aborts it (the receiver, which cancelled, may still
+        hear ``request_failed``).
         """
         if self._lean_pool is None:
             headers = _as_headers(fields)
             headers.addRawHeader(b"Accept-Encoding", b"gzip")
-            return self.agent.request(b"POST", url, headers, _BytesProducer(body))
+            d = self.agent.request(b"POST", url, headers, _BytesProducer(body))
+            d.addCallback(receiver.response_received)
+            d.addErrback(receiver.request_failed)
+            return d
         target = self._targets.get(url)
         if target is None:
             if len(self._targets) >= self.MAX_TARGETS:
@@ -1038,7 +1066,8 @@ class GatewayHTTPClient(HTTPClient):
         for name, value in fields:
             parts += (name, b": ", value, b"\r\n")
         parts += (b"Accept-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body), body)
-        return self._lean_pool.lean_request(target.key, target.endpoint, b"".join(parts))
+        return self._lean_pool.lean_request(target.key, target.endpoint, b"".join(parts), receiver)
+
 
 
 def make_connection_pool(reactor, *, max_persistent_per_host: int = 32, idle_timeout: float = 1.5,

@@ -11,8 +11,11 @@ import socket
 
 from twisted.internet import defer, reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
-from twisted.trial.unittest import TestCase
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from fmspy_gateway.bridge.http11 import LeanConnectionPool
 from fmspy_gateway.bridge.rpc import BackendError, JSONRPCClient, make_connection_pool, make_http_client
@@ -288,3 +291,77 @@ class LeanPathTests(TestCase):
         self.assertEqual(fields[b"Content-Type"], b"application/json")
         for name in ("Content-Length", "Host", "Bad Name"):
             self.assertRaises(ValueError, self.call, headers={name: "1"})
+
+
+class Receiver:
+    """What ``lean_request`` tells of a request, as the JSON-RPC client's exchange hears it."""
+
+    def __init__(self):
+        self.heard = []
+
+    def response_received(self, response):
+        self.heard.append(("response", response.code))
+
+    def request_failed(self, failure):
+        self.heard.append(("failed", failure.type))
+
+
+class PendingEndpoint:
+    """An endpoint whose connection attempt waits until the test settles it."""
+
+    def __init__(self):
+        self.attempts = []
+        self.cancelled = 0
+        #: A connection the attempt delivers when cancelled: one that succeeded just as the cancel came.
+        self.made_anyway = None
+
+    def connect(self, factory):
+        d = defer.Deferred(self._cancelled)
+        self.attempts.append((d, factory))
+        return d
+
+    def _cancelled(self, d):
+        self.cancelled += 1
+        if self.made_anyway is not None:
+            d.callback(self.made_anyway)
+
+
+class LeanRequestWhileConnectingTests(SynchronousTestCase):
+    def setUp(self):
+        self.pool = LeanConnectionPool(Clock())
+        self.endpoint = PendingEndpoint()
+        self.receiver = Receiver()
+        self.request = self.pool.lean_request(("http", b"b", 80), self.endpoint, b"POST / HTTP/1.1\r\n\r\n",
+                                              self.receiver)
+
+    def test_a_request_cancelled_while_connecting_gives_up_the_attempt_and_tells_nobody(self):
+        self.request.cancel()
+        self.assertEqual(self.endpoint.cancelled, 1)
+        self.assertEqual(self.receiver.heard, [])
+        self.request.cancel()
+        self.assertEqual(self.endpoint.cancelled, 1)
+
+    def test_a_connection_made_after_the_cancel_is_dropped(self):
+        (_, factory), = self.endpoint.attempts
+        connection = self.endpoint.made_anyway = factory.buildProtocol(None)
+        transport = StringTransport()
+        connection.makeConnection(transport)
+        self.request.cancel()
+        self.assertEqual(transport.value(), b"")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.receiver.heard, [])
+
+    def test_a_failed_attempt_is_the_receivers_news(self):
+        (attempt, _), = self.endpoint.attempts
+        attempt.errback(ConnectionRefusedError())
+        self.assertEqual(self.receiver.heard, [("failed", ConnectionRefusedError)])
+
+    def test_the_request_goes_out_on_the_new_connection_and_its_answer_to_the_receiver(self):
+        (attempt, factory), = self.endpoint.attempts
+        connection = factory.buildProtocol(None)
+        transport = StringTransport()
+        connection.makeConnection(transport)
+        attempt.callback(connection)
+        self.assertEqual(transport.value(), b"POST / HTTP/1.1\r\n\r\n")
+        connection.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.assertEqual(self.receiver.heard, [("response", 204)])
