@@ -36,6 +36,7 @@ from twisted.web.client import HTTPConnectionPool, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import UNKNOWN_LENGTH
 
+from ..deadline import TimeoutQueue
 from ..direct_write import write_at_once
 
 __all__ = ["BadHTTPResponse", "LeanConnectionPool", "LeanResponse", "DEFAULT_MAX_HEAD_BYTES"]
@@ -444,7 +445,9 @@ class LeanConnectionPool(HTTPConnectionPool):
         super().__init__(reactor, persistent)
         self.max_head_bytes = max_head_bytes
         self._lean_idle: Dict[object, List[LeanConnection]] = {}
-        self._lean_timers: Dict[LeanConnection, object] = {}
+        #: The idle ones' idle timeouts, on one DelayedCall: a connection is put back and taken again
+        #: on every bridged call.
+        self._lean_timeouts = TimeoutQueue(reactor)
 
     def lean_request(self, key, endpoint, request: bytes, receiver):
         """Send ``request`` on an idle connection to ``key``, or a new one made with ``endpoint``.
@@ -458,7 +461,7 @@ class LeanConnectionPool(HTTPConnectionPool):
         if idle:
             # The longest idle first, as Twisted's pool does: every connection stays in use, none times out.
             connection = idle.pop(0)
-            self._lean_timers.pop(connection).cancel()
+            self._lean_timeouts.discard(connection)
             connection.send(request, receiver)
             return connection
         return _Connecting(endpoint.connect(_LeanFactory(self, key, self.max_head_bytes)), request, receiver)
@@ -469,18 +472,17 @@ class LeanConnectionPool(HTTPConnectionPool):
             connection.abort()
             return
         idle.append(connection)
-        self._lean_timers[connection] = self._reactor.callLater(self.cachedConnectionTimeout, connection.abort)
+        self._lean_timeouts.add(connection, self.cachedConnectionTimeout, connection.abort)
 
     def lean_lost(self, key, connection: LeanConnection) -> None:
-        timer = self._lean_timers.pop(connection, None)
-        if timer is not None:
-            if timer.active():
-                timer.cancel()
-            idle = self._lean_idle.get(key, [])
+        self._lean_timeouts.discard(connection)
+        # An idle one leaves its idle list too (its idle timeout, just expired, may be what closed it).
+        idle = self._lean_idle.get(key)
+        if idle is not None:
             if connection in idle:
                 idle.remove(connection)
             if not idle:
-                self._lean_idle.pop(key, None)
+                del self._lean_idle[key]
 
     def closeCachedConnections(self):
         closing = [super().closeCachedConnections()]

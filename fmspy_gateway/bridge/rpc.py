@@ -62,6 +62,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
+from ..deadline import TimeoutQueue
 from ..rtmp.budget import brief
 from .http11 import DEFAULT_MAX_HEAD_BYTES, LeanConnectionPool
 
@@ -521,7 +522,7 @@ class _Exchange:
         self.result: Deferred = Deferred(self._cancelled_by_caller)
         self._network = None
         self._code = 0
-        self._timer = client._clock.callLater(timeout, self._timed_out)
+        client._timeouts.add(self, timeout, self._timed_out)
 
     def start(self, is_probe: bool) -> None:
         """Send the request (the endpoint gave us a slot)."""
@@ -599,10 +600,7 @@ class _Exchange:
         if self.phase is _Phase.DONE:
             return
         phase, self.phase = self.phase, _Phase.DONE
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
+        self.client._timeouts.discard(self)
         self.client._outstanding.pop(self.key, None)
         if phase is _Phase.QUEUED:
             self.endpoint.withdraw(self)
@@ -728,6 +726,8 @@ class JSONRPCClient:
         self._http = http
         self._lean: Optional[GatewayHTTPClient] = http if isinstance(http, GatewayHTTPClient) else None
         self._clock = clock
+        #: Every outstanding exchange's timeout, on one DelayedCall (routes share a few timeouts).
+        self._timeouts = TimeoutQueue(clock)
         self.max_concurrent = max_concurrent
         self.max_queued = max_queued
         self.breaker_threshold = breaker_threshold

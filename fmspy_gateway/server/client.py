@@ -7,7 +7,7 @@ calls once the connection is gone.  The core keeps the client's deadlines
 (``rtmp/timers.py``): the handshake, a PingRequest after ``ping_interval``
 of silence and the close after ``keepalive_timeout`` with nothing received
 (a server that went away without a word); the glue only wakes it
-(``server/deadline.py``).
+(``fmspy_gateway/deadline.py``).
 """
 import functools
 from typing import Any, Callable, Mapping, Optional
@@ -25,7 +25,7 @@ from ..rtmp.errors import RemoteProtocolError
 from ..rtmp.events import CommandReceived, HandshakeCompleted, MessageRefused, SharedObjectReceived, TimedOut
 from ..rtmp.sharedobject import SharedObjectMessage
 from ..rtmp.timers import Timeouts
-from .deadline import Deadline
+from ..deadline import Deadline
 from .shared_object_client import RemoteSharedObject, RemoteSharedObjects
 
 log = Logger()

@@ -25,7 +25,7 @@ from ..rtmp.errors import LimitExceeded, RemoteProtocolError
 from ..rtmp.events import (CommandReceived, DataReceived, HandshakeCompleted, MediaReceived, MessageIgnored,
                            MessageRefused, SharedObjectReceived, TimedOut)
 from ..rtmp.timers import Timeouts
-from .deadline import Deadline
+from ..deadline import Deadline
 
 log = Logger()
 #: Limit hits are logged with the standard library (bridged into twistd's log), those that can repeat
@@ -391,7 +391,7 @@ class RTMPServerProtocol(Protocol):
         self.digest_scheme = event.digest_scheme
 
     def _arm_timer(self):
-        """After a read: the one DelayedCall moves only if the core's deadline became sooner (server/deadline.py)."""
+        """After a read: the one DelayedCall moves only if the core's deadline became sooner (fmspy_gateway/deadline.py)."""
         if not self._closing:
             self._deadline.arm(self.connection.get_timer())
 

@@ -1,4 +1,4 @@
-"""The server glue waking the core's deadlines (server/deadline.py), on a StringTransport and a Clock.
+"""The server glue waking the core's deadlines (fmspy_gateway/deadline.py), on a StringTransport and a Clock.
 
 The decisions are the core's (tests/rtmp/test_timers.py); here: one
 DelayedCall per connection, reads that never reschedule it, re-arming
@@ -16,7 +16,7 @@ from fmspy_gateway.config import RTMPConfig
 from fmspy_gateway.rtmp.connection import Connection, Role, State
 from fmspy_gateway.rtmp.events import CommandReceived, UserControlReceived
 from fmspy_gateway.rtmp.messages import UserControl
-from fmspy_gateway.server.deadline import Deadline
+from fmspy_gateway.deadline import Deadline
 from fmspy_gateway.server.protocol import RTMPServerFactory
 
 from .glue import exchange
