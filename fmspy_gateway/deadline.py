@@ -51,6 +51,10 @@ class Deadline:
         self._call = self._reactor.callLater(max(deadline - self._reactor.seconds(), 0), self)
         self._due = deadline
 
+    def wakes_by(self, deadline: float) -> bool:
+        """Whether a call is pending for ``deadline`` or sooner (then ``arm(deadline)`` would change nothing)."""
+        return self._call is not None and self._due <= deadline
+
     def cancel(self) -> None:
         call, self._call = self._call, None
         if call is not None and call.active():
@@ -103,14 +107,16 @@ class TimeoutQueue:
 
     def add(self, thing, duration: float, expire: Callable[[], None]) -> None:
         """``expire()`` is called ``duration`` seconds from now unless ``thing`` is discarded first."""
-        self.discard(thing)
+        if thing in self._duration_of:
+            self.discard(thing)
         deadline = self._clock.seconds() + duration
         waiting = self._waiting.get(duration)
         if waiting is None:
             waiting = self._waiting[duration] = {}
         waiting[thing] = (deadline, expire)
         self._duration_of[thing] = duration
-        self._deadline.arm(deadline)
+        if not self._deadline.wakes_by(deadline):
+            self._deadline.arm(deadline)
 
     def discard(self, thing) -> bool:
         """``thing`` will not expire; whether it was waiting."""

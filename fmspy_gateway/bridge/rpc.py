@@ -392,7 +392,8 @@ class _BoundedBody(Protocol):
         if self._done is None:
             return
         done, self._done = self._done, None
-        if reason is None or reason.check(ResponseDone, PotentialDataLoss):
+        # isinstance, not reason.check(): that walks the class's bases through four Python calls per body.
+        if reason is None or isinstance(reason.value, (ResponseDone, PotentialDataLoss)):
             if self._inflate is not None and self._wire and not self._inflate.eof:
                 done(Failure(_BadResponse("the gzip-encoded body ends before its gzip stream does")))
                 return
@@ -442,7 +443,10 @@ def _undecoded(response) -> Tuple[Any, bool]:
         if isinstance(response, GzipDecoder):
             layers += 1
         response = response.original
-    raw = b",".join(response.headers.getRawHeaders(b"Content-Encoding", []))
+    values = response.headers.getRawHeaders(b"Content-Encoding")
+    if not values and not layers:
+        return response, False          # nearly every answer
+    raw = b",".join(values or ())
     codings = [c.strip().lower() for c in raw.split(b",")]
     codings = [c for c in codings if c and c != b"identity"] + [b"gzip"] * layers
     if not codings:
