@@ -618,7 +618,12 @@ class Session(SessionOutput):
         d = maybeDeferred(self.application.handle_call, self.client, command.name, command.arguments,
                           bool(command.transaction_id))
         d.addCallbacks(self._answer_call, self._fail_call, (command,), None, (command,))
-        d.addErrback(log_failure(log, "answering %s", command.name))
+        d.addErrback(self._answering_failed, command)
+
+    @staticmethod
+    def _answering_failed(failure, command: CommandReceived) -> None:
+        # A method, not a log_failure(...) made per call: every call chains it, it almost never fires.
+        log.error("answering %s failed:\n%s", brief_name(command.name), failure.getTraceback())
 
     def _may_switch(self, command=None) -> bool:
         """Whether what we send (a reply to ``command``) may switch to AMF3 with 0x11.

@@ -159,16 +159,18 @@ class GatewayApplication(Application):
 
     def _cancelled_on_leave(self, client, d):
         """``d``, a backend call made for ``client``, cancelled if the client leaves before it is answered."""
-        calls = self._in_flight.setdefault(client.id, set())
+        calls = self._in_flight.get(client.id)
+        if calls is None:
+            calls = self._in_flight[client.id] = set()
         calls.add(d)
+        return d.addBoth(self._answered, client.id, calls, d)
 
-        def done(result):
-            calls.discard(d)
-            if not calls:
-                self._in_flight.pop(client.id, None)
-            return result
-
-        return d.addBoth(done)
+    def _answered(self, result, client_id: str, calls: set, d):
+        """A call of ``_cancelled_on_leave`` is over: it is no longer the client's to cancel."""
+        calls.discard(d)
+        if not calls:
+            self._in_flight.pop(client_id, None)
+        return result
 
     def handle_call(self, client, name, args, wants_reply):
         route = self.routes.route(name) if name else None

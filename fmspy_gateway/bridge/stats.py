@@ -104,20 +104,18 @@ class GatewayStats:
         figures = self.figures(route)
         figures.calls += 1
         figures.in_flight += 1
-        started = self._now()
+        return d.addBoth(self._done, figures, self._now())
 
-        def done(outcome):
-            figures.in_flight -= 1
-            figures.observe(max(0.0, self._now() - started))
-            if hasattr(outcome, "value") and hasattr(outcome, "getTraceback"):   # a Failure
-                error = outcome.value
-                figures.failed(error_kind(error), getattr(error, "status", None))
-            else:
-                figures.ok += 1
-                figures.last_outcome, figures.last_at = "ok", time.time()
-            return outcome
-
-        return d.addBoth(done)
+    def _done(self, outcome, figures: RouteFigures, started: float):
+        figures.in_flight -= 1
+        figures.observe(max(0.0, self._now() - started))
+        if hasattr(outcome, "value") and hasattr(outcome, "getTraceback"):   # a Failure
+            error = outcome.value
+            figures.failed(error_kind(error), getattr(error, "status", None))
+        else:
+            figures.ok += 1
+            figures.last_outcome, figures.last_at = "ok", time.time()
+        return outcome
 
     def refused(self, route, kind: str) -> None:
         """A call that never reached the backend (invalid params), or whose result was refused."""

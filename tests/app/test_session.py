@@ -208,6 +208,19 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual(reply.arguments[0]["description"], "Method 'broken' failed.")
         self.assertIn("TypeError", logged.output[0])
 
+    def test_a_reply_that_cannot_be_sent_for_an_unforeseen_reason_is_logged_with_its_traceback(self):
+        self.connect()
+
+        def broken_flush():
+            raise RuntimeError("the wire is on fire")
+
+        self.peer.flush = broken_flush
+        with self.assertLogs("fmspy_gateway", level="ERROR") as logged:
+            self.call("service.method", 4)
+        (line,) = logged.output
+        self.assertIn("answering service.method failed", line)
+        self.assertIn("RuntimeError: the wire is on fire", line)
+
     def test_call_error_carries_code_and_application(self):
         self.connect()
         (reply,) = self.call("refuse", amf3=True)
