@@ -376,6 +376,8 @@ def _content_length(headers) -> Optional[int]:
     values = headers.get(b"content-length")
     if not values:
         return None
+    if len(values) == 1 and values[0].isdigit():      # the usual one plain value
+        return int(values[0])
     distinct = {v.strip() for value in values for v in value.split(b",")}
     if len(distinct) != 1:
         raise BadHTTPResponse("conflicting Content-Length headers")

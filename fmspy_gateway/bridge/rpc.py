@@ -187,6 +187,8 @@ class CircuitBreaker:
 
     def refusal(self) -> Optional[str]:
         """Why a request must fail fast now, or None if it may go ahead."""
+        if self._state is BreakerState.CLOSED:      # nearly always: no property, no clock
+            return None
         state = self.state
         if state is BreakerState.OPEN:
             wait = max(1, math.ceil(self._retry_at - self._clock.seconds()))
@@ -199,6 +201,8 @@ class CircuitBreaker:
 
     def admit(self) -> Tuple[Optional[str], bool]:
         """Called as a request is about to be sent: (refusal, is_probe)."""
+        if self._state is BreakerState.CLOSED:
+            return None, False
         refusal = self.refusal()
         if refusal is not None:
             return refusal, False
@@ -208,7 +212,8 @@ class CircuitBreaker:
         return None, False
 
     def record(self, verdict: Verdict, is_probe: bool) -> None:
-        state = self.state
+        # CLOSED is never left by time alone (only OPEN turns HALF_OPEN when looked at): no property needed.
+        state = self._state if self._state is BreakerState.CLOSED else self.state
         if state is BreakerState.CLOSED:
             if verdict is Verdict.ALIVE:
                 self.failures = 0
