@@ -271,6 +271,10 @@ def profile_report(profile, calls, top):
     total = sum(tt for _, _, tt, _, _ in stats.values())
     yield (f"profiled {calls} bridged calls: {total:.2f} s of profiled time, "
            f"{total / calls * 1e6:.0f} us per call (cProfile inflates this several-fold)")
+    functions = sum(nc for (path, _, _), (_, nc, _, _, _) in stats.items() if path != "~")
+    built_ins = sum(nc for (path, _, _), (_, nc, _, _, _) in stats.items() if path == "~")
+    yield (f"calls per bridged call: {functions / calls:.0f} Python functions, {built_ins / calls:.0f} built-ins "
+           f"(counts, not times: the same on a busy machine)")
 
     yield "own time by package (us per bridged call, share):"
     by_package = {}

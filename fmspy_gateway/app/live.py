@@ -487,13 +487,16 @@ class LiveStreams:
             self.dirty.add(player.session)
 
     def flush(self):
-        ended, self.ended = self.ended, []
-        for player in ended:
-            if player.on_end is not None:
-                player.on_end()
-            elif player.live is not None:
-                player.live.remove_player(player)
-        dirty, self.dirty = self.dirty, set()
-        for session in dirty:
-            if not session.closed:
-                session.flush_media()
+        # After every read of every connection: nothing is made when there is nothing to do (most reads).
+        if self.ended:
+            ended, self.ended = self.ended, []
+            for player in ended:
+                if player.on_end is not None:
+                    player.on_end()
+                elif player.live is not None:
+                    player.live.remove_player(player)
+        if self.dirty:
+            dirty, self.dirty = self.dirty, set()
+            for session in dirty:
+                if not session.closed:
+                    session.flush_media()
