@@ -895,6 +895,36 @@ class LeanPathPartsTests(SynchronousTestCase):
         self.assertEqual(ep.request_url, b"http://xn--bckend-bua.test:8080/rpc/%C3%A9?x=%C3%BC")
         self.assertIs(ep.request_url, ep.request_url)
 
+    def test_a_response_that_breaks_its_reader_fails_the_request_at_once_and_frees_its_slot(self):
+        class BrokenHeaders:
+            def getRawHeaders(self, name, default=None):
+                raise RuntimeError("headers gone")
+
+        class Response:
+            code, length, headers = 200, 2, BrokenHeaders()
+
+        class AnswersLater(GatewayHTTPClient):
+            receiver = None
+
+            def post_body(self, url, body, fields, receiver):
+                self.receiver = receiver
+                return self
+
+            def cancel(self):
+                raise AssertionError("a finished request is not cancelled")
+
+        clock = Clock()
+        http = AnswersLater(None)
+        client = JSONRPCClient(http, clock)
+        d = client.call(URL, "m", [], timeout=5)
+        self.assertNoResult(d)
+        with self.assertLogs("fmspy_gateway.bridge.rpc", "WARNING"):
+            http.receiver.response_received(Response())     # as a connection's read delivers it
+        error = self.failureResultOf(d, BackendError).value
+        self.assertEqual(error.kind, "refused")
+        self.assertEqual((client.outstanding, client.endpoint(URL).in_flight), (0, 0))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
     def test_a_treq_like_client_is_driven_through_post(self):
         self.assertIsNone(JSONRPCClient(FakeHTTP(RuntimeError()), Clock())._lean)
 
