@@ -110,15 +110,16 @@ class GatewayApplication(Application):
         return {"client": client.id, "application": self.name, "room": client.room_name, "address": client.address,
                 "session": self._sessions.get(client.id)}
 
-    def _headers(self, client, keep: bool = True) -> HeaderFields:
+    def _headers(self, client) -> HeaderFields:
         """The context headers of a request for ``client``, encoded once per client and room.
 
         A client's id, address, session and room are what they were once
         @connect accepted it, so the fields are kept, with the room they name
         (``room_name`` is a plain attribute: a change makes them again), and
-        dropped at disconnect.  ``keep`` False (the @connect
-        request itself): made for this request only, since the session is
-        not known yet and a refused client never disconnects.
+        dropped at disconnect.  They are kept only while the client is
+        connected: the @connect request's own are made for it alone (the
+        session is not known yet, and a refused client never disconnects),
+        as are those of anything sent for it once it has gone.
         """
         if client is None:
             if self._application_headers is None:
@@ -137,7 +138,7 @@ class GatewayApplication(Application):
         if session is not None:
             headers["X-RTMP-Session"] = json.dumps(session, separators=(",", ":"))
         fields = self.rpc.header_fields({name: _header_value(value) for name, value in headers.items()})
-        if keep:
+        if client.connected:
             self._client_headers[client.id] = (client.room_name, fields)
         return fields
 
@@ -262,7 +263,7 @@ class GatewayApplication(Application):
         if route.context:
             params.append(self.context(client))
         d = self.stats.track(route, self.rpc.call(route.endpoint, route.backend_method, params,
-                                                  timeout=route.timeout, headers=self._headers(client, keep=False)))
+                                                  timeout=route.timeout, headers=self._headers(client)))
         return d.addCallbacks(self._connect_decided, self._connect_failed, (client,))
 
     def _connect_decided(self, answer, client):
