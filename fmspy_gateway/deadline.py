@@ -41,7 +41,7 @@ class Deadline:
         if deadline is None:
             return
         call = self._call
-        if call is not None and call.active():
+        if call is not None:        # pending: a call that fired or was cancelled is None here
             if self._due <= deadline:
                 return
             # Not call.reset(): moving a DelayedCall sooner makes Twisted search its whole list of
@@ -50,10 +50,6 @@ class Deadline:
         # The Deadline itself is what the reactor calls (``__call__``): no bound method per call scheduled.
         self._call = self._reactor.callLater(max(deadline - self._reactor.seconds(), 0), self)
         self._due = deadline
-
-    def wakes_by(self, deadline: float) -> bool:
-        """Whether a call is pending for ``deadline`` or sooner (then ``arm(deadline)`` would change nothing)."""
-        return self._call is not None and self._due <= deadline
 
     def cancel(self) -> None:
         call, self._call = self._call, None
@@ -102,9 +98,6 @@ class TimeoutQueue:
     def __len__(self) -> int:
         return len(self._duration_of)
 
-    def __contains__(self, thing) -> bool:
-        return thing in self._duration_of
-
     def add(self, thing, duration: float, expire: Callable[[], None]) -> None:
         """``expire()`` is called ``duration`` seconds from now unless ``thing`` is discarded first."""
         if thing in self._duration_of:
@@ -115,8 +108,7 @@ class TimeoutQueue:
             waiting = self._waiting[duration] = {}
         waiting[thing] = (deadline, expire)
         self._duration_of[thing] = duration
-        if not self._deadline.wakes_by(deadline):
-            self._deadline.arm(deadline)
+        self._deadline.arm(deadline)
 
     def discard(self, thing) -> bool:
         """``thing`` will not expire; whether it was waiting."""
