@@ -1,7 +1,7 @@
 """Helpers the benchmark scripts share: /proc readings, child processes with a line-based
 control channel, the real server built the way ``twistd fmspy-gateway`` builds it (and the
-fmspy.cfg it is built from), the pieces of a lean raw RTMP client, and the formatting of
-profiler output.
+fmspy.cfg it is built from), the pieces of a lean raw RTMP client, and cProfile for a server child with its
+report.
 
 Benchmarks import this as ``_common`` (``bench/`` is on ``sys.path`` when a script in it
 runs).  Nothing here measures anything by itself.
@@ -331,3 +331,70 @@ def package(path: str, name: str, depth: int, built_ins, other: str) -> str:
     if parts[0] in ("fmspy_gateway", "twisted", "treq") and len(parts) > 2:
         return ".".join(parts[:depth])
     return parts[0]
+
+
+class Profiler:
+    """cProfile in a server child, driven by the parent.
+
+    The commands are ``profile start``, ``profile stop`` and ``profile
+    report COUNT TOP [FILE]``; the report divides every figure by COUNT, the
+    units of work (one ``unit``, such as "bridged call", each) done while it
+    ran.
+    """
+
+    def __init__(self, unit: str):
+        self.unit = unit
+        self.profile = None
+
+    def command(self, action, calls="1", top="25", dump=None):
+        import cProfile
+        if action == "start":
+            self.profile = cProfile.Profile()
+            self.profile.enable()
+            return ["ok"]
+        if action == "stop":
+            self.profile.disable()
+            return ["ok"]
+        if dump:
+            self.profile.dump_stats(dump)
+        lines = list(profile_report(self.profile, self.unit, max(int(calls), 1), int(top)))
+        self.profile = None
+        return lines + ["end"]
+
+
+# Own time of built-ins: the bucket of the first word in the built-in's name.
+BUILT_INS = (("socket", "socket I/O"), ("epoll", "epoll"), ("json", "json (C)"), ("amf", "cpyamf (C)"),
+             ("builtins.", "builtins (isinstance, len...)"))
+
+
+def profile_report(profile, unit, calls, top):
+    import pstats
+
+    stats = pstats.Stats(profile).stats       # (file, line, name) -> (cc, nc, tt, ct, callers)
+    total = sum(tt for _, _, tt, _, _ in stats.values())
+    yield (f"profiled {calls} {unit}s: {total:.2f} s of profiled time, "
+           f"{total / calls * 1e6:.0f} us per {unit} (cProfile inflates this several-fold)")
+    functions = sum(nc for (path, _, _), (_, nc, _, _, _) in stats.items() if path != "~")
+    built_ins = sum(nc for (path, _, _), (_, nc, _, _, _) in stats.items() if path == "~")
+    yield (f"calls per {unit}: {functions / calls:.0f} Python functions, {built_ins / calls:.0f} built-ins "
+           f"(counts, not times: the same on a busy machine)")
+
+    yield f"own time by package (us per {unit}, share):"
+    by_package = {}
+    for (path, _, name), (_, _, tt, _, _) in stats.items():
+        key = package(path, name, 2, BUILT_INS, "methods of dict, list, bytes...")
+        by_package[key] = by_package.get(key, 0.0) + tt
+    for key, tt in sorted(by_package.items(), key=lambda kv: kv[1], reverse=True)[:15]:
+        yield f"  {tt / calls * 1e6:7.1f} us  {tt / total * 100:5.1f}%  {key}"
+
+    yield f"top {top} functions by own time (us per {unit}, calls per {unit}):"
+    rows = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)
+    for (path, line, name), (_, nc, tt, ct, _) in rows[:top]:
+        yield (f"  {tt / calls * 1e6:7.1f} us {nc / calls:6.2f}x  cum {ct / calls * 1e6:7.1f} us  "
+               f"{where(path, line, name)}")
+
+    yield f"top {top} functions by cumulative time (us per {unit}):"
+    rows = sorted(stats.items(), key=lambda kv: kv[1][3], reverse=True)
+    for (path, line, name), (_, nc, tt, ct, _) in rows[:top]:
+        yield (f"  {ct / calls * 1e6:7.1f} us {nc / calls:6.2f}x  own {tt / calls * 1e6:6.1f} us  "
+               f"{where(path, line, name)}")

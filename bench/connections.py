@@ -44,6 +44,12 @@ What it measures
     Tracing roughly doubles memory and slows everything: RSS and CPU figures
     of such a run are not the benchmark's figures.
 
+    ``--profile createStream|echo|cycle`` runs cProfile in the server during
+    that phase and prints, per round trip or per connect, the Python and
+    built-in calls made (a count, the same on a busy machine) and where the
+    time went.  cProfile inflates the CPU figures several-fold: those of a
+    profiled run are not the benchmark's figures.
+
 How the clients stay cheap
     One asyncio process, one small Protocol object per connection: C0+C1 is a
     fixed 1537-byte string (zero version field, so the server answers with the
@@ -57,9 +63,10 @@ Usage
     .venv/bin/python bench/connections.py [--clients 10000] [--batch 500] [--baseline] [--tracemalloc]
                                           [--calls 20000] [--call-clients 4] [--cycles 2000]
                                           [--cycle-concurrency 10] [--skip-nginx]
+                                          [--profile cycle [--top 25] [--profile-out FILE]]
 
 The child is this same file run with ``--serve``; it takes commands on stdin
-(count, gc, snapshot, report, quit) and answers on stdout.  The script stops by
+(count, gc, snapshot, report, profile, quit) and answers on stdout.  The script stops by
 itself: every wait has a timeout, and the child stops when its stdin closes.
 """
 import argparse
@@ -78,11 +85,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _nginx import Nginx, find_nginx  # noqa: E402
 from _common import (HOST, S0_S1_S2, Child, begin_file_logging, command_chunks,  # noqa: E402
-                     connect_object, handshake_c0c1, raise_open_files_limit, read_cpu_seconds, read_rss_kb,
+                     Profiler, connect_object, handshake_c0c1, raise_open_files_limit, read_cpu_seconds, read_rss_kb,
                      read_system_cpu, script_args, short_path, start_fmspy_service, twisted_control,
                      write_fmspy_config)
 
 APP = "echotest"
+# The measured round-trip and cycle phases, and what one unit of each is.
+PHASES = {"createStream": "createStream round trip", "echo": "echo round trip", "cycle": "connect + close cycle"}
 WARM_UP_CLIENTS = 50
 BATCH_TIMEOUT = 60.0         # seconds for one batch of clients to connect
 RSS_SAMPLES = 3
@@ -100,7 +109,7 @@ name = echotest
 # The server child (``--serve rtmp|baseline``)
 # ======================================================================================
 
-def serve(mode: str, config_path: str, log_path: str, trace: bool, work_dir: str):
+def serve(mode: str, config_path: str, log_path: str, trace: bool, work_dir: str, profiled: str):
     if trace:
         import tracemalloc
         tracemalloc.start(8)
@@ -124,7 +133,8 @@ def serve(mode: str, config_path: str, log_path: str, trace: bool, work_dir: str
     commands = {"count": lambda: [f"count {count()}"],
                 "gc": lambda: [f"gc {gc.collect()}"],
                 "snapshot": snapshot,
-                "report": lambda sites, clients: [*_report(work_dir, int(sites), int(clients)), "end"]}
+                "report": lambda sites, clients: [*_report(work_dir, int(sites), int(clients)), "end"],
+                "profile": Profiler(PHASES.get(profiled, "unit")).command}
     info = "ready " + json.dumps({"port": port, "pid": os.getpid(), "python": platform.python_version(),
                                   "codec": codec, "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0]})
     twisted_control(reactor, info, commands, stop)
@@ -228,11 +238,13 @@ class Server(Child):
     """The server child (``--serve``) and the live connection count it reports."""
 
     @classmethod
-    async def launch(cls, mode, config_path, log_path, trace, work_dir):
+    async def launch(cls, mode, config_path, log_path, trace, work_dir, profiled):
         args = script_args(__file__, "--serve", mode, "--config", config_path, "--log", log_path,
                            "--work-dir", work_dir)
         if trace:
             args.append("--tracemalloc")
+        if profiled:
+            args.extend(("--profile", profiled))
         return await cls.start("server", args)
 
     async def count(self) -> int:
@@ -518,7 +530,7 @@ async def run(args):
     with tempfile.TemporaryDirectory(prefix="bench-connections-") as work_dir:
         config_path = write_fmspy_config(work_dir, APPLICATIONS, handshakeTimeout=30)
         log_path = os.path.join(work_dir, "server.log")
-        child = await Server.launch(mode, config_path, log_path, args.tracemalloc, work_dir)
+        child = await Server.launch(mode, config_path, log_path, args.tracemalloc, work_dir, args.profile)
         transports = []
         try:
             results["fmspy-gateway"] = await measure(args, mode, child, transports)
@@ -566,7 +578,7 @@ async def measure(args, mode, child, transports):
 
     result = {}
     if rtmp and not args.tracemalloc:
-        result.update(await measure_calls(args, port, child.pid, c0c1, connect, echo=True))
+        result.update(await measure_calls(args, port, child.pid, c0c1, connect, echo=True, child=child))
 
     rss_before = await settled_rss_kb(child.pid, child)
     if args.tracemalloc:
@@ -613,18 +625,36 @@ async def measure(args, mode, child, transports):
     return result
 
 
-async def measure_calls(args, port, pid, c0c1, connect, echo) -> dict:
-    """createStream (and echo) round trips and connect + close cycles: server CPU per call and per connect."""
-    result = {"createStream": await round_trips(port, pid, "createStream", args.calls, args.call_clients)}
-    if echo:
-        result["echo"] = await round_trips(port, pid, "echo", args.calls, args.call_clients)
-    result["cycle"] = await connect_cycles(port, pid, args.cycles, args.cycle_concurrency, c0c1, connect)
-    for key, what in (("createStream", "createStream round trip"), ("echo", "echo round trip (small value)"),
-                      ("cycle", "connect + close cycle")):
-        if key in result:
-            r = result[key]
-            print(f"{what + ':':<33}{r['count']} in {r['wall']:.2f} s, server CPU {r['per'] * 1e6:.1f} us each"
-                  f"{busy_note(r)}")
+async def measure_calls(args, port, pid, c0c1, connect, echo, child=None) -> dict:
+    """createStream (and echo) round trips and connect + close cycles: server CPU per call and per connect.
+
+    With ``child`` (our server) and ``--profile``, the phase it names runs
+    under the child's cProfile, whose report is printed after the figures.
+    """
+    phases = {"createStream": lambda: round_trips(port, pid, "createStream", args.calls, args.call_clients),
+              "echo": lambda: round_trips(port, pid, "echo", args.calls, args.call_clients),
+              "cycle": lambda: connect_cycles(port, pid, args.cycles, args.cycle_concurrency, c0c1, connect)}
+    if not echo:
+        del phases["echo"]
+    result, report = {}, []
+    for key, phase in phases.items():
+        profiled = child is not None and args.profile == key
+        if profiled:
+            await child.ask("profile start")
+        result[key] = await phase()
+        if profiled:
+            await child.ask("profile stop")
+            dump = [os.path.abspath(args.profile_out)] if args.profile_out else []
+            report = await child.ask_lines(" ".join(["profile", "report", str(result[key]["count"]),
+                                                     str(args.top), *dump]))
+    for key, r in result.items():
+        what = PHASES[key] + (" (small value)" if key == "echo" else "")
+        print(f"{what + ':':<33}{r['count']} in {r['wall']:.2f} s, server CPU {r['per'] * 1e6:.1f} us each"
+              f"{busy_note(r)}")
+    if report:
+        print(f"\n== server profile (cProfile, {PHASES[args.profile]} phase; its CPU figure above is inflated)")
+        for line in report:
+            print(line)
     return result
 
 
@@ -696,7 +726,10 @@ def main():
     parser.add_argument("--batch", type=int, default=500, help="clients opened at once (default 500)")
     parser.add_argument("--baseline", action="store_true", help="measure a bare Twisted echo server instead")
     parser.add_argument("--tracemalloc", action="store_true", help="report the server's top allocation sites")
-    parser.add_argument("--top", type=int, default=15, help="allocation sites to list with --tracemalloc (15)")
+    parser.add_argument("--top", type=int, default=15,
+                        help="allocation sites to list with --tracemalloc, functions with --profile (15)")
+    parser.add_argument("--profile", choices=tuple(PHASES), help="cProfile the server during this phase")
+    parser.add_argument("--profile-out", metavar="FILE", help="with --profile: also dump the pstats file here")
     parser.add_argument("--settle", type=float, default=1.0,
                         help="seconds to wait once all are connected before reading RSS (default 1)")
     parser.add_argument("--keep-log", metavar="FILE", help="keep the server's log here")
@@ -712,7 +745,7 @@ def main():
     parser.add_argument("--work-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.config, args.log, args.tracemalloc, args.work_dir)
+        serve(args.serve, args.config, args.log, args.tracemalloc, args.work_dir, args.profile)
         return
     if min(args.clients, args.batch, args.calls, args.call_clients, args.cycles, args.cycle_concurrency) < 1:
         parser.error("--clients, --batch, --calls, --call-clients, --cycles and --cycle-concurrency must be positive")

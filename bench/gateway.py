@@ -75,9 +75,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (HOST, S0_S1_S2, Child, begin_file_logging, command_chunks, connect_object,  # noqa: E402
-                     handshake_c0c1, package, raise_open_files_limit, read_cpu_seconds, read_system_cpu, say,
-                     script_args, start_fmspy_service, twisted_control, where, write_fmspy_config)
+from _common import (HOST, S0_S1_S2, Child, Profiler, begin_file_logging, command_chunks,  # noqa: E402
+                     connect_object, handshake_c0c1, raise_open_files_limit, read_cpu_seconds, read_system_cpu,
+                     say, script_args, start_fmspy_service, twisted_control, write_fmspy_config)
 
 APP = "bench"
 BACKEND_PATH = "/rpc"
@@ -220,7 +220,7 @@ def serve_gateway(config_path, log_path):
     top, listening, factory, codec = start_fmspy_service(reactor, config_path)
     graceful_stop = top.getServiceNamed("applications")
     application = graceful_stop.applications[APP]
-    profiler = Profiler()
+    profiler = Profiler("bridged call")
 
     def stats():
         endpoints = {url: {"in_flight": ep.in_flight, "queued": ep.queued, "breaker": ep.breaker.state.value}
@@ -235,66 +235,6 @@ def serve_gateway(config_path, log_path):
     twisted_control(reactor, "ready " + json.dumps(info), commands, top.stopService)
     reactor.run()
     log_file.close()
-
-
-class Profiler:
-    """cProfile driven by the parent: ``profile start``, ``profile stop``, ``profile report CALLS TOP [FILE]``."""
-
-    def __init__(self):
-        self.profile = None
-
-    def command(self, action, calls="1", top="25", dump=None):
-        import cProfile
-        if action == "start":
-            self.profile = cProfile.Profile()
-            self.profile.enable()
-            return ["ok"]
-        if action == "stop":
-            self.profile.disable()
-            return ["ok"]
-        if dump:
-            self.profile.dump_stats(dump)
-        lines = list(profile_report(self.profile, max(int(calls), 1), int(top)))
-        self.profile = None
-        return lines + ["end"]
-
-
-# Own time of built-ins: the bucket of the first word in the built-in's name.
-BUILT_INS = (("socket", "socket I/O"), ("epoll", "epoll"), ("json", "json (C)"), ("amf", "cpyamf (C)"),
-             ("builtins.", "builtins (isinstance, len...)"))
-
-
-def profile_report(profile, calls, top):
-    import pstats
-
-    stats = pstats.Stats(profile).stats       # (file, line, name) -> (cc, nc, tt, ct, callers)
-    total = sum(tt for _, _, tt, _, _ in stats.values())
-    yield (f"profiled {calls} bridged calls: {total:.2f} s of profiled time, "
-           f"{total / calls * 1e6:.0f} us per call (cProfile inflates this several-fold)")
-    functions = sum(nc for (path, _, _), (_, nc, _, _, _) in stats.items() if path != "~")
-    built_ins = sum(nc for (path, _, _), (_, nc, _, _, _) in stats.items() if path == "~")
-    yield (f"calls per bridged call: {functions / calls:.0f} Python functions, {built_ins / calls:.0f} built-ins "
-           f"(counts, not times: the same on a busy machine)")
-
-    yield "own time by package (us per bridged call, share):"
-    by_package = {}
-    for (path, _, name), (_, _, tt, _, _) in stats.items():
-        key = package(path, name, 2, BUILT_INS, "methods of dict, list, bytes...")
-        by_package[key] = by_package.get(key, 0.0) + tt
-    for key, tt in sorted(by_package.items(), key=lambda kv: kv[1], reverse=True)[:15]:
-        yield f"  {tt / calls * 1e6:7.1f} us  {tt / total * 100:5.1f}%  {key}"
-
-    yield f"top {top} functions by own time (us per bridged call, calls per bridged call):"
-    rows = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)
-    for (path, line, name), (_, nc, tt, ct, _) in rows[:top]:
-        yield (f"  {tt / calls * 1e6:7.1f} us {nc / calls:6.2f}x  cum {ct / calls * 1e6:7.1f} us  "
-               f"{where(path, line, name)}")
-
-    yield f"top {top} functions by cumulative time (us per bridged call):"
-    rows = sorted(stats.items(), key=lambda kv: kv[1][3], reverse=True)
-    for (path, line, name), (_, nc, tt, ct, _) in rows[:top]:
-        yield (f"  {ct / calls * 1e6:7.1f} us {nc / calls:6.2f}x  own {tt / calls * 1e6:6.1f} us  "
-               f"{where(path, line, name)}")
 
 
 # ======================================================================================
