@@ -114,7 +114,7 @@ class JSONLinesObserver:
 
     @staticmethod
     def _text(event) -> str:
-        if event.get("log_format") == logging_bridge.FORMAT and "text" in event:
+        if event.get("log_namespace") == logging_bridge.NAMESPACE and "text" in event:
             return str(event["text"])           # the standard library's records (server/logging_bridge.py)
         text = formatEvent(event)
         return text if text is not None else ""

@@ -31,6 +31,15 @@ class BridgeTests(SynchronousTestCase):
         self.assertEqual(formatEvent(event), "fmspy_gateway.tests.bridge: client abc connected to echotest")
         self.assertEqual(event["log_level"], LogLevel.info)
 
+    def test_braces_in_a_message_are_text_not_fields(self):
+        # The event's format is the line itself, its braces doubled: a client's name such as "{0}" or
+        # "{text}" must come out as it was, never be looked up in the event.
+        self.logger.info("client %s joined room %s", "{0}", "{text}}")
+        (event,) = self.bridged()
+        self.assertEqual(formatEvent(event), "fmspy_gateway.tests.bridge: client {0} joined room {text}}")
+        self.assertEqual(event["text"], "client {0} joined room {text}}")
+        self.assertEqual(event["log_namespace"], logging_bridge.NAMESPACE)
+
     def test_levels_between_the_standard_ones_go_to_the_one_below(self):
         for levelno in (5, logging.DEBUG, 15, logging.INFO, 25, logging.WARNING, 35, logging.ERROR,
                         logging.CRITICAL, 60):
