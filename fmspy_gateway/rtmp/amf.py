@@ -82,23 +82,23 @@ subclasses sit on pyamf's pure-Python codec.
 
 Before any of that, plain AMF0 bodies (numbers, booleans, strings up to 64 KB,
 null, undefined, anonymous objects, strict arrays; no references, no switch)
-are read and written by ``_plain_decode`` / ``_plain_encode`` in plain Python
-without building a pyamf codec: the bodies of createStream, play, publish,
-onStatus and small calls.  They give up on anything else, and the body goes
-the way above; see "the fast path" below for why it is shaped so.
+are read and written by ``amf_plain.plain_decode`` / ``plain_encode`` without
+building a pyamf codec: the bodies of createStream, play, publish, onStatus
+and small calls.  They give up on anything else, and the body goes the way
+above; amf_plain.py says why it is shaped so, and how it is compiled.
 """
 
 import datetime
-import math
 import re
 import struct
-import sys
 
 import pyamf
 import pyamf.amf0
 import pyamf.amf3
 import pyamf.util.pure
 
+from fmspy_gateway.rtmp.amf_plain import (DOUBLE, MAX_NESTING, OBJECT_END, U16, U32, NotPlain, amf0_number,
+                                           plain_decode, plain_encode)
 from fmspy_gateway.rtmp.budget import ValueBudget, ValueOverBudget, brief, measure
 from fmspy_gateway.rtmp.errors import LocalProtocolError, RemoteProtocolError
 
@@ -111,12 +111,6 @@ __all__ = [
 
 AMF0 = 0
 AMF3 = 3
-
-#: Deepest nesting of containers accepted on decode and produced on encode.  The
-#: same in both builds: pyamf's pure codec spends ~5 interpreter frames per
-#: level, so much more would meet Python's recursion limit first (which is
-#: still caught, as "nested too deeply").
-MAX_NESTING = 128
 
 Undefined = pyamf.Undefined
 ASObject = pyamf.ASObject
@@ -229,13 +223,8 @@ def _truncated():
 
 
 _SENTINEL = bytes(8)  # see _Codec.decode_values
-_DOUBLE = struct.Struct(">d")
-_U16 = struct.Struct(">H")
-_U32 = struct.Struct(">I")
 _DATE0_TAIL = b"\x00\x00"
-_OBJECT_END = b"\x00\x00\x09"
 _EPOCH = datetime.datetime(1970, 1, 1)
-_MAX_SAFE = 2 ** 53
 
 
 def _u29(n):
@@ -270,7 +259,7 @@ def _short_string(text):
     raw = text.encode("utf-8")
     if len(raw) > 0xFFFF:
         raise LocalProtocolError(f"AMF0 name of {len(raw)} bytes is longer than 65535: {text[:40]!r}...")
-    return _U16.pack(len(raw)) + raw
+    return U16.pack(len(raw)) + raw
 
 
 def _amf0_name(key):
@@ -294,13 +283,6 @@ def _read_short_string(data, pos, end):
     if pos + size > end:
         raise _truncated()
     return data[pos:pos + size].decode("utf-8"), pos + size
-
-
-def _amf0_number(x):
-    """pyamf's int-if-integral, minus its faults (1e308 -> huge int, -0.0 -> 0)."""
-    if x.is_integer() and -_MAX_SAFE <= x <= _MAX_SAFE and (x or math.copysign(1.0, x) > 0):
-        return int(x)
-    return x
 
 
 def _datetime_from_ms(ms):
@@ -531,7 +513,7 @@ class _Amf3DecoderMixin(_DecoderMixin):
         _, ref = self._ref_or_length()
         if ref is not None:
             return ref
-        value = _datetime_from_ms(_DOUBLE.unpack(self._take(8))[0])
+        value = _datetime_from_ms(DOUBLE.unpack(self._take(8))[0])
         self.context.addObject(value)
         return value
 
@@ -625,16 +607,16 @@ class _PureAmf3DecoderFixes:
 class _Amf0DecoderMixin(_DecoderMixin):
 
     def _read_number(self):
-        return _amf0_number(_DOUBLE.unpack(self._take(8))[0])
+        return amf0_number(DOUBLE.unpack(self._take(8))[0])
 
     def _read_date(self):
         # Not entered in the reference table (pyamf does; the spec and BlazeDS don't).
-        value = _datetime_from_ms(_DOUBLE.unpack(self._take(8))[0])
+        value = _datetime_from_ms(DOUBLE.unpack(self._take(8))[0])
         self._take(2)  # time zone, unused by every sender
         return value
 
     def _read_xml(self):
-        size = _U32.unpack(self._take(4))[0]
+        size = U32.unpack(self._take(4))[0]
         return XML(self._take(size).decode("utf-8"), True)
 
     def _read_ecma_array(self):
@@ -761,13 +743,13 @@ class _Amf3EncoderMixin(_EncoderMixin):
         # Not pyamf: its compiled stream rewrites every NaN as FFF8..., so an
         # echo would not be byte-exact (and it makes three Python calls per double).
         try:
-            self._write(b"\x05" + _DOUBLE.pack(value))
+            self._write(b"\x05" + DOUBLE.pack(value))
         except (struct.error, OverflowError):
             raise _number_too_big(value) from None
 
     def _write_date(self, value):
         if not self._reference(value, b"\x08"):
-            self._write(b"\x01" + _DOUBLE.pack(_ms_from_datetime(value)))
+            self._write(b"\x01" + DOUBLE.pack(_ms_from_datetime(value)))
 
     def _write_dict(self, value):
         if "" in value or b"" in value:
@@ -881,7 +863,7 @@ class _Amf0EncoderMixin(_EncoderMixin):
         """Write a reference if ``value`` was written before (pyamf's rule); else register it."""
         ref = self.context.getObjectReference(value)
         if ref != -1 and ref <= 0xFFFF:
-            self._write(b"\x07" + _U16.pack(ref))
+            self._write(b"\x07" + U16.pack(ref))
             return True
         self.context.addObject(value)
         return False
@@ -903,16 +885,16 @@ class _Amf0EncoderMixin(_EncoderMixin):
 
     def _write_number(self, value):
         try:
-            self._write(b"\x00" + _DOUBLE.pack(value))  # see _Amf3EncoderMixin._write_double
+            self._write(b"\x00" + DOUBLE.pack(value))  # see _Amf3EncoderMixin._write_double
         except (struct.error, OverflowError):
             raise _number_too_big(value) from None
 
     def _write_date(self, value):
-        self._write(b"\x0b" + _DOUBLE.pack(_ms_from_datetime(value)) + _DATE0_TAIL)
+        self._write(b"\x0b" + DOUBLE.pack(_ms_from_datetime(value)) + _DATE0_TAIL)
 
     def _write_xml(self, value):
         raw = value.encode("utf-8")
-        self._write(b"\x0f" + _U32.pack(len(raw)) + raw)
+        self._write(b"\x0f" + U32.pack(len(raw)) + raw)
 
     def _write_members(self, items):
         names, write = self._names, self._write
@@ -926,7 +908,7 @@ class _Amf0EncoderMixin(_EncoderMixin):
                     raise LocalProtocolError(f"AMF object has two keys written as {str(name)!r} (an int and a string)")
             write(raw)
             self.writeElement(item)
-        write(_OBJECT_END)
+        write(OBJECT_END)
 
     def _write_dict(self, value):
         # pyamf writes a plain dict fastest, but only keys it cannot get wrong:
@@ -950,7 +932,7 @@ class _Amf0EncoderMixin(_EncoderMixin):
 
     def _write_ecma_array(self, value):
         if not self._reference(value):
-            self._write(b"\x08" + _U32.pack(len(value)))
+            self._write(b"\x08" + U32.pack(len(value)))
             self._write_members(value)
 
     def _registered_writer(self, alias):
@@ -970,168 +952,6 @@ class _Amf0EncoderMixin(_EncoderMixin):
         datetime.datetime: _write_date, datetime.date: _write_date, XML: _write_xml,
     }
     _counted = frozenset((_NESTED, _write_dict, _write_anonymous, _write_typed, _write_ecma_array))
-
-
-# -- the fast path: plain AMF0 command bodies, without pyamf -----------------
-#
-# Why it exists, and why it is shaped so: most command bodies on a busy
-# server are a few plain AMF0 values (createStream, deleteStream, play,
-# publish, their _result and onStatus, echo of small objects), and for those
-# building a pyamf Encoder/Decoder, its context and its stream per message,
-# then dispatching every value through the Python ``readElement`` /
-# ``writeElement`` above, cost more than the values themselves (about 60% of
-# a createStream round trip).  So the codec first tries these two functions,
-# which understand only numbers, booleans, strings, null, undefined,
-# anonymous objects and strict arrays, with no references, no 0x11 switch and
-# at most MAX_NESTING levels.  They never decide anything the full path
-# would decide differently: meeting anything else (another type, a
-# reference, a repeated container, a truncation, bad UTF-8, an int beyond a
-# double) they give up (``_NotPlain``) and the full path handles the whole
-# body, with its errors.  tests/rtmp/test_amf.py compares the two on
-# generated values and bytes (mutated and cut), both builds.
-
-class _NotPlain(Exception):
-    """The body has something the fast path leaves to the full codec.
-
-    Raised as the class, never as one shared instance: an instance raised again
-    grows its ``__traceback__`` by every frame it passes, keeping their locals
-    (whole message bodies) alive.
-    """
-
-
-def _plain_decode(data, pos, end):
-    """All the values of ``data[pos:end]``, or ``_NotPlain``."""
-    values = []
-    try:
-        while pos < end:
-            value, pos = _plain_read(data, pos, end, 0)
-            values.append(value)
-    except IndexError:   # a marker past the end: ``data`` is exactly the body
-        raise _NotPlain from None
-    return values
-
-
-def _plain_read(data, pos, end, depth):
-    marker = data[pos]
-    pos += 1
-    if marker == 0x02:
-        if pos + 2 > end:
-            raise _NotPlain
-        stop = pos + 2 + (data[pos] << 8 | data[pos + 1])
-        if stop > end:
-            raise _NotPlain
-        try:
-            return data[pos + 2:stop].decode("utf-8"), stop
-        except UnicodeDecodeError:
-            raise _NotPlain from None
-    if marker == 0x00:
-        if pos + 8 > end:
-            raise _NotPlain
-        return _amf0_number(_DOUBLE.unpack_from(data, pos)[0]), pos + 8
-    if marker == 0x05:
-        return None, pos
-    if marker == 0x01:
-        if pos >= end or data[pos] > 1:
-            raise _NotPlain
-        return data[pos] == 1, pos + 1
-    if marker == 0x06:
-        return Undefined, pos
-    if depth >= MAX_NESTING:
-        raise _NotPlain
-    if marker == 0x03:
-        obj = ASObject()
-        while True:
-            if pos + 2 > end:
-                raise _NotPlain
-            stop = pos + 2 + (data[pos] << 8 | data[pos + 1])
-            if stop >= end:
-                raise _NotPlain
-            if stop == pos + 2:
-                if data[stop] != 0x09:
-                    raise _NotPlain
-                return obj, stop + 1
-            try:
-                # Interned: the same few keys (app, tcUrl, flashVer...) come in every connect, and each
-                # client's kept connect object would otherwise hold its own copies (600 B per idle
-                # connection).  Interned strings go when their last holder does: no growth from odd keys.
-                key = sys.intern(data[pos + 2:stop].decode("utf-8"))
-            except UnicodeDecodeError:
-                raise _NotPlain from None
-            if key in obj:
-                raise _NotPlain
-            obj[key], pos = _plain_read(data, stop, end, depth + 1)
-    if marker == 0x0A:
-        if pos + 4 > end:
-            raise _NotPlain
-        count = _U32.unpack_from(data, pos)[0]
-        pos += 4
-        if count > end - pos:
-            raise _NotPlain
-        items = []
-        for _ in range(count):
-            item, pos = _plain_read(data, pos, end, depth + 1)
-            items.append(item)
-        return items, pos
-    raise _NotPlain
-
-
-_TRUE, _FALSE, _NULL, _UNDEFINED = b"\x01\x01", b"\x01\x00", b"\x05", b"\x06"
-
-
-def _plain_encode(values):
-    """The AMF0 body of ``values``, byte for byte what the full encoder writes, or ``_NotPlain``."""
-    parts = []
-    seen = set()
-    for value in values:
-        _plain_write(value, parts, seen, 0)
-    return b"".join(parts)
-
-
-def _plain_write(value, parts, seen, depth):
-    value_type = type(value)
-    if value_type is str:
-        try:
-            raw = value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise _NotPlain from None
-        if len(raw) > 0xFFFF:
-            raise _NotPlain
-        parts.append(b"\x02" + _U16.pack(len(raw)) + raw)
-    elif value_type is int or value_type is float:
-        try:
-            parts.append(b"\x00" + _DOUBLE.pack(value))
-        except (struct.error, OverflowError):
-            raise _NotPlain from None
-    elif value is None:
-        parts.append(_NULL)
-    elif value_type is bool:
-        parts.append(_TRUE if value else _FALSE)
-    elif value is Undefined:
-        parts.append(_UNDEFINED)
-    else:
-        if depth >= MAX_NESTING or id(value) in seen:
-            raise _NotPlain   # too deep (the full path says so) or repeated (a reference)
-        seen.add(id(value))
-        if value_type is dict or value_type is ASObject:
-            parts.append(b"\x03")
-            for key, item in value.items():
-                if type(key) is not str or not key:
-                    raise _NotPlain
-                try:
-                    raw = key.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise _NotPlain from None
-                if len(raw) > 0xFFFF:
-                    raise _NotPlain
-                parts.append(_U16.pack(len(raw)) + raw)
-                _plain_write(item, parts, seen, depth + 1)
-            parts.append(_OBJECT_END)
-        elif value_type is list or value_type is tuple:
-            parts.append(b"\x0a" + _U32.pack(len(value)))
-            for item in value:
-                _plain_write(item, parts, seen, depth + 1)
-        else:
-            raise _NotPlain
 
 
 # -- the codec: pyamf's classes (compiled or pure) with the mixins on top ------
@@ -1180,9 +1000,9 @@ class _Codec:
         end = len(data)
         try:
             if amf3 and (not end or data[0] != 0):
-                raise _NotPlain   # the full path words the refusal
-            values = _plain_decode(data, 1 if amf3 else 0, end)
-        except _NotPlain:
+                raise NotPlain   # the full path words the refusal
+            values = plain_decode(data, 1 if amf3 else 0, end)
+        except NotPlain:
             return self._decode_full(data, amf3=amf3, budget=budget)
         if budget is not None:
             _check_budget(values, end, 0, budget)
@@ -1205,8 +1025,8 @@ class _Codec:
     def encode_values(self, values, *, amf3, switch=True):
         if not amf3:
             try:
-                return _plain_encode(values)
-            except _NotPlain:
+                return plain_encode(values)
+            except NotPlain:
                 pass
         return self._encode_full(values, amf3=amf3, switch=switch)
 

@@ -2,26 +2,31 @@
 
 Every test runs on each pyamf build present (the compiled ``cpyamf`` and the
 pure-Python one), through ``amf._CODECS``; the public functions use the first.
+The fast path's comparisons with the full path also run on each build of
+``amf_plain`` present (compiled by Cython, and its Python source).
 Tests named ``test_fault_*`` pin one py3amf fault each and show, where cheap,
 that bare pyamf has it.
 """
 
 import datetime
 import gc
+import importlib.util
 import math
+import os
 import random
 import struct
 import subprocess
 import sys
 import tracemalloc
 import zlib
+from unittest import mock
 
 import pyamf
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fmspy_gateway.rtmp import amf
+from fmspy_gateway.rtmp import amf, amf_plain
 from fmspy_gateway.rtmp.amf import (
     ASObject, ByteArray, Dictionary, MixedArray, TypedObject, Undefined, Vector, XML,
 )
@@ -30,6 +35,27 @@ from fmspy_gateway.rtmp.errors import LocalProtocolError, RemoteProtocolError
 
 CODEC_NAMES = sorted(amf._CODECS)
 HAS_COMPILED = "compiled" in amf._CODECS
+
+
+def _python_source_of(module):
+    """``module`` loaded again from its ``.py``, under another name: the Python beside a compiled build."""
+    path = os.path.join(os.path.dirname(module.__file__), module.__name__.rsplit(".", 1)[1] + ".py")
+    spec = importlib.util.spec_from_file_location(module.__name__ + "_as_python", path)
+    source = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(source)
+    return source
+
+
+#: The builds of the fast path to compare with the full one: its Python source always, the extension if built.
+PLAIN_BUILDS = {"python": amf_plain if not amf_plain.COMPILED else _python_source_of(amf_plain),
+                **({"compiled": amf_plain} if amf_plain.COMPILED else {})}
+
+
+def fast_path_of(build):
+    """The AMF layer running on that build of the fast path (amf.py's names for it patched)."""
+    module = PLAIN_BUILDS[build]
+    return mock.patch.multiple(amf, plain_decode=module.plain_decode, plain_encode=module.plain_encode,
+                               NotPlain=module.NotPlain)
 
 
 @pytest.fixture(params=CODEC_NAMES)
@@ -1011,33 +1037,43 @@ def outcome(call):
         return "error", type(exc), str(exc)
 
 
-def typed_tree(value):
-    """repr plus the exact type of every node: 1 and 1.0, list and tuple, dict and ASObject differ."""
-    if isinstance(value, (list, tuple)):
-        return type(value), [typed_tree(item) for item in value]
-    if isinstance(value, dict):
-        return type(value), [(typed_tree(key), typed_tree(item)) for key, item in value.items()]
+def typed_tree(value, path=()):
+    """repr plus the exact type of every node: 1 and 1.0, list and tuple, dict and ASObject differ.
+
+    A container met again inside itself (a reference can make a body's values a cycle) is named by how
+    many levels up it opened, so two cyclic results compare instead of recursing without end.
+    """
+    if isinstance(value, (list, tuple, dict)):
+        if any(value is outer for outer in path):
+            return "cycle", [value is outer for outer in path].index(True) - len(path)
+        inner = path + (value,)
+        if isinstance(value, dict):
+            return type(value), [(typed_tree(key, inner), typed_tree(item, inner)) for key, item in value.items()]
+        return type(value), [typed_tree(item, inner) for item in value]
     return type(value), repr(value)
 
 
+@pytest.mark.parametrize("build", sorted(PLAIN_BUILDS))
 @pytest.mark.parametrize("name", CODEC_NAMES)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values=st.lists(st.recursive(PLAIN_SCALARS, plain_values, max_leaves=12), min_size=1, max_size=4),
        repeat=st.booleans())
-def test_fast_path_encodes_exactly_as_pyamf(name, values, repeat):
+def test_fast_path_encodes_exactly_as_pyamf(build, name, values, repeat):
     codec = amf._CODECS[name]
     if repeat:
         values.append(values[0])   # a repeated container is a reference: the full path's
-    assert outcome(lambda: codec.encode_values(values, amf3=False)) == \
-        outcome(lambda: codec._encode_full(values, amf3=False))
+    with fast_path_of(build):
+        assert outcome(lambda: codec.encode_values(values, amf3=False)) == \
+            outcome(lambda: codec._encode_full(values, amf3=False))
 
 
+@pytest.mark.parametrize("build", sorted(PLAIN_BUILDS))
 @pytest.mark.parametrize("name", CODEC_NAMES)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values=st.lists(st.recursive(PLAIN_SCALARS, plain_values, max_leaves=12), min_size=1, max_size=4),
        edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=3),
        cut=st.integers(0, 10_000), amf3=st.booleans())
-def test_fast_path_decodes_exactly_as_pyamf(name, values, edits, cut, amf3):
+def test_fast_path_decodes_exactly_as_pyamf(build, name, values, edits, cut, amf3):
     codec = amf._CODECS[name]
     kind, *wire = outcome(lambda: codec._encode_full(values, amf3=False))
     if kind != "ok":
@@ -1048,12 +1084,33 @@ def test_fast_path_decodes_exactly_as_pyamf(name, values, edits, cut, amf3):
     if cut % 3 == 0:
         del payload[cut % len(payload):]
     payload = (b"\x00" if amf3 else b"") + bytes(payload)
-    fast = outcome(lambda: codec.decode_message(payload, amf3=amf3))
+    with fast_path_of(build):
+        fast = outcome(lambda: codec.decode_message(payload, amf3=amf3))
     full = outcome(lambda: codec._decode_full(payload, amf3=amf3))
     if fast[0] == "ok" and full[0] == "ok":
         assert typed_tree(fast[1]) == typed_tree(full[1])
     else:
         assert fast == full
+
+
+@pytest.mark.parametrize("build", sorted(PLAIN_BUILDS))
+def test_fast_path_lengths_with_their_high_bit_set(build, codec):
+    # Length fields whose bytes are 0x80 or more (a compiled build must read them unsigned), which the
+    # generated values above rarely reach: strings, keys and arrays across each byte boundary.
+    values = ["x" * n for n in (127, 128, 255, 256, 0x7FFF, 0x8000, 0xFFFF)] + [
+        {"k" * 200: 1, "é" * 100: ["y" * 300] * 2}, list(range(300)), [None] * 0x8000]
+    with fast_path_of(build):
+        wire = codec.encode_values(values, amf3=False)
+        assert wire == codec._encode_full(values, amf3=False)
+        assert codec.decode_message(wire, amf3=False) == (values, False)
+        assert PLAIN_BUILDS[build].plain_decode(wire, 0, len(wire)) == values
+
+
+def test_the_python_build_of_the_fast_path_is_compared_and_says_so():
+    assert PLAIN_BUILDS["python"].COMPILED is False
+    assert PLAIN_BUILDS["python"].__file__.endswith("amf_plain.py")
+    if "compiled" in PLAIN_BUILDS:
+        assert PLAIN_BUILDS["compiled"].__file__.endswith((".so", ".pyd"))
 
 
 def test_plain_bodies_never_reach_pyamf(codec, monkeypatch):

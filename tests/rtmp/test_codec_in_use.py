@@ -5,7 +5,8 @@ whether the compiled one is *the one in use*.  In CI (``CI`` set), .ci/run
 builds cpyamf from source, so anything but the compiled codec means the
 set-up silently fell back to the six-times-slower pure one: that fails here,
 by name, in this process and in a fresh interpreter of the same environment.
-(The twistd log line is checked in ``tests/e2e/test_twistd.py``.)
+(The twistd log line is checked in ``tests/e2e/test_twistd.py``.)  The same holds for
+the AMF fast path, ``amf_plain``, which the install compiles with Cython.
 """
 import importlib.util
 import subprocess
@@ -13,7 +14,7 @@ import sys
 
 import pytest
 
-from fmspy_gateway.rtmp import amf
+from fmspy_gateway.rtmp import amf, amf_plain
 
 from ..conftest import IN_CI
 
@@ -65,3 +66,13 @@ def test_a_fresh_interpreter_of_this_environment_picks_the_same_codec():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == expected_codec()
+
+
+def test_ci_environment_runs_the_compiled_fast_path():
+    if not IN_CI:
+        pytest.skip("outside CI the compiled fast path is optional")
+    assert amf_plain.COMPILED, f"CI must build amf_plain with Cython (setup.py); it runs from {amf_plain.__file__}"
+    out = subprocess.run([sys.executable, "-c", "from fmspy_gateway.rtmp import amf_plain; print(amf_plain.__file__)"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith((".so", ".pyd")), out.stdout
