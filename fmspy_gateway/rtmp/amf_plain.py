@@ -25,7 +25,7 @@ functions and their locals, so there is one source.  It was measured at
 Python's floor (reading values inline in their containers gained nothing)
 and at about 12% of a bridged call's and 16% of a createStream round trip's
 profiled time (``bench/gateway.py --profile``, ``bench/connections.py
---profile createStream``); compiled it decodes 2.5 and encodes 1.9 times
+--profile createStream``); compiled it decodes 2.5 and encodes 2.3 times
 faster.  ``COMPILED`` says which one runs.
 """
 import math
