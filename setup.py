@@ -14,6 +14,6 @@ except ImportError:       # a build without isolation and without Cython: the Py
 else:
     extensions = cythonize([Extension("fmspy_gateway.rtmp.amf_plain", ["fmspy_gateway/rtmp/amf_plain.py"],
                                       optional=True)],
-                           language_level=3, quiet=True)
+                           language_level=3, quiet=True, build_dir="build")     # its C file: not in the package
 
 setup(ext_modules=extensions)
