@@ -27,7 +27,7 @@ from .cluster.workers import WorkerPool, WorkerSpec, announce_ready, die_with_su
 from .bridge.push import PushAPI, PushResource
 from .bridge.rpc import make_connection_pool, make_http_client
 from .config import ConfigError, load_config, with_overrides
-from .rtmp import amf
+from .rtmp import amf, amf_plain
 from .server import logging_bridge
 from .server.api import install as install_operations
 from .server.api import quiet_polling as quiet_operations_polling
@@ -483,7 +483,8 @@ def makeService(options, reactor=None) -> service.MultiService:
         return supervise(options, config, (rtmp_socket, http_socket, rtmps_socket), reactor)
 
     log.info("configuration: {files}", files=", ".join(config.files))
-    log.info("pyamf codec: {codec}", codec=amf.codec_name())
+    log.info("pyamf codec: {codec}; plain AMF0 fast path: {plain}", codec=amf.codec_name(),
+             plain="compiled" if amf_plain.COMPILED else "Python (not compiled)")
     log.info("applications: {apps}", apps=", ".join(
         f"{name} ({type(app).__name__})" for name, app in sorted(applications.items())) or "none")
 
