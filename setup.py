@@ -12,8 +12,9 @@ try:
 except ImportError:       # a build without isolation and without Cython: the Python source runs
     extensions = []
 else:
-    extensions = cythonize([Extension("fmspy_gateway.rtmp.amf_plain", ["fmspy_gateway/rtmp/amf_plain.py"],
-                                      optional=True)],
+    extensions = cythonize([Extension("fmspy_gateway.rtmp.amf_plain", ["fmspy_gateway/rtmp/amf_plain.py"])],
                            language_level=3, quiet=True, build_dir="build")     # its C file: not in the package
+    for extension in extensions:
+        extension.optional = True       # set here: cythonize builds new Extensions and drops the flag
 
 setup(ext_modules=extensions)

@@ -1001,7 +1001,7 @@ class _Codec:
         try:
             if amf3 and (not end or data[0] != 0):
                 raise NotPlain   # the full path words the refusal
-            values = plain_decode(data, 1 if amf3 else 0, end)
+            values = plain_decode(data, 1 if amf3 else 0)
         except NotPlain:
             return self._decode_full(data, amf3=amf3, budget=budget)
         if budget is not None:

@@ -3,8 +3,8 @@
 # declared here would stop being attributes of the module.
 cimport cython
 
-@cython.locals(values=list)
-cpdef list plain_decode(bytes data, Py_ssize_t pos, Py_ssize_t end)
+@cython.locals(values=list, end=Py_ssize_t)
+cpdef list plain_decode(data, Py_ssize_t pos)
 
 @cython.locals(marker=cython.uchar, stop=Py_ssize_t, count=Py_ssize_t, items=list)
 cdef tuple _read(bytes data, Py_ssize_t pos, Py_ssize_t end, int depth)

@@ -37,7 +37,7 @@ from pyamf import ASObject, Undefined
 __all__ = ["COMPILED", "MAX_NESTING", "NotPlain", "amf0_number", "plain_decode", "plain_encode"]
 
 #: Whether this module is the compiled extension (its ``__file__`` is the ``.so``) or the Python source.
-COMPILED = not __file__.endswith(".py")
+COMPILED = not __file__.endswith((".py", ".pyc"))
 
 #: Deepest nesting of containers accepted on decode and produced on encode, here and on amf.py's full
 #: path.  The same in both pyamf builds: pyamf's pure codec spends ~5 interpreter frames per level, so
@@ -67,8 +67,15 @@ class NotPlain(Exception):
     """
 
 
-def plain_decode(data, pos, end):
-    """All the values of the AMF0 body ``data[pos:end]`` (``data`` is exactly the body), or ``NotPlain``."""
+def plain_decode(data, pos):
+    """All the values of the AMF0 body ``data`` from ``pos`` on, or ``NotPlain``.
+
+    ``data`` must be ``bytes`` (TypeError otherwise, in both builds): the compiled one reads it as such
+    unchecked, and every truncation is found by reading past its end (IndexError below).
+    """
+    if type(data) is not bytes:
+        raise TypeError(f"plain_decode reads bytes, not {type(data).__name__}")
+    end = len(data)
     values = []
     try:
         while pos < end:

@@ -29,8 +29,8 @@ class TwistedLogHandler(logging.Handler):
     Not "message": Twisted's legacy observers take that key for their own
     and overwrite it in the event every observer shares.
 
-    Every connect and every leave is a line, and a line was a third of a
-    connect + close cycle's CPU (bench/connections.py), so the path is kept
+    Every connect and every leave is a line, and those two lines were a
+    third of a connect + close cycle's CPU (bench/connections.py), so the path is kept
     short: a dict look-up for the level; the record's own message unless it
     carries a traceback (only then the Formatter, which appends it); and the
     line made here, "{logger_name}: {text}" with its braces doubled, as the

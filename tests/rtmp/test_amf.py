@@ -1015,7 +1015,7 @@ def test_an_integer_beyond_a_double_is_refused_by_its_size(codec, amf3):
 
 
 # -- the fast path for plain AMF0 bodies ------------------------------------------
-# ``_Codec.encode_values`` / ``decode_message`` try ``_plain_encode`` / ``_plain_decode`` first and hand
+# ``_Codec.encode_values`` / ``decode_message`` try ``amf_plain.plain_encode`` / ``plain_decode`` first and hand
 # everything else to pyamf (``_encode_full`` / ``_decode_full``): the two must never differ, in bytes,
 # values, value types or errors.
 
@@ -1103,7 +1103,16 @@ def test_fast_path_lengths_with_their_high_bit_set(build, codec):
         wire = codec.encode_values(values, amf3=False)
         assert wire == codec._encode_full(values, amf3=False)
         assert codec.decode_message(wire, amf3=False) == (values, False)
-        assert PLAIN_BUILDS[build].plain_decode(wire, 0, len(wire)) == values
+        assert PLAIN_BUILDS[build].plain_decode(wire, 0) == values
+
+
+@pytest.mark.parametrize("build", sorted(PLAIN_BUILDS))
+@pytest.mark.parametrize("data", [None, bytearray(b"\x05"), memoryview(b"\x05"), "\x05"])
+def test_fast_path_reads_only_bytes(build, data):
+    # The compiled build reads ``data`` as bytes without a check of its own: anything else (None too) is
+    # refused before, the same way in both builds.
+    with pytest.raises(TypeError, match="plain_decode reads bytes"):
+        PLAIN_BUILDS[build].plain_decode(data, 0)
 
 
 def test_the_python_build_of_the_fast_path_is_compared_and_says_so():

@@ -9,6 +9,7 @@ by name, in this process and in a fresh interpreter of the same environment.
 the AMF fast path, ``amf_plain``, which the install compiles with Cython.
 """
 import importlib.util
+import os
 import subprocess
 import sys
 
@@ -76,3 +77,15 @@ def test_ci_environment_runs_the_compiled_fast_path():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith((".so", ".pyd")), out.stdout
+
+
+def test_the_compiled_fast_path_is_not_older_than_its_source():
+    # The in-place extension is imported before the .py beside it: after an edit (or a checkout) of the
+    # source, the old build would go on running, and be what the tests compare, until the next install.
+    if not amf_plain.COMPILED:
+        pytest.skip("the fast path runs as Python here")
+    folder = os.path.dirname(amf_plain.__file__)
+    sources = [os.path.join(folder, name) for name in ("amf_plain.py", "amf_plain.pxd")]
+    newest = max(os.path.getmtime(path) for path in sources)
+    assert os.path.getmtime(amf_plain.__file__) >= newest, (
+        "rtmp/amf_plain.py or .pxd changed after its extension was built: install again (scripts/setup)")

@@ -1,17 +1,18 @@
 """Unit tests of the figures behind the operations API: media facts, rates, route figures, JSON log lines."""
 import io
 import json
+import logging
 import struct
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
-from twisted.logger import Logger, LogLevel
+from twisted.logger import Logger, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from fmspy_gateway.bridge.rpc import BackendError, HTTPStatusError, RPCError
 from fmspy_gateway.bridge.stats import BUCKETS, GatewayStats
-from fmspy_gateway.server import jsonlog
+from fmspy_gateway.server import jsonlog, logging_bridge
 from fmspy_gateway.server.ops import RateSampler, audio_info, video_info
 
 
@@ -135,10 +136,14 @@ class JSONLinesTests(TestCase):
         self.addCleanup(jsonlog.detach, status)
         logger = Logger(namespace="fmspy_gateway.server.protocol", observer=observer)
         logger.info("{address}: closing: {reason}", address="127.0.0.1:5000", reason="bye")
-        # A standard-library record bridged into Twisted's log (server/logging_bridge.py).
-        observer({"log_format": "{logger_name}: {text}", "logger_name": "fmspy_gateway.app.session",
-                  "text": "127.0.0.1:5000: limit hit: maxStreams", "log_level": LogLevel.warn,
-                  "log_time": 0.0})
+        # A standard-library record through the real bridge (server/logging_bridge.py) into Twisted's log.
+        record = logging.LogRecord("fmspy_gateway.app.session", logging.WARNING, __file__, 1, "%s: limit hit: %s",
+                                   ("127.0.0.1:5000", "maxStreams"), None)
+        globalLogPublisher.addObserver(observer)
+        try:
+            logging_bridge.TwistedLogHandler().handle(record)
+        finally:
+            globalLogPublisher.removeObserver(observer)
         logger.info("nothing about a connection")
         try:
             1 / 0
@@ -150,8 +155,9 @@ class JSONLinesTests(TestCase):
         self.assertEqual((first["message"], first["address"], first["client"], first["app"], first["level"]),
                          ("127.0.0.1:5000: closing: bye", "127.0.0.1:5000", "c1", "chat", "info"))
         self.assertEqual(first["logger"], "fmspy_gateway.server.protocol")
-        self.assertEqual((second["logger"], second["client"], second["level"], second["time"]),
-                         ("fmspy_gateway.app.session", "c1", "warn", "1970-01-01T00:00:00.000Z"))
+        self.assertEqual((second["message"], second["logger"], second["client"], second["level"]),
+                         ("127.0.0.1:5000: limit hit: maxStreams", "fmspy_gateway.app.session", "c1", "warn"))
+        self.assertRegex(second["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
         self.assertNotIn("address", third)
         self.assertEqual(fourth["address"], "10.0.0.1:1")
         self.assertNotIn("client", fourth)
