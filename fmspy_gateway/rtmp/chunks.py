@@ -356,7 +356,11 @@ class MediaBatch:
     each message at once would have given.
 
     A member's position is absolute (``base`` + index); the parts are
-    dropped once every member has taken them.  ``ready`` are the members
+    dropped once every member has taken them.  A member with nothing else
+    queued writes exactly the parts from its position on, which for members
+    in step are the same bytes: ``joined_from`` joins them once per write of
+    them all and hands each the one bytes object (a copy of some 25 KB per
+    player per write at 100 ms of a 2 Mbit/s stream, saved).  ``ready`` are the members
     that had taken everything: ``add`` hands them back, since they now have
     something to write.  ``detached`` are members that left on their own by
     sending something else on a media chunk stream, for the fan-out to move
@@ -364,7 +368,7 @@ class MediaBatch:
     the token they joined with (the fan-out's session).
     """
 
-    __slots__ = ("parts", "base", "members", "ready", "detached")
+    __slots__ = ("parts", "base", "members", "ready", "detached", "_joined")
 
     def __init__(self):
         self.parts = []
@@ -372,10 +376,23 @@ class MediaBatch:
         self.members = set()
         self.ready = {}         # an ordered set, handed out whole by ``add``
         self.detached = []
+        #: (start, end, bytes): the parts between those positions, joined for the first member that wrote them.
+        #: Positions are never reused, so it cannot go stale; it lasts until the next join (one per stream).
+        self._joined = None
 
     @property
     def end(self) -> int:
         return self.base + len(self.parts)
+
+    def joined_from(self, position: int) -> bytes:
+        """The parts from absolute ``position`` to the end as one bytes object, joined once for every member."""
+        end = self.base + len(self.parts)
+        joined = self._joined
+        if joined is not None and joined[0] == position and joined[1] == end:
+            return joined[2]
+        data = b"".join(self.parts[position - self.base:])
+        self._joined = (position, end, data)
+        return data
 
     def add(self, parts) -> dict:
         """Queue one message's (header, body) for every member; returns the members that now have something
@@ -405,6 +422,7 @@ class MediaBatch:
         if len(self.ready) == len(self.members):
             self.base += len(self.parts)
             self.parts = []
+            self._joined = None
 
 
 def _basic_header(fmt: int, csid: int) -> bytes:

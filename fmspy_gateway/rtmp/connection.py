@@ -275,6 +275,9 @@ class Connection:
 
     def data_to_send(self) -> bytes:
         if self._batch is not None:
+            if not self._outgoing:
+                # Only the batch's parts to write: the bytes its other members in step write too.
+                return self._take_batch_joined()
             self.take_batch()
         out = b"".join(self._outgoing)
         self._outgoing.clear()
@@ -389,16 +392,27 @@ class Connection:
         batch = self._batch
         start = self._batch_at - batch.base
         parts = batch.parts
-        count = len(parts)
-        if start < count:
+        if start < len(parts):
             self._outgoing += parts[start:] if start else parts
-            self._batch_at = batch.base + count
-            # MediaBatch.taken, written out: this runs once per player per write of the fan-out.
-            ready = batch.ready
-            ready[self._batch_token] = None
-            if len(ready) == len(batch.members):
-                batch.base += count
-                batch.parts = []
+            self._took(batch)
+
+    def _take_batch_joined(self) -> bytes:
+        """What the batch holds that we have not taken yet, as the bytes to write (nothing else is queued)."""
+        batch = self._batch
+        if self._batch_at - batch.base >= len(batch.parts):
+            return b""
+        data = batch.joined_from(self._batch_at)
+        self._took(batch)
+        return data
+
+    def _took(self, batch: MediaBatch) -> None:
+        # MediaBatch.taken, written out: this runs once per player per write of the fan-out.
+        self._batch_at = batch.base + len(batch.parts)
+        ready = batch.ready
+        ready[self._batch_token] = None
+        if len(ready) == len(batch.members):
+            batch.base = self._batch_at
+            batch.parts = []
 
     def leave_batch(self) -> None:
         """Take what is ours, then no more (the fan-out sends us media one by one again)."""

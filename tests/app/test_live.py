@@ -338,6 +338,24 @@ class MediaBatchTests(LiveStreamTestCase):
                               (AUDIO, 167 - player.base, player.stream_id, audio())])
         self.assertEqual(self.live._batch.parts, [], "taken by every member, the batch keeps nothing")
 
+    def test_members_with_nothing_else_queued_write_one_bytes_object_joined_once(self):
+        players = self.in_step(3)
+        self.publish(VIDEO, 160, inter(size=3000))
+        self.publish(AUDIO, 167, audio())
+        first, second, third = (p.session.peer.connection for p in players)
+        third.send_command("onStatus", 0, None, [{"code": "NetStream.Data.Start"}])   # its own, after the media
+        joined = first.data_to_send()
+        self.assertIs(second.data_to_send(), joined, "the second member got its own copy")
+        own = third.data_to_send()
+        self.assertTrue(own.startswith(joined) and len(own) > len(joined), "the same media, then its own message")
+        self.assertEqual(self.live._batch.parts, [], "taken by every member, the batch keeps nothing")
+        self.assertEqual([first.data_to_send(), second.data_to_send()], [b"", b""], "nothing is written twice")
+        self.publish(AUDIO, 187, audio())
+        later = [c.data_to_send() for c in (first, second, third)]
+        self.assertIs(later[1], later[0])
+        self.assertIs(later[2], later[0])
+        self.assertNotEqual(later[0], joined)
+
     def test_a_player_written_at_each_read_is_fed_message_by_message_instead(self):
         self.start_with_headers()
         self.publish(VIDEO, 0, keyframe())
