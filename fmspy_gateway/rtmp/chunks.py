@@ -360,9 +360,9 @@ class MediaBatch:
     queued writes exactly the parts from its position on, which for members
     in step are the same bytes: ``joined_from`` joins them once per write of
     them all and hands each the one bytes object (a copy of some 25 KB per
-    player per write at 100 ms of a 2 Mbit/s stream, saved).  ``ready`` are the members
-    that had taken everything: ``add`` hands them back, since they now have
-    something to write.  ``detached`` are members that left on their own by
+    player per write at 100 ms of a 2 Mbit/s stream, saved).  ``ready``
+    are the members that had taken everything: ``add`` hands them back,
+    since they now have something to write.  ``detached`` are members that left on their own by
     sending something else on a media chunk stream, for the fan-out to move
     back to its one-by-one path at its next message.  Members are known by
     the token they joined with (the fan-out's session).
@@ -422,7 +422,6 @@ class MediaBatch:
         if len(self.ready) == len(self.members):
             self.base += len(self.parts)
             self.parts = []
-            self._joined = None
 
 
 def _basic_header(fmt: int, csid: int) -> bytes:
