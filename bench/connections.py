@@ -8,7 +8,7 @@ What it measures
     pinged or closed), logging to a file as twistd does.  This process opens
     N clients in batches; each completes the simple handshake and an AMF0
     ``connect`` to ``echotest`` and then stays idle.  From /proc/<child>/status
-    (VmRSS) and /proc/<child>/stat (utime+stime) it reports:
+    (VmRSS) and its CPU clock (``_common.read_cpu_seconds``) it reports:
 
       * server RSS before (after a warm-up of 50 connects, closed again, and a
         gc.collect) and after all N are connected and idle; the difference / N

@@ -31,8 +31,8 @@ What it measures
 
     For each phase: calls completed in the window, calls/s, client-side
     latency p50/p90/p99/max (each call timed from its send to its answer),
-    and the CPU seconds each process used in the window (utime+stime from
-    /proc/<pid>/stat) as a share of one core and per call; plus the machine's
+    and the CPU seconds each process used in the window (its CPU clock,
+    ``_common.read_cpu_seconds``) as a share of one core and per call; plus the machine's
     total CPU use (/proc/stat) and how many TCP connections the backend
     accepted in the window (the gateway's connection pool should reuse its
     connections, not open new ones).

@@ -28,7 +28,7 @@ What it measures
     listener), changes missed, and for each change its delay to the *last*
     listener to get it (the monotonic clock is the machine's, the same in
     every process): p50/p99/max of those are the delay "from change to every
-    listener".  From /proc: the server's CPU (utime+stime) over the window
+    listener".  The server's CPU (``_common.read_cpu_seconds``) over the window
     and the drain, per delivered change; the load processes' and the
     writer's CPU (so we know whether the load generator was the bottleneck);
     the machine's CPU use.  When other processes used more than a quarter

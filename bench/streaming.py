@@ -22,10 +22,10 @@ What it measures
         one per 250 players), connect, warm up (``--warmup``, 5 s), and are
         measured over a window (``--duration``, 20 s).
 
-    Over the window, from /proc: the server's CPU (utime+stime), the load
-    processes' and the publisher's CPU (so we know the load generator was not
-    the bottleneck), the machine's CPU use; the bytes every player read from
-    its socket.  Reported: Gbit delivered, server CPU seconds per Gbit, the
+    Over the window: the server's CPU (its CPU clock, to the nanosecond:
+    ``_common.read_cpu_seconds``), the load processes' and the publisher's
+    CPU (so we know the load generator was not the bottleneck), the
+    machine's CPU use; the bytes every player read from its socket.  Reported: Gbit delivered, server CPU seconds per Gbit, the
     per-player bitrate min/median/max against the source's media bitrate
     (players below 90% are flagged), the longest gap between two reads of any
     player, players disconnected; server RSS idle, with the publisher only,
