@@ -105,6 +105,9 @@ class RTMPConfig:
     #: Seconds live media for a player may wait to be written together with what follows it
     #: (``mediaFlushInterval``); 0: written at the end of the reactor turn that brought it.
     media_flush_interval: float = 0.0
+    #: A publisher's socket read once per ``mediaFlushInterval`` rather than as its media comes
+    #: (``mergedReads``); its own commands' answers wait up to that long too.
+    merged_reads: bool = False
     #: Seconds from the end of the handshake to an accepted connect (``connectTimeout``).
     connect_timeout: float = 30.0
     #: Bytes queued for one client that does not read, before the server stops reading its
@@ -758,6 +761,7 @@ def _rtmp_config(section: _Section) -> RTMPConfig:
         slow_player_timeout=get("slowPlayerTimeout", _parse_seconds, _SECONDS, default.slow_player_timeout),
         media_flush_interval=get("mediaFlushInterval", _parse_flush_interval,
                                  f"0 to {MAX_MEDIA_FLUSH_INTERVAL:g} seconds", default.media_flush_interval),
+        merged_reads=get("mergedReads", _parse_bool, _BOOL, default.merged_reads),
         connect_timeout=get("connectTimeout", _parse_seconds, _SECONDS, default.connect_timeout),
         max_outgoing_bytes=get("maxOutgoingBytes", _parse_buffer_size, _size_expected(None),
                                default.max_outgoing_bytes),
@@ -790,6 +794,10 @@ def _rtmp_config(section: _Section) -> RTMPConfig:
             raise section.error("keepAliveTimeout", f"more than pingInterval ({rtmp.ping_interval:g})")
         raise section.error("pingInterval", f"less than keepAliveTimeout ({rtmp.keepalive_timeout:g}, "
                                             "the default)")
+    # Reads merge into the media writes: without an interval there are none to merge into.
+    if rtmp.merged_reads and not rtmp.media_flush_interval:
+        raise section.error("mergedReads", "no unless mediaFlushInterval is more than 0 (reads are merged into "
+                                           "its writes)")
     # A message can only be assembled if it fits in the buffer.
     if rtmp.limits.max_buffered_bytes < rtmp.limits.max_message_size:
         if section.source_of("maxBufferedBytes") is not None:

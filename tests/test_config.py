@@ -283,6 +283,7 @@ def test_missing_rtmp_section_is_a_friendly_line(tmp_path):
     ("RTMP", "maxChunkStreams", "4K"), ("RTMP", "maxBufferedBytes", "big"),
     ("RTMP", "mediaFlushInterval", "-0.1"), ("RTMP", "mediaFlushInterval", "2"),
     ("RTMP", "mediaFlushInterval", "nan"), ("RTMP", "mediaFlushInterval", "soon"),
+    ("RTMP", "mergedReads", "often"),
     ("HTTP", "enabled", "maybe"), ("HTTP", "port", "http"), ("HTTP", "examples-enabled", "2"),
     ("EchoApplication", "enabled", "sure"), ("EchoApplication", "name", "a/b"),
     ("EchoApplication", "name", "two words"), ("EchoApplication", "name", "app?x=1"),
@@ -300,6 +301,16 @@ def test_media_flush_interval_is_zero_to_a_second(tmp_path, value, seconds):
     assert RTMPConfig().media_flush_interval == 0
     path = write(tmp_path, f"[RTMP]\nmediaFlushInterval = {value}\n")
     assert load_config(path).rtmp.media_flush_interval == seconds
+
+
+def test_merged_reads_are_off_by_default_and_need_a_media_flush_interval(tmp_path):
+    assert RTMPConfig().merged_reads is False
+    path = write(tmp_path, "[RTMP]\nmediaFlushInterval = 0.1\nmergedReads = yes\n")
+    assert load_config(path).rtmp.merged_reads is True
+    path = write(tmp_path, "[RTMP]\nmergedReads = yes\n")
+    error = load_error(path)
+    assert_names(error, path, "RTMP", "mergedReads")
+    assert "mediaFlushInterval" in str(error) and "\n" not in str(error)
 
 
 def test_port_message_matches_the_documented_shape(tmp_path):

@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import socket
 from collections import Counter
+from unittest import mock
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
@@ -44,6 +45,7 @@ from fmspy_gateway.rtmp.events import MediaReceived
 from fmspy_gateway.rtmp.flv import is_sequence_header, is_video_keyframe, iter_tags
 from fmspy_gateway.rtmp.messages import MessageType
 from fmspy_gateway.server.client import RTMPClientProtocol, parse_rtmp_url
+from fmspy_gateway.server.protocol import TurnWrites
 
 from ..conftest import require_tool
 from .clocked import ClockedServerMixin, TappedConnection
@@ -952,6 +954,39 @@ class MergedWriteStreamingTests(StreamingTests):
     def test_rtmpsrc_stopped_by_its_user_ends_at_once(self):
         self.pause_every = 10
         return super().test_rtmpsrc_stopped_by_its_user_ends_at_once()
+
+
+class MergedReadStreamingTests(StreamingTests):
+    """The encoders' tests again with ``mergedReads`` too: the publisher's socket read once per 100 ms.
+
+    Only the tests whose publisher streams as an encoder does: the others'
+    publisher (``publish_live``) waits for a round trip before each tag,
+    which merged reads hold for up to an interval each (as they hold any
+    command of a publisher's, by design).  ffmpeg publishes in real time
+    (``-re``); GStreamer's rtmp2sink as fast as it encodes, so its reads
+    fill the buffer and are followed at once.  Each test also checks that
+    the publisher's reads did wait.
+    """
+
+    rtmp_config = RTMPConfig(slow_player_timeout=SLOW_PLAYER_TIMEOUT, media_flush_interval=0.1, merged_reads=True)
+    merged_read_tests = ("test_ffmpeg_publishes_and_ffmpeg_and_rtmpdump_play", "test_rtmp2sink_publishes_and_ffmpeg_plays")
+
+    def setUp(self):
+        waited = []
+        real = TurnWrites.read_first
+        patcher = mock.patch.object(TurnWrites, "read_first", autospec=True,
+                                    side_effect=lambda writes, protocol: (waited.append(protocol),
+                                                                          real(writes, protocol)))
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        self.addCleanup(lambda: self.assertTrue(waited, "no read of the publisher waited for a media write"))
+        return super().setUp()
+
+
+for _name in [name for name in dir(StreamingTests)
+              if name.startswith("test_") and name not in MergedReadStreamingTests.merged_read_tests]:
+    setattr(MergedReadStreamingTests, _name, None)      # not a test of this class (see its docstring)
+del _name
 
 
 class DocumentedCommandTests(TestCase):

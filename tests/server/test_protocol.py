@@ -285,6 +285,128 @@ class MediaFlushIntervalTests(ConnectedOverTurns, SynchronousTestCase):
         self.assertEqual(self.received(client, transport), [0, 1, 2])
 
 
+class MergedReadsTests(ConnectedOverTurns, SynchronousTestCase):
+    """``mergedReads``: after a read that carried media, the socket is read again at the next media write."""
+
+    interval = 0.1
+
+    def setUp(self):
+        self.clock = Clock()
+        self.turns = Clock()
+        config = dataclasses.replace(CONFIG, media_flush_interval=self.interval, merged_reads=True)
+        self.factory = RTMPServerFactory({"echotest": EchoApplication("echotest")}, config, reactor=self.clock)
+
+    class Transport(CountingTransport):
+        """Also a TCP transport's read size (``bufferSize``), and what was done to it, in order."""
+
+        bufferSize = 65536
+
+        def __init__(self, reactor):
+            super().__init__(reactor)
+            self.done = []
+
+        def write(self, data):
+            self.done.append("write")
+            super().write(data)
+
+        def resumeProducing(self):
+            self.done.append("read again")
+            super().resumeProducing()
+            if self.on_read is not None:
+                self.reactor.callLater(0, self.on_read)     # what the reactor reads at its next poll
+
+        on_read = None
+
+    def connected(self):
+        transport = self.Transport(self.turns)
+        protocol, client = connected(self.factory, transport)
+        return protocol, transport, client
+
+    def publish(self, protocol, client, count=1, start=0):
+        """``count`` audio messages from the client in one read; returns the read's bytes."""
+        for n in range(start, start + count):
+            client.send_media(MessageType.AUDIO, 1, n * 20, b"\xaf\x01" + bytes([n]))
+        data = client.data_to_send()
+        protocol.dataReceived(data)
+        return data
+
+    def test_a_read_with_media_waits_for_the_next_media_write_which_comes_a_turn_after_it(self):
+        protocol, transport, client = self.connected()
+        self.publish(protocol, client)
+        self.assertEqual(transport.producerState, "paused")
+        self.turns.advance(self.interval / 2)
+        self.assertEqual(transport.producerState, "paused")
+        def media_for_this_client(n):
+            protocol.session.send_media(MessageType.AUDIO, 1, n * 20, b"\xaf\x01" + bytes([n]))
+            protocol.session.flush_media()
+
+        media_for_this_client(7)                    # waiting for the interval
+        transport.on_read = lambda: media_for_this_client(8)    # what the reads let in bring (a publisher's)
+        transport.clear()
+        transport.done.clear()
+        self.turns.advance(self.interval / 2)       # the media write: the reads first, the write a turn later
+        self.assertEqual(transport.producerState, "producing")
+        self.assertEqual(transport.done, ["read again", "write"])
+        events = client.receive_data(transport.value())
+        self.assertEqual([e.payload[2] for e in events if isinstance(e, MediaReceived)], [7, 8])
+        transport.on_read = None
+        self.publish(protocol, client, start=1)     # and the next read waits for the next interval
+        self.assertEqual(transport.producerState, "paused")
+        self.turns.advance(self.interval)
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_reads_without_media_never_wait(self):
+        protocol, transport, client = self.connected()
+        client.send_command("echo", 5, None, [1])
+        exchange(client, protocol, transport)
+        self.assertEqual(transport.producerState, "producing")
+        self.assertEqual(self.turns.getDelayedCalls(), [])
+
+    def test_a_read_that_filled_the_buffer_is_followed_at_once(self):
+        # A publisher faster than a buffer per interval: the kernel may hold more, so reading goes on.
+        protocol, transport, client = self.connected()
+        client.send_media(MessageType.VIDEO, 1, 0, b"\x17\x01" + bytes(3000))
+        data = client.data_to_send()
+        transport.bufferSize = len(data)
+        protocol.dataReceived(data)
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_off_by_default(self):
+        self.factory = RTMPServerFactory({"echotest": EchoApplication("echotest")},
+                                         dataclasses.replace(CONFIG, media_flush_interval=self.interval),
+                                         reactor=self.clock)
+        protocol, transport, client = self.connected()
+        self.publish(protocol, client)
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_a_client_over_its_budget_stays_unread_until_both_let_it(self):
+        protocol, transport, client = self.connected()
+        self.publish(protocol, client)
+        protocol._enter_budget()
+        self.turns.advance(self.interval)           # the media write does not read a client over its budget
+        self.assertEqual(transport.producerState, "paused")
+        protocol._leave_budget()
+        self.assertEqual(transport.producerState, "producing")
+        self.publish(protocol, client, start=1)
+        protocol._enter_budget()
+        protocol._leave_budget()                    # the budget lets it go, the interval not yet
+        self.assertEqual(transport.producerState, "paused")
+        self.turns.advance(self.interval)
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_closing_reads_again(self):
+        protocol, transport, client = self.connected()
+        self.publish(protocol, client)
+        protocol.close("test")                      # what the peer still sends is read and dropped
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_a_lost_connection_leaves_no_call(self):
+        protocol, transport, client = self.connected()
+        self.publish(protocol, client)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual([c for c in self.turns.getDelayedCalls() if c.active()], [])
+
+
 class OneWritePerTurnTests(ConnectedOverTurns, SynchronousTestCase):
     """``RTMPServerProtocol.flush``: at the end of a read, or once at the end of the reactor turn."""
 
