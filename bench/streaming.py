@@ -69,11 +69,12 @@ The players
 Usage
     .venv/bin/python bench/streaming.py [--players 100,400] [--duration 20] [--warmup 5] [--skip-nginx]
                                         [--rounds 1] [--client-procs N] [--samples 2] [--profile [--top 30]]
-                                        [--media-flush-interval SECONDS]
+                                        [--media-flush-interval SECONDS [--merged-reads]]
 
 ``--media-flush-interval`` sets our ``[RTMP] mediaFlushInterval``: players
 are then written once per interval instead of once per publisher read
-(fewer, larger writes; up to that much more latency).  nginx-rtmp runs as
+(fewer, larger writes; up to that much more latency); ``--merged-reads``
+adds ``mergedReads = yes``: the publisher is read once per interval too.  nginx-rtmp runs as
 always, so the summary compares that setting with nginx-rtmp's one way.
 
 Everything listens on 127.0.0.1.  The script stops by itself: every wait has a
@@ -510,15 +511,18 @@ def run_load(port, count, first_index, samples, lifetime):
 class Ours:
     name = "fmspy-gateway"
 
-    def __init__(self, work_dir, profile, media_flush_interval=0.0):
+    def __init__(self, work_dir, profile, media_flush_interval=0.0, merged_reads=False):
         self.work_dir = work_dir
         self.profile = profile
         self.media_flush_interval = media_flush_interval
+        self.merged_reads = merged_reads
         self.child = None
         self.port = self.pid = None
 
     async def start(self):
         extra = {"mediaFlushInterval": self.media_flush_interval} if self.media_flush_interval else {}
+        if self.merged_reads:
+            extra["mergedReads"] = "yes"
         config = write_fmspy_config(self.work_dir, APPLICATIONS.format(app=APP), slowPlayerTimeout=60, **extra)
         log = os.path.join(self.work_dir, "fmspy.log")
         self.child = await Child.start("fmspy-gateway", script_args(__file__, "--serve", "--config", config,
@@ -744,7 +748,8 @@ def other_work(r) -> float:
 def flush_setting(interval: float) -> str:
     if not interval:
         return "mediaFlushInterval 0 (players written at the end of each reactor turn, the default)"
-    return f"mediaFlushInterval {interval:g} s (players written once per {interval * 1000:g} ms)"
+    reads = " and mergedReads" if ARGS.merged_reads else ""
+    return f"mediaFlushInterval {interval:g} s{reads} (players written once per {interval * 1000:g} ms)"
 
 
 def print_summary(results, nginx_setup, source, media_flush_interval=0.0):
@@ -865,7 +870,7 @@ async def run(args):
             print("cProfile ON in our server during the window: its CPU figures are NOT the benchmark's")
         first = True
         for players, round_number in [(p, n) for p in player_counts for n in range(1, args.rounds + 1)]:
-            servers = [Ours(work_dir, args.profile, args.media_flush_interval)]
+            servers = [Ours(work_dir, args.profile, args.media_flush_interval, args.merged_reads)]
             if not nginx.get("skip"):
                 servers.append(Nginx(work_dir, nginx, (APP,)))
             if round_number % 2 == 0:
@@ -903,6 +908,8 @@ def main():
                         help="cases per player count and server, alternating which server goes first (default 1)")
     parser.add_argument("--media-flush-interval", type=float, default=0.0, metavar="SECONDS",
                         help="our [RTMP] mediaFlushInterval (default 0: written at the end of each turn)")
+    parser.add_argument("--merged-reads", action="store_true",
+                        help="our [RTMP] mergedReads = yes (needs --media-flush-interval)")
     parser.add_argument("--client-procs", type=int, default=0,
                         help=f"load processes (default: one per {PLAYERS_PER_PROCESS} players)")
     parser.add_argument("--samples", type=int, default=2,
@@ -928,6 +935,8 @@ def main():
         if args.duration <= 0 or args.warmup < 0 or args.rounds < 1 or not shutil.which("ffmpeg"):
             parser.error("--duration must be positive, --warmup not negative, --rounds at least 1,"
                          " and ffmpeg must be installed")
+        if args.merged_reads and not args.media_flush_interval:
+            parser.error("--merged-reads needs --media-flush-interval")
         try:
             asyncio.run(run(args))
         except (RuntimeError, OSError, subprocess.SubprocessError) as e:
