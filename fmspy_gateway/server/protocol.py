@@ -38,6 +38,11 @@ CLOSE_LINGER = 2.0
 #: a 64 KB read of one-byte junk messages is 32,000 messages, and parsing them all before looking at the
 #: first would cost every other client tens of milliseconds for a connection that is closed after 100.
 READ_SLICE = 8192
+#: Merged reads: the media write waits at most this many reactor turns for publishers still reading what
+#: waited in the kernel (each turn reads a transport's buffer, 64 KB: 1 MB per publisher per interval).
+MAX_DRAIN_TURNS = 16
+#: The read size of a transport that names none (never counted as full).
+_UNBUFFERED = float("inf")
 
 # How _traffic classifies an event for the junk count.
 _ACCEPTED, _NEUTRAL = "accepted", "neutral"
@@ -85,8 +90,10 @@ class RTMPServerProtocol(Protocol):
         self._turn_writes = self._pending_writes = None
         #: Where live media waits: ``mediaFlushInterval``'s table, else the turn's (None: written at once).
         self._media_writes = None
-        #: Merged reads (``_read_at_next_media_write``): the socket is not read until the next media write.
+        #: Merged reads (``_read_at_next_media_write``): the socket is not read until the next media write ...
         self._reads_wait = False
+        #: ... and the last read filled the transport's buffer: the kernel may hold more.
+        self.read_full = False
 
     @property
     def limit_log(self):
@@ -133,9 +140,11 @@ class RTMPServerProtocol(Protocol):
             # was closed by it.
             self.session.events_handled()
         self._arm_timer()
+        # A read as large as the transport's buffer may have left more in the kernel (merged reads drain it).
+        self.read_full = len(data) >= getattr(self.transport, "bufferSize", _UNBUFFERED)
         if self._read_media:
             self._read_media = False
-            if len(data) < getattr(self.transport, "bufferSize", 0):
+            if not self.read_full:
                 self._read_at_next_media_write()
 
     def _read(self, data: bytes, now: float) -> bool:
@@ -320,11 +329,12 @@ class RTMPServerProtocol(Protocol):
         and 0.089-0.097 against 0.103-0.109 CPU-s per Gbit at 100 players.
         SRS does the same for publishers ("merged read", ``mr``).  No media
         waits longer than before: the media write first resumes the reads,
-        and writes a reactor turn later, after they came
-        (``TurnWrites._write``).  Only after a read shorter than the
-        transport's buffer (the kernel had nothing more): a publisher faster
-        than a buffer per interval is read on as it comes.  Only a TCP
-        transport with an interval set: others never wait.
+        and writes once they are in, a reactor turn later, or more while a
+        read fills the buffer (``TurnWrites._write``, up to
+        ``MAX_DRAIN_TURNS``).  Only after a read shorter than the
+        transport's buffer (the kernel had nothing more), so a publisher
+        that sends more than a buffer a turn is read on as it comes.  Only
+        a TCP transport with an interval set: others never wait.
         """
         media = self._media_writes
         if (media is None or media is self._turn_writes or self._closing or self._reads_wait
@@ -335,10 +345,11 @@ class RTMPServerProtocol(Protocol):
         media.read_first(self)
 
     def _read_again(self):
-        """The media write has come (or the connection closes): the socket is read again, unless over its budget."""
+        """The media write has come (or the connection closes): the socket is read again, unless over its budget
+        (or already closed: ``close`` calls this before it marks the connection closing)."""
         if self._reads_wait:
             self._reads_wait = False
-            if not self.over_budget:
+            if not self.over_budget and not self._closing:
                 self.transport.resumeProducing()
 
     def _write_queued(self):
@@ -472,7 +483,11 @@ class TurnWrites:
     only) the call comes that much later and writes what came meanwhile.
     Publishers whose reads wait for it (merged reads,
     ``RTMPServerProtocol._read_at_next_media_write``) are read again first:
-    the writes then come a reactor turn later, once those reads are in.
+    the writes then come a reactor turn later, once those reads are in, and
+    a turn later again while one of them still fills the transport's buffer
+    (Twisted reads 64 KB a turn; a keyframe or a fast stream can leave more
+    in the kernel), at most ``MAX_DRAIN_TURNS`` turns: beyond that the rest
+    goes with the next write.
     """
 
     def __init__(self, reactor, delay: float = 0):
@@ -481,8 +496,11 @@ class TurnWrites:
         #: The connections waiting (an ordered set); one dict for ever, so that each connection can hold it.
         self.pending = {}
         self._call = None
-        #: Connections not read until this call comes (an ordered set).
+        #: Connections not read until this call comes (an ordered set) ...
         self._readers = {}
+        #: ... and those it let read again, while the writes wait for what they had left in the kernel.
+        self._draining = ()
+        self._drain_turns = 0
 
     def schedule(self):
         """Make sure the writes run at the end of this turn (or ``delay`` from now); connections add themselves
@@ -505,17 +523,26 @@ class TurnWrites:
             self._call = None
 
     def _write(self):
+        self._call = None
         if self._readers:
             readers = list(self._readers)
             self._readers.clear()
             for protocol in readers:
                 protocol._read_again()
+            self._draining, self._drain_turns = readers, 0
             self._call = self._reactor.callLater(0, self._write_now)      # after the reads these let in
         else:
             self._write_now()
 
     def _write_now(self):
         self._call = None
+        if self._draining:
+            draining = [protocol for protocol in self._draining if protocol.read_full and not protocol._closing]
+            if draining and self._drain_turns < MAX_DRAIN_TURNS:
+                self._draining, self._drain_turns = draining, self._drain_turns + 1
+                self._call = self._reactor.callLater(0, self._write_now)
+                return
+            self._draining = ()
         waiting = list(self.pending)
         self.pending.clear()
         for protocol in waiting:

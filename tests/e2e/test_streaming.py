@@ -972,14 +972,18 @@ class MergedReadStreamingTests(StreamingTests):
     merged_read_tests = ("test_ffmpeg_publishes_and_ffmpeg_and_rtmpdump_play", "test_rtmp2sink_publishes_and_ffmpeg_plays")
 
     def setUp(self):
-        waited = []
+        # Whether each wait had really stopped the reactor reading that socket when it began.
+        still_read = []
         real = TurnWrites.read_first
         patcher = mock.patch.object(TurnWrites, "read_first", autospec=True,
-                                    side_effect=lambda writes, protocol: (waited.append(protocol),
-                                                                          real(writes, protocol)))
+                                    side_effect=lambda writes, protocol: (
+                                        still_read.append(protocol.transport in reactor.getReaders()),
+                                        real(writes, protocol)))
         patcher.start()
         self.addCleanup(patcher.stop)
-        self.addCleanup(lambda: self.assertTrue(waited, "no read of the publisher waited for a media write"))
+        self.addCleanup(lambda: self.assertTrue(still_read and not any(still_read),
+                                                f"reads of the publisher that waited for a media write: "
+                                                f"{len(still_read)}, still read by the reactor: {sum(still_read)}"))
         return super().setUp()
 
 

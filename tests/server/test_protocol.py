@@ -14,7 +14,7 @@ from fmspy_gateway.rtmp.events import (ChunkSizeChanged, CommandReceived, Handsh
                                        PeerBandwidthSet, UserControlReceived, WindowAcknowledgementSizeChanged)
 from fmspy_gateway.rtmp.limits import Limits
 from fmspy_gateway.rtmp.messages import MessageType, UserControl
-from fmspy_gateway.server.protocol import CLOSE_LINGER, RTMPServerFactory
+from fmspy_gateway.server.protocol import CLOSE_LINGER, MAX_DRAIN_TURNS, RTMPServerFactory
 
 from .glue import connected, exchange
 
@@ -336,24 +336,106 @@ class MergedReadsTests(ConnectedOverTurns, SynchronousTestCase):
         self.assertEqual(transport.producerState, "paused")
         self.turns.advance(self.interval / 2)
         self.assertEqual(transport.producerState, "paused")
-        def media_for_this_client(n):
-            protocol.session.send_media(MessageType.AUDIO, 1, n * 20, b"\xaf\x01" + bytes([n]))
-            protocol.session.flush_media()
-
-        media_for_this_client(7)                    # waiting for the interval
-        transport.on_read = lambda: media_for_this_client(8)    # what the reads let in bring (a publisher's)
+        self.media_for(protocol, 7)                 # waiting for the interval
+        transport.on_read = lambda: self.media_for(protocol, 8)     # what the reads let in bring (a publisher's)
         transport.clear()
         transport.done.clear()
         self.turns.advance(self.interval / 2)       # the media write: the reads first, the write a turn later
         self.assertEqual(transport.producerState, "producing")
         self.assertEqual(transport.done, ["read again", "write"])
-        events = client.receive_data(transport.value())
-        self.assertEqual([e.payload[2] for e in events if isinstance(e, MediaReceived)], [7, 8])
+        self.assertEqual(self.written(client, transport), [7, 8])
         transport.on_read = None
         self.publish(protocol, client, start=1)     # and the next read waits for the next interval
         self.assertEqual(transport.producerState, "paused")
         self.turns.advance(self.interval)
         self.assertEqual(transport.producerState, "producing")
+
+    def media_for(self, protocol, n):
+        """Media for this client, as a publisher's read would bring it (the live fan-out is not here)."""
+        protocol.session.send_media(MessageType.AUDIO, 1, n * 20, b"\xaf\x01" + bytes([n]))
+        protocol.session.flush_media()
+
+    def audio_bytes(self, client, n, size):
+        client.send_media(MessageType.AUDIO, 1, n * 20, b"\xaf\x01" + bytes(size))
+        return client.data_to_send()
+
+    def written(self, client, transport):
+        events = client.receive_data(transport.value())
+        transport.clear()
+        return [e.payload[2] for e in events if isinstance(e, MediaReceived)]
+
+    def publisher_and_player(self):
+        """Two connections whose transports log into one list: the publisher's reads, the player's writes."""
+        publisher, publisher_transport, publisher_client = self.connected()
+        player, player_transport, player_client = self.connected()
+        player_transport.done = publisher_transport.done
+        self.publish(publisher, publisher_client)
+        self.media_for(player, 7)                   # waiting for the interval
+        player_transport.clear()
+        publisher_transport.done.clear()
+        return publisher, publisher_transport, publisher_client, player, player_transport, player_client
+
+    def test_the_write_waits_while_a_read_let_in_fills_the_buffer(self):
+        # Twisted reads a buffer (64 KB) a turn: a keyframe can leave more in the kernel than one read takes.
+        publisher, transport, client, player, player_transport, player_client = self.publisher_and_player()
+        full, short = self.audio_bytes(client, 1, 100), self.audio_bytes(client, 2, 3)
+        transport.bufferSize = len(full)
+
+        def first_read():
+            transport.done.append("read")
+            publisher.dataReceived(full)
+            self.media_for(player, 8)
+            transport.on_read = None
+            self.turns.callLater(0, second_read)     # the kernel still holds the rest: the next poll reads it
+
+        def second_read():
+            transport.done.append("read")
+            publisher.dataReceived(short)
+            self.media_for(player, 9)
+
+        transport.on_read = first_read
+        self.turns.advance(self.interval)
+        self.assertEqual(transport.done, ["read again", "read", "read", "write"])
+        self.assertEqual(self.written(player_client, player_transport), [7, 8, 9])
+        self.assertEqual(transport.producerState, "paused")     # the short read: until the next interval
+
+    def test_the_write_waits_for_full_reads_a_bounded_number_of_turns(self):
+        publisher, transport, client, player, player_transport, player_client = self.publisher_and_player()
+        reads = iter(range(40))
+
+        def full_read():
+            if next(reads, None) is not None:
+                transport.done.append("read")
+                publisher.dataReceived(self.audio_bytes(client, 1, 10))
+                self.turns.callLater(0, full_read)
+
+        transport.bufferSize = 1            # every read fills it: a publisher sending faster than it is read
+        transport.on_read = full_read
+        self.turns.advance(self.interval)
+        self.assertEqual(transport.done[:MAX_DRAIN_TURNS + 3],
+                         ["read again"] + ["read"] * (MAX_DRAIN_TURNS + 1) + ["write"])
+        self.assertEqual(self.written(player_client, player_transport), [7])
+        self.assertEqual(transport.producerState, "producing")  # read on as it comes
+
+    def test_a_publisher_paused_again_by_the_read_the_write_let_in_is_read_at_the_next_interval(self):
+        protocol, transport, client = self.connected()
+        self.publish(protocol, client)
+        transport.on_read = lambda: self.publish(protocol, client, start=1)
+        self.turns.advance(self.interval)
+        self.assertEqual(transport.done.count("read again"), 1)
+        self.assertEqual(transport.producerState, "paused")
+        transport.on_read = None
+        self.turns.advance(self.interval)
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_a_player_lost_meanwhile_leaves_the_call_for_a_waiting_publisher(self):
+        publisher, publisher_transport, publisher_client = self.connected()
+        player, player_transport, player_client = self.connected()
+        self.publish(publisher, publisher_client)
+        self.media_for(player, 1)
+        player.connectionLost(Failure(ConnectionDone()))
+        self.turns.advance(self.interval)
+        self.assertEqual(publisher_transport.producerState, "producing")
 
     def test_reads_without_media_never_wait(self):
         protocol, transport, client = self.connected()
