@@ -188,6 +188,13 @@ class CountingTransport(StringTransport):
         super().write(data)
 
 
+def media_written(client, transport) -> list:
+    """The numbers (third payload byte) of the media messages written to ``transport`` since it was cleared."""
+    events = client.receive_data(transport.value())
+    transport.clear()
+    return [e.payload[2] for e in events if isinstance(e, MediaReceived)]
+
+
 class ConnectedOverTurns:
     """An echotest client connected through ``self.factory`` on a CountingTransport run by ``self.turns``."""
 
@@ -213,11 +220,6 @@ class MediaFlushIntervalTests(ConnectedOverTurns, SynchronousTestCase):
             protocol.session.send_media(MessageType.AUDIO, 1, n * 20, b"\xaf\x01" + bytes([n]))
             protocol.session.flush_media()
 
-    def received(self, client, transport):
-        events = client.receive_data(transport.value())
-        transport.clear()
-        return [e.payload[2] for e in events if isinstance(e, MediaReceived)]
-
     def test_media_flushed_within_an_interval_is_written_once_at_its_end(self):
         protocol, transport, client = self.connected()
         self.assertTrue(protocol.media_waits)       # the live fan-out batches its media (app/live.py)
@@ -229,11 +231,11 @@ class MediaFlushIntervalTests(ConnectedOverTurns, SynchronousTestCase):
         self.media(protocol, 3, start=5)            # later reads add to the same write
         self.turns.advance(self.interval / 2)
         self.assertEqual(transport.writes, before + 1)
-        self.assertEqual(self.received(client, transport), list(range(8)))
+        self.assertEqual(media_written(client, transport), list(range(8)))
         self.media(protocol, 1, start=8)            # the next interval starts with the next media
         self.turns.advance(self.interval)
         self.assertEqual(transport.writes, before + 2)
-        self.assertEqual(self.received(client, transport), [8])
+        self.assertEqual(media_written(client, transport), [8])
 
     def test_anything_else_flushed_meanwhile_takes_the_media_queued_before_it(self):
         protocol, transport, client = self.connected()
@@ -271,7 +273,7 @@ class MediaFlushIntervalTests(ConnectedOverTurns, SynchronousTestCase):
         before = transport.writes
         self.media(protocol, 2)
         self.assertEqual(transport.writes, before + 2)
-        self.assertEqual(self.received(client, transport), [0, 1])
+        self.assertEqual(media_written(client, transport), [0, 1])
         self.assertEqual(turns.getDelayedCalls(), [])
 
     def test_without_an_interval_media_is_written_at_the_end_of_the_turn(self):
@@ -282,7 +284,7 @@ class MediaFlushIntervalTests(ConnectedOverTurns, SynchronousTestCase):
         self.media(protocol, 3)
         self.turns.advance(0)
         self.assertEqual(transport.writes, before + 1)
-        self.assertEqual(self.received(client, transport), [0, 1, 2])
+        self.assertEqual(media_written(client, transport), [0, 1, 2])
 
 
 class MergedReadsTests(ConnectedOverTurns, SynchronousTestCase):
@@ -343,7 +345,7 @@ class MergedReadsTests(ConnectedOverTurns, SynchronousTestCase):
         self.turns.advance(self.interval / 2)       # the media write: the reads first, the write a turn later
         self.assertEqual(transport.producerState, "producing")
         self.assertEqual(transport.done, ["read again", "write"])
-        self.assertEqual(self.written(client, transport), [7, 8])
+        self.assertEqual(media_written(client, transport), [7, 8])
         transport.on_read = None
         self.publish(protocol, client, start=1)     # and the next read waits for the next interval
         self.assertEqual(transport.producerState, "paused")
@@ -358,11 +360,6 @@ class MergedReadsTests(ConnectedOverTurns, SynchronousTestCase):
     def audio_bytes(self, client, n, size):
         client.send_media(MessageType.AUDIO, 1, n * 20, b"\xaf\x01" + bytes(size))
         return client.data_to_send()
-
-    def written(self, client, transport):
-        events = client.receive_data(transport.value())
-        transport.clear()
-        return [e.payload[2] for e in events if isinstance(e, MediaReceived)]
 
     def publisher_and_player(self):
         """Two connections whose transports log into one list: the publisher's reads, the player's writes."""
@@ -396,7 +393,7 @@ class MergedReadsTests(ConnectedOverTurns, SynchronousTestCase):
         transport.on_read = first_read
         self.turns.advance(self.interval)
         self.assertEqual(transport.done, ["read again", "read", "read", "write"])
-        self.assertEqual(self.written(player_client, player_transport), [7, 8, 9])
+        self.assertEqual(media_written(player_client, player_transport), [7, 8, 9])
         self.assertEqual(transport.producerState, "paused")     # the short read: until the next interval
 
     def test_the_write_waits_for_full_reads_a_bounded_number_of_turns(self):
@@ -414,7 +411,7 @@ class MergedReadsTests(ConnectedOverTurns, SynchronousTestCase):
         self.turns.advance(self.interval)
         self.assertEqual(transport.done[:MAX_DRAIN_TURNS + 3],
                          ["read again"] + ["read"] * (MAX_DRAIN_TURNS + 1) + ["write"])
-        self.assertEqual(self.written(player_client, player_transport), [7])
+        self.assertEqual(media_written(player_client, player_transport), [7])
         self.assertEqual(transport.producerState, "producing")  # read on as it comes
 
     def test_a_publisher_paused_again_by_the_read_the_write_let_in_is_read_at_the_next_interval(self):
