@@ -83,8 +83,6 @@ class RTMPServerProtocol(Protocol):
         self.close_reason = None
         #: Inside ``dataReceived``: a flush asked for waits for the end of the read.
         self._reading = False
-        #: The read being handled carried audio or video.
-        self._read_media = False
         #: Where flushes outside a read wait for the end of the reactor turn (None: written at once),
         #: and its dict of connections waiting.
         self._turn_writes = self._pending_writes = None
@@ -131,7 +129,7 @@ class RTMPServerProtocol(Protocol):
         self.bytes_in += len(data)
         self._reading = True        # flush() asked for meanwhile is done once, below
         try:
-            handled = self._read(data, now)
+            handled, carried_media = self._read(data, now)
         finally:
             self._reading = False
         self._write_queued()
@@ -142,14 +140,13 @@ class RTMPServerProtocol(Protocol):
         self._arm_timer()
         # A read as large as the transport's buffer may have left more in the kernel (merged reads drain it).
         self.read_full = len(data) >= getattr(self.transport, "bufferSize", _UNBUFFERED)
-        if self._read_media:
-            self._read_media = False
-            if not self.read_full:
-                self._read_at_next_media_write()
+        if carried_media and not self.read_full:
+            self._read_at_next_media_write()
 
-    def _read(self, data: bytes, now: float) -> bool:
-        """Feed one read to the core and its events to the session; returns whether there were events."""
-        handled = False
+    def _read(self, data: bytes, now: float) -> tuple:
+        """Feed one read to the core and its events to the session; returns whether there were events, and
+        whether any was audio or video."""
+        handled = carried_media = False
         for start in range(0, len(data), READ_SLICE):
             if self._closing:
                 break           # closed by what came before: the rest of this read is dropped unparsed
@@ -166,7 +163,7 @@ class RTMPServerProtocol(Protocol):
             handled = handled or bool(events)
             for event in events:
                 if event.__class__ is MediaReceived:
-                    self._read_media = True
+                    carried_media = True
                 if isinstance(event, HandshakeCompleted):
                     self._handshake_completed(event)
                 elif not self._traffic(event):
@@ -180,7 +177,7 @@ class RTMPServerProtocol(Protocol):
                     self.close("internal error")
                 if self._closing:
                     break
-        return handled
+        return handled, carried_media
 
     def _traffic(self, event) -> bool:
         """Count junk; False once this connection was closed for sending nothing else.
@@ -336,13 +333,11 @@ class RTMPServerProtocol(Protocol):
         that sends more than a buffer a turn is read on as it comes.  Only
         a TCP transport with an interval set: others never wait.
         """
-        media = self._media_writes
-        if (media is None or media is self._turn_writes or self._closing or self._reads_wait
-                or not self.factory.config.merged_reads):
+        if not self.media_waits or self._closing or self._reads_wait or not self.factory.config.merged_reads:
             return
         self._reads_wait = True
         self.transport.pauseProducing()
-        media.read_first(self)
+        self._media_writes.read_first(self)
 
     def _read_again(self):
         """The media write has come (or the connection closes): the socket is read again, unless over its budget

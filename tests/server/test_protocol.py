@@ -188,6 +188,13 @@ class CountingTransport(StringTransport):
         super().write(data)
 
 
+def queue_media(protocol, count, start=0):
+    """``count`` audio messages for the client, numbered from ``start``, each flushed as live media is."""
+    for n in range(start, start + count):
+        protocol.session.send_media(MessageType.AUDIO, 1, n * 20, b"\xaf\x01" + bytes([n]))
+        protocol.session.flush_media()
+
+
 def media_written(client, transport) -> list:
     """The numbers (third payload byte) of the media messages written to ``transport`` since it was cleared."""
     events = client.receive_data(transport.value())
@@ -215,24 +222,19 @@ class MediaFlushIntervalTests(ConnectedOverTurns, SynchronousTestCase):
         config = dataclasses.replace(CONFIG, media_flush_interval=self.interval)
         self.factory = RTMPServerFactory({"echotest": EchoApplication("echotest")}, config, reactor=self.clock)
 
-    def media(self, protocol, count, start=0):
-        for n in range(start, start + count):
-            protocol.session.send_media(MessageType.AUDIO, 1, n * 20, b"\xaf\x01" + bytes([n]))
-            protocol.session.flush_media()
-
     def test_media_flushed_within_an_interval_is_written_once_at_its_end(self):
         protocol, transport, client = self.connected()
         self.assertTrue(protocol.media_waits)       # the live fan-out batches its media (app/live.py)
         before = transport.writes
-        self.media(protocol, 5)
+        queue_media(protocol, 5)
         self.turns.advance(0)                       # the end of the turn: media waits on
         self.assertEqual(transport.writes, before)
         self.turns.advance(self.interval / 2)
-        self.media(protocol, 3, start=5)            # later reads add to the same write
+        queue_media(protocol, 3, start=5)            # later reads add to the same write
         self.turns.advance(self.interval / 2)
         self.assertEqual(transport.writes, before + 1)
         self.assertEqual(media_written(client, transport), list(range(8)))
-        self.media(protocol, 1, start=8)            # the next interval starts with the next media
+        queue_media(protocol, 1, start=8)            # the next interval starts with the next media
         self.turns.advance(self.interval)
         self.assertEqual(transport.writes, before + 2)
         self.assertEqual(media_written(client, transport), [8])
@@ -240,7 +242,7 @@ class MediaFlushIntervalTests(ConnectedOverTurns, SynchronousTestCase):
     def test_anything_else_flushed_meanwhile_takes_the_media_queued_before_it(self):
         protocol, transport, client = self.connected()
         before = transport.writes
-        self.media(protocol, 2)
+        queue_media(protocol, 2)
         protocol.session.notify_client("ping", [1])     # a broadcast: end of the turn, as always
         self.turns.advance(0)
         self.assertEqual(transport.writes, before + 1)
@@ -252,7 +254,7 @@ class MediaFlushIntervalTests(ConnectedOverTurns, SynchronousTestCase):
 
     def test_a_connection_closed_meanwhile_is_not_written_to(self):
         protocol, transport, client = self.connected()
-        self.media(protocol, 2)
+        queue_media(protocol, 2)
         protocol.close("test")                      # close writes what is queued, at once
         writes = transport.writes
         self.turns.advance(self.interval)
@@ -260,7 +262,7 @@ class MediaFlushIntervalTests(ConnectedOverTurns, SynchronousTestCase):
 
     def test_a_connection_lost_meanwhile_leaves_no_call_scheduled(self):
         protocol, transport, client = self.connected()
-        self.media(protocol, 2)
+        queue_media(protocol, 2)
         self.assertEqual(len(self.turns.getDelayedCalls()), 1)
         protocol.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(self.turns.getDelayedCalls(), [])     # a stopped server leaves nothing behind
@@ -271,7 +273,7 @@ class MediaFlushIntervalTests(ConnectedOverTurns, SynchronousTestCase):
         protocol, transport, client = self.connected()
         self.assertFalse(protocol.media_waits)
         before = transport.writes
-        self.media(protocol, 2)
+        queue_media(protocol, 2)
         self.assertEqual(transport.writes, before + 2)
         self.assertEqual(media_written(client, transport), [0, 1])
         self.assertEqual(turns.getDelayedCalls(), [])
@@ -281,7 +283,7 @@ class MediaFlushIntervalTests(ConnectedOverTurns, SynchronousTestCase):
         protocol, transport, client = self.connected()
         self.assertFalse(protocol.media_waits)
         before = transport.writes
-        self.media(protocol, 3)
+        queue_media(protocol, 3)
         self.turns.advance(0)
         self.assertEqual(transport.writes, before + 1)
         self.assertEqual(media_written(client, transport), [0, 1, 2])
@@ -354,8 +356,7 @@ class MergedReadsTests(ConnectedOverTurns, SynchronousTestCase):
 
     def media_for(self, protocol, n):
         """Media for this client, as a publisher's read would bring it (the live fan-out is not here)."""
-        protocol.session.send_media(MessageType.AUDIO, 1, n * 20, b"\xaf\x01" + bytes([n]))
-        protocol.session.flush_media()
+        queue_media(protocol, 1, start=n)
 
     def audio_bytes(self, client, n, size):
         client.send_media(MessageType.AUDIO, 1, n * 20, b"\xaf\x01" + bytes(size))
