@@ -108,6 +108,9 @@ class RTMPConfig:
     #: A publisher's socket read once per ``mediaFlushInterval`` rather than as its media comes
     #: (``mergedReads``); its own commands' answers wait up to that long too.
     merged_reads: bool = False
+    #: Merged reads: reads of the transport's buffer (64 KB) per publisher that a media write waits for while
+    #: they fill it (``mergedReadTurns``); what is left beyond goes with the next write.
+    merged_read_turns: int = 16
     #: Seconds from the end of the handshake to an accepted connect (``connectTimeout``).
     connect_timeout: float = 30.0
     #: Bytes queued for one client that does not read, before the server stops reading its
@@ -505,6 +508,8 @@ _BOOL = "yes or no (or true/false, on/off, 1/0)"
 _SECONDS = "a positive number of seconds"
 #: The longest ``mediaFlushInterval``: beyond a second the wait is a player's buffer, not a merged write.
 MAX_MEDIA_FLUSH_INTERVAL = 1.0
+#: ``mergedReadTurns`` at most: 256 reads of 64 KB, 16 MB per publisher per interval, the players' write waiting.
+MAX_MERGED_READ_TURNS = 256
 _POSITIVE = "a positive integer"
 _COUNT = "a whole number, 0 for no limit"
 _INT_RE = re.compile(r"[+-]?[0-9]+")
@@ -569,6 +574,10 @@ def _parse_flush_interval(text: str) -> float:
     if not 0 <= seconds <= MAX_MEDIA_FLUSH_INTERVAL:
         raise ValueError(text)
     return seconds
+
+
+def _parse_merged_read_turns(text: str) -> int:
+    return _parse_int(text, 1, MAX_MERGED_READ_TURNS)
 
 
 def _parse_size(text: str, maximum: Optional[int]) -> int:
@@ -762,6 +771,8 @@ def _rtmp_config(section: _Section) -> RTMPConfig:
         media_flush_interval=get("mediaFlushInterval", _parse_flush_interval,
                                  f"0 to {MAX_MEDIA_FLUSH_INTERVAL:g} seconds", default.media_flush_interval),
         merged_reads=get("mergedReads", _parse_bool, _BOOL, default.merged_reads),
+        merged_read_turns=get("mergedReadTurns", _parse_merged_read_turns,
+                              f"1 to {MAX_MERGED_READ_TURNS}", default.merged_read_turns),
         connect_timeout=get("connectTimeout", _parse_seconds, _SECONDS, default.connect_timeout),
         max_outgoing_bytes=get("maxOutgoingBytes", _parse_buffer_size, _size_expected(None),
                                default.max_outgoing_bytes),

@@ -283,7 +283,8 @@ def test_missing_rtmp_section_is_a_friendly_line(tmp_path):
     ("RTMP", "maxChunkStreams", "4K"), ("RTMP", "maxBufferedBytes", "big"),
     ("RTMP", "mediaFlushInterval", "-0.1"), ("RTMP", "mediaFlushInterval", "2"),
     ("RTMP", "mediaFlushInterval", "nan"), ("RTMP", "mediaFlushInterval", "soon"),
-    ("RTMP", "mergedReads", "often"),
+    ("RTMP", "mergedReads", "often"), ("RTMP", "mergedReadTurns", "0"), ("RTMP", "mergedReadTurns", "257"),
+    ("RTMP", "mergedReadTurns", "1.5"),
     ("HTTP", "enabled", "maybe"), ("HTTP", "port", "http"), ("HTTP", "examples-enabled", "2"),
     ("EchoApplication", "enabled", "sure"), ("EchoApplication", "name", "a/b"),
     ("EchoApplication", "name", "two words"), ("EchoApplication", "name", "app?x=1"),
@@ -311,6 +312,13 @@ def test_merged_reads_are_off_by_default_and_need_a_media_flush_interval(tmp_pat
     error = load_error(path)
     assert_names(error, path, "RTMP", "mergedReads")
     assert "mediaFlushInterval" in str(error) and "\n" not in str(error)
+
+
+@pytest.mark.parametrize("value, turns", [("1", 1), ("64", 64), ("256", 256)])
+def test_merged_read_turns_are_16_by_default_and_1_to_256(tmp_path, value, turns):
+    assert RTMPConfig().merged_read_turns == 16
+    path = write(tmp_path, f"[RTMP]\nmediaFlushInterval = 0.1\nmergedReads = yes\nmergedReadTurns = {value}\n")
+    assert load_config(path).rtmp.merged_read_turns == turns
 
 
 def test_port_message_matches_the_documented_shape(tmp_path):

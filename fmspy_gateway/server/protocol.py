@@ -38,9 +38,6 @@ CLOSE_LINGER = 2.0
 #: a 64 KB read of one-byte junk messages is 32,000 messages, and parsing them all before looking at the
 #: first would cost every other client tens of milliseconds for a connection that is closed after 100.
 READ_SLICE = 8192
-#: Merged reads: the media write waits at most this many reactor turns for publishers still reading what
-#: waited in the kernel (each turn reads a transport's buffer, 64 KB: 1 MB per publisher per interval).
-MAX_DRAIN_TURNS = 16
 #: The read size of a transport that names none (never counted as full).
 _UNBUFFERED = float("inf")
 
@@ -90,8 +87,9 @@ class RTMPServerProtocol(Protocol):
         self._media_writes = None
         #: Merged reads (``_read_at_next_media_write``): the socket is not read until the next media write ...
         self._reads_wait = False
-        #: ... and the last read filled the transport's buffer: the kernel may hold more.
-        self.read_full = False
+        #: ... and a read since the media write's drain last asked filled the transport's buffer
+        #: (``took_full_read``): the kernel may hold more.
+        self._read_full = False
 
     @property
     def limit_log(self):
@@ -139,8 +137,8 @@ class RTMPServerProtocol(Protocol):
             self.session.events_handled()
         self._arm_timer()
         # A read as large as the transport's buffer may have left more in the kernel (merged reads drain it).
-        self.read_full = len(data) >= getattr(self.transport, "bufferSize", _UNBUFFERED)
-        if carried_media and not self.read_full:
+        self._read_full = len(data) >= getattr(self.transport, "bufferSize", _UNBUFFERED)
+        if carried_media and not self._read_full:
             self._read_at_next_media_write()
 
     def _read(self, data: bytes, now: float) -> tuple:
@@ -328,7 +326,7 @@ class RTMPServerProtocol(Protocol):
         waits longer than before: the media write first resumes the reads,
         and writes once they are in, a reactor turn later, or more while a
         read fills the buffer (``TurnWrites._write``, up to
-        ``MAX_DRAIN_TURNS``).  Only after a read shorter than the
+        ``mergedReadTurns``).  Only after a read shorter than the
         transport's buffer (the kernel had nothing more), so a publisher
         that sends more than a buffer a turn is read on as it comes.  Only
         a TCP transport with an interval set: others never wait.
@@ -343,9 +341,16 @@ class RTMPServerProtocol(Protocol):
         """The media write has come (or the connection closes): the socket is read again, unless over its budget
         (or already closed: ``close`` calls this before it marks the connection closing)."""
         if self._reads_wait:
-            self._reads_wait = False
+            self._reads_wait, self._read_full = False, False
             if not self.over_budget and not self._closing:
                 self.transport.resumeProducing()
+
+    def took_full_read(self) -> bool:
+        """Whether a read since the last time this was asked filled the transport's buffer, so that the kernel may
+        hold more (the media write's drain asks once a turn).  Asking forgets it: a socket with nothing more
+        to read is not read at all, and must not look as if its last full read were a new one."""
+        full, self._read_full = self._read_full, False
+        return full
 
     def _write_queued(self):
         """Write what the core queued now, and look at the output budget."""
@@ -481,13 +486,14 @@ class TurnWrites:
     the writes then come a reactor turn later, once those reads are in, and
     a turn later again while one of them still fills the transport's buffer
     (Twisted reads 64 KB a turn; a keyframe or a fast stream can leave more
-    in the kernel), at most ``MAX_DRAIN_TURNS`` turns: beyond that the rest
-    goes with the next write.
+    in the kernel), at most ``drain_turns`` turns (``mergedReadTurns``):
+    beyond that the rest goes with the next write, and the limit is logged.
     """
 
-    def __init__(self, reactor, delay: float = 0):
+    def __init__(self, reactor, delay: float = 0, drain_turns: int = 16):
         self._reactor = reactor
         self._delay = delay
+        self._max_drain_turns = drain_turns
         #: The connections waiting (an ordered set); one dict for ever, so that each connection can hold it.
         self.pending = {}
         self._call = None
@@ -532,12 +538,18 @@ class TurnWrites:
     def _write_now(self):
         self._call = None
         if self._draining:
-            draining = [protocol for protocol in self._draining if protocol.read_full and not protocol._closing]
-            if draining and self._drain_turns < MAX_DRAIN_TURNS:
+            draining = [protocol for protocol in self._draining if protocol.took_full_read() and not protocol._closing]
+            if draining and self._drain_turns < self._max_drain_turns:
                 self._draining, self._drain_turns = draining, self._drain_turns + 1
                 self._call = self._reactor.callLater(0, self._write_now)
                 return
             self._draining = ()
+            for protocol in draining:
+                protocol.limit_log.hit("mergedReadTurns",
+                                       f"the players' media write waited {self._max_drain_turns} reads of a full "
+                                       f"buffer (mergedReadTurns) for a publisher sending faster than it is "
+                                       f"read: the rest goes with the next write, and may wait longer than "
+                                       f"mediaFlushInterval")
         waiting = list(self.pending)
         self.pending.clear()
         for protocol in waiting:
@@ -594,7 +606,7 @@ class RTMPServerFactory(Factory):
             return None
         media = self._media_writes.get(reactor)
         if media is None:
-            media = self._media_writes[reactor] = TurnWrites(reactor, interval)
+            media = self._media_writes[reactor] = TurnWrites(reactor, interval, self.config.merged_read_turns)
         return media
 
     def buildProtocol(self, addr):

@@ -14,7 +14,7 @@ from fmspy_gateway.rtmp.events import (ChunkSizeChanged, CommandReceived, Handsh
                                        PeerBandwidthSet, UserControlReceived, WindowAcknowledgementSizeChanged)
 from fmspy_gateway.rtmp.limits import Limits
 from fmspy_gateway.rtmp.messages import MessageType, UserControl
-from fmspy_gateway.server.protocol import CLOSE_LINGER, MAX_DRAIN_TURNS, RTMPServerFactory
+from fmspy_gateway.server.protocol import CLOSE_LINGER, RTMPServerFactory
 
 from .glue import connected, exchange
 
@@ -397,9 +397,9 @@ class MergedReadsTests(ConnectedOverTurns, SynchronousTestCase):
         self.assertEqual(media_written(player_client, player_transport), [7, 8, 9])
         self.assertEqual(transport.producerState, "paused")     # the short read: until the next interval
 
-    def test_the_write_waits_for_full_reads_a_bounded_number_of_turns(self):
-        publisher, transport, client, player, player_transport, player_client = self.publisher_and_player()
-        reads = iter(range(40))
+    def full_reads(self, publisher, transport, client, count=40):
+        """From now on every read fills the buffer, ``count`` of them: a publisher sending faster than it is read."""
+        reads = iter(range(count))
 
         def full_read():
             if next(reads, None) is not None:
@@ -407,13 +407,38 @@ class MergedReadsTests(ConnectedOverTurns, SynchronousTestCase):
                 publisher.dataReceived(self.audio_bytes(client, 1, 10))
                 self.turns.callLater(0, full_read)
 
-        transport.bufferSize = 1            # every read fills it: a publisher sending faster than it is read
+        transport.bufferSize = 1
         transport.on_read = full_read
-        self.turns.advance(self.interval)
-        self.assertEqual(transport.done[:MAX_DRAIN_TURNS + 3],
-                         ["read again"] + ["read"] * (MAX_DRAIN_TURNS + 1) + ["write"])
+
+    def test_the_write_waits_for_full_reads_a_bounded_number_of_turns_and_logs_the_limit(self):
+        publisher, transport, client, player, player_transport, player_client = self.publisher_and_player()
+        self.full_reads(publisher, transport, client)
+        turns = self.factory.config.merged_read_turns
+        self.assertEqual(turns, 16)
+        with self.assertLogs("fmspy_gateway.app.session", "WARNING") as logged:
+            self.turns.advance(self.interval)
+        self.assertEqual(transport.done[:turns + 3], ["read again"] + ["read"] * (turns + 1) + ["write"])
         self.assertEqual(media_written(player_client, player_transport), [7])
         self.assertEqual(transport.producerState, "producing")  # read on as it comes
+        [line] = logged.output
+        self.assertIn(f"{publisher.address}: the players' media write waited 16 reads", line)
+        self.assertIn("(mergedReadTurns)", line)
+
+    def test_the_bound_is_merged_read_turns(self):
+        config = dataclasses.replace(self.factory.config, merged_read_turns=3)
+        self.factory = RTMPServerFactory({"echotest": EchoApplication("echotest")}, config, reactor=self.clock)
+        publisher, transport, client, player, player_transport, player_client = self.publisher_and_player()
+        self.full_reads(publisher, transport, client)
+        with self.assertLogs("fmspy_gateway.app.session", "WARNING"):
+            self.turns.advance(self.interval)
+        self.assertEqual(transport.done[:6], ["read again", "read", "read", "read", "read", "write"])
+
+    def test_a_drain_within_the_bound_logs_nothing(self):
+        publisher, transport, client, player, player_transport, player_client = self.publisher_and_player()
+        self.full_reads(publisher, transport, client, count=3)
+        with self.assertNoLogs("fmspy_gateway.app.session", "WARNING"):
+            self.turns.advance(self.interval)
+        self.assertEqual(transport.done[:5], ["read again", "read", "read", "read", "write"])
 
     def test_a_publisher_paused_again_by_the_read_the_write_let_in_is_read_at_the_next_interval(self):
         protocol, transport, client = self.connected()
