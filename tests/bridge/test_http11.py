@@ -13,7 +13,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -235,6 +235,40 @@ class LeanPathTests(TestCase):
         yield self.failure_of(self.call(timeout=0.05), "timeout")
         yield lost
         self.assertEqual(self.client.outstanding, 0)
+
+    @inlineCallbacks
+    def test_calls_on_a_reused_connection_schedule_no_delayed_call(self):
+        # A call's timeout and its connection's idle timeout share one queue, which is never empty between
+        # calls: its one DelayedCall stays put instead of being cancelled and scheduled again on each call.
+        self.serve(lambda r: answer(result_for(r["message"]["id"], r["message"]["params"])))
+        yield self.call(0)          # the connection is made, and the queue's call armed
+        scheduled = []
+        real_call_later = reactor.callLater
+
+        def counting_call_later(delay, f, *args, **kwargs):
+            scheduled.append(f)
+            return real_call_later(delay, f, *args, **kwargs)
+
+        self.patch(reactor, "callLater", counting_call_later)
+        for n in range(1, 6):
+            self.assertEqual((yield self.call(n)), [n])
+        self.assertEqual(scheduled, [])
+
+    @inlineCallbacks
+    def test_a_client_on_another_clock_times_out_on_its_own_clock(self):
+        server = self.serve(lambda r: [])           # never answers
+        clock = Clock()
+        client = JSONRPCClient(make_http_client(reactor, pool=self.pool), clock)
+        d = client.call(self.url, "m", [], timeout=30)
+        for _ in range(int(WAIT / 0.01)):           # sent on the real reactor
+            if server.requests:
+                break
+            yield deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(len(server.requests), 1)
+        clock.advance(29.9)
+        self.assertFalse(d.called)
+        clock.advance(0.1)
+        yield self.failure_of(d, "timeout")
 
     # -- the pool --------------------------------------------------------------------------
 
