@@ -30,8 +30,9 @@ What it measures
     the same run, echo excepted (it has none), unless ``--skip-nginx``; the
     summary gives ours / nginx-rtmp for createStream, connect cycles and
     memory per idle connection.  Each phase also reads the machine's CPU:
-    when other processes took more than a quarter of a core, or a phase
-    measured under 0.2 CPU-s, the line says so and the summary gives no
+    when other processes took more than a quarter of a core, a phase
+    measured under 0.2 CPU-s, or the server was traced (strace, gdb: its
+    /proc status names a tracer), the line says so and the summary gives no
     verdict.
 
     ``--baseline`` runs the same measurement against a bare Twisted echo
@@ -86,7 +87,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _nginx import Nginx, find_nginx  # noqa: E402
 from _common import (HOST, S0_S1_S2, Child, begin_file_logging, command_chunks,  # noqa: E402
                      Profiler, connect_object, handshake_c0c1, raise_open_files_limit, read_cpu_seconds, read_rss_kb,
-                     read_system_cpu, script_args, short_path, start_fmspy_service, twisted_control,
+                     read_system_cpu, script_args, short_path, start_fmspy_service, tracer_of, twisted_control,
                      write_fmspy_config)
 
 APP = "echotest"
@@ -504,6 +505,7 @@ class Window:
         self.own = time.process_time()
         self.system = read_system_cpu()
         self.at = time.perf_counter()
+        self.traced = tracer_of(pid)
 
     def close(self, count) -> dict:
         cpu = read_cpu_seconds(self.pid) - self.cpu
@@ -513,7 +515,8 @@ class Window:
         machine = busy / max(total, 1) * os.cpu_count()          # cores busy on average
         others = max(machine - (cpu + own) / wall, 0.0)
         return {"count": count, "cpu": cpu, "per": cpu / max(count, 1), "wall": wall, "others": others,
-                "busy": others > BUSY_CORES, "short": cpu < MIN_CPU}
+                "busy": others > BUSY_CORES, "short": cpu < MIN_CPU,
+                "traced": bool(self.traced or tracer_of(self.pid))}
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -685,6 +688,8 @@ async def measure_peer(args, server):
 def busy_note(window) -> str:
     if window["busy"]:
         return f"  (BUSY MACHINE: other work took {window['others']:.2f} cores; not a figure)"
+    if window.get("traced"):
+        return "  (TRACED: the server was traced (strace, gdb) during the phase; not a figure)"
     if window.get("short"):
         return f"  (under {MIN_CPU:g} CPU-s measured, in 10 ms ticks: not a figure; raise the count)"
     return ""
@@ -702,11 +707,12 @@ def print_summary(results):
     busy = False
     for label, key, field, scale, unit in rows:
         a, b = ours[key], theirs[key]
-        busy = busy or a["busy"] or b["busy"] or a.get("short") or b.get("short")
+        busy = busy or any(w["busy"] or w.get("short") or w.get("traced") for w in (a, b))
         print(f"  {label:<48} ours {a[field] * scale:8.1f} {unit}  nginx-rtmp {b[field] * scale:8.1f} {unit}"
               f"  ratio {a[field] / b[field] if b[field] else float('inf'):.2f}x")
     if busy:
-        print("  BUSY MACHINE or too short a phase (see above): no verdict; run again on a quiet machine")
+        print("  BUSY MACHINE, a traced server or too short a phase (see above): no verdict; run again on a quiet"
+              " machine")
     else:
         met = [ours[k][f] <= theirs[k][f] for _, k, f, _, _ in rows]
         print(f"  issue 14's targets (at most nginx-rtmp's figure): {sum(met)} of {len(met)} met")

@@ -36,7 +36,8 @@ What it measures
     first server alternating (ours first in odd rounds, nginx-rtmp in even
     ones), so that a machine drifting over the run favours neither.  Each
     round's ratio is printed; the verdict is over the quiet rounds (a round
-    that saw other work is left out): met only if met in every one, and
+    that saw other work, or in which a server or load process was traced by
+    strace or gdb, is left out): met only if met in every one, and
     said so when it was met in some of them only.  A ratio from one round is
     within the noise of the next (0.86-1.22x over one day's single runs at
     100 players), so comparisons close to 1 want several.
@@ -102,7 +103,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _nginx import Nginx, die_with_parent, find_nginx, stop_process  # noqa: E402
 from _common import (HOST, Child, begin_file_logging, package, process_alive,  # noqa: E402
                      raise_open_files_limit, read_cpu_seconds, read_rss_kb, read_system_cpu, read_user_system,
-                     say, script_args, start_fmspy_service, twisted_control, where, write_fmspy_config)
+                     say, script_args, start_fmspy_service, tracer_of, twisted_control, where,
+                     write_fmspy_config)
 
 APP = "live"
 STREAM = "bench"
@@ -600,7 +602,8 @@ def snapshot(pids: dict) -> dict:
         except OSError:
             cpu[name] = float("nan")
     return {"at": time.monotonic(), "cpu": cpu, "system": read_system_cpu(),
-            "server_split": read_user_system(pids["server"])}
+            "server_split": read_user_system(pids["server"]),
+            "traced": {name for name, pid in pids.items() if tracer_of(pid)}}
 
 
 async def run_case(server, players, args, source, source_rate, profile_path=None) -> dict:
@@ -678,6 +681,7 @@ async def run_case(server, players, args, source, source_rate, profile_path=None
         "cpu_server_system": after["server_split"][1] - before["server_split"][1],
         "cpu_load": sum(v for k, v in cpu.items() if k.startswith("load")), "load_procs": len(loads),
         "machine_busy": busy * os.cpu_count(),
+        "traced": sorted(before["traced"] | after["traced"]),
         "bytes": sum(row[1] for row in per_player),
         "kbps": sorted(row[1] * 8 / r["seconds"] / 1000 for r in reports for row in r["players"]),
         "max_gap": max(row[2] for row in per_player),
@@ -725,6 +729,9 @@ def print_case(r, source):
     print(f"  machine CPU:         {r['machine_busy'] * 100:.0f}% of {os.cpu_count() * 100}% busy;"
           f" other processes and the kernel {others * 100:.0f}%"
           + ("  (BUSY MACHINE: figures disturbed by other work)" if others > BUSY_CORES else ""))
+    if r["traced"]:
+        print(f"  TRACED:              {', '.join(r['traced'])} (strace, gdb: ptrace) during the window;"
+              f" figures disturbed")
     for s in r["samples"]:
         secs = s["seconds"]
         overhead = (s["socket"] / s["payload"] - 1) * 100 if s["payload"] else float("nan")
@@ -743,6 +750,15 @@ def other_work(r) -> float:
     """Cores other processes (and the kernel for them) kept busy during the window of case ``r``."""
     ours = (r["cpu_server"] + r["cpu_load"] + r["cpu_publisher"]) / r["wall"]
     return max(r["machine_busy"] - ours, 0)
+
+
+def disturbance(*cases) -> str:
+    """Why a round's figures are not figures ("" if they are): other work on the machine, or a traced process."""
+    if max(other_work(r) for r in cases) > BUSY_CORES:
+        return "BUSY MACHINE"
+    if any(r["traced"] for r in cases):
+        return "TRACED"
+    return ""
 
 
 def flush_setting(interval: float) -> str:
@@ -771,12 +787,12 @@ def print_summary(results, nginx_setup, source, media_flush_interval=0.0):
             if not (ours and theirs):
                 continue
             ratio = ours["cpu_per_gbit"] / theirs["cpu_per_gbit"]
-            busy = max(other_work(ours), other_work(theirs)) > BUSY_CORES
-            if not busy:
+            disturbed = disturbance(ours, theirs)
+            if not disturbed:
                 ratios.append(ratio)
             print(f"    round {round_number}: ours / nginx-rtmp = {ratio:.2f}x CPU per Gbit,"
                   f" {ours['rss_end_kb'] / theirs['rss_end_kb']:.1f}x RSS"
-                  + ("  (BUSY MACHINE: left out of the verdict)" if busy else ""))
+                  + (f"  ({disturbed}: left out of the verdict)" if disturbed else ""))
         print(f"    {verdict(ratios)}")
     if nginx_setup.get("skip"):
         print(f"  nginx-rtmp comparison skipped: {nginx_setup['skip']}")
@@ -787,7 +803,8 @@ def print_summary(results, nginx_setup, source, media_flush_interval=0.0):
 def verdict(ratios) -> str:
     """Issue 14's target over the quiet rounds: met only if met in every one of them."""
     if not ratios:
-        return "no verdict: no round on a quiet machine with both servers; run again on a quiet one"
+        return ("no verdict: no round with both servers on a quiet machine, with no process traced; run again on a "
+                "quiet one")
     spread = f"{min(ratios):.2f}-{max(ratios):.2f}x over {len(ratios)} quiet round(s), median {statistics.median(ratios):.2f}x"
     met = sum(1 for ratio in ratios if ratio <= 1)
     if met == len(ratios):
