@@ -75,7 +75,8 @@ def tracer_of(pid: int) -> int:
 
     A tracer's cost lands on the traced process itself, where the machine's
     busy check cannot see it: strace on nginx-rtmp once made it measure 0.81
-    CPU-s per Gbit instead of some 0.14.  ``perf record`` does not ptrace and is not seen.
+    CPU-s per Gbit instead of some 0.14.  ``perf record`` does not ptrace and is not seen.  The scripts
+    ask as a window opens and as it closes: a tracer that came and went between is not seen either.
     """
     try:
         return int(_status_field(pid, "TracerPid"))

@@ -31,8 +31,8 @@ What it measures
     summary gives ours / nginx-rtmp for createStream, connect cycles and
     memory per idle connection.  Each phase also reads the machine's CPU:
     when other processes took more than a quarter of a core, a phase
-    measured under 0.2 CPU-s, or the server was traced (strace, gdb: its
-    /proc status names a tracer), the line says so and the summary gives no
+    measured under 0.2 CPU-s, or the server was traced as it began or
+    ended (strace, gdb: its /proc status names a tracer), the line says so and the summary gives no
     verdict.
 
     ``--baseline`` runs the same measurement against a bare Twisted echo
@@ -689,7 +689,7 @@ def busy_note(window) -> str:
     if window["busy"]:
         return f"  (BUSY MACHINE: other work took {window['others']:.2f} cores; not a figure)"
     if window.get("traced"):
-        return "  (TRACED: the server was traced (strace, gdb) during the phase; not a figure)"
+        return "  (TRACED: the server was traced (strace, gdb) as the phase began or ended; not a figure)"
     if window.get("short"):
         return f"  (under {MIN_CPU:g} CPU-s measured, in 10 ms ticks: not a figure; raise the count)"
     return ""

@@ -36,8 +36,8 @@ What it measures
     first server alternating (ours first in odd rounds, nginx-rtmp in even
     ones), so that a machine drifting over the run favours neither.  Each
     round's ratio is printed; the verdict is over the quiet rounds (a round
-    that saw other work, or in which a server or load process was traced by
-    strace or gdb, is left out): met only if met in every one, and
+    that saw other work, or in which a server, load or publisher process was
+    traced by strace or gdb when the window opened or closed, is left out): met only if met in every one, and
     said so when it was met in some of them only.  A ratio from one round is
     within the noise of the next (0.86-1.22x over one day's single runs at
     100 players), so comparisons close to 1 want several.
@@ -730,7 +730,7 @@ def print_case(r, source):
           f" other processes and the kernel {others * 100:.0f}%"
           + ("  (BUSY MACHINE: figures disturbed by other work)" if others > BUSY_CORES else ""))
     if r["traced"]:
-        print(f"  TRACED:              {', '.join(r['traced'])} (strace, gdb: ptrace) during the window;"
+        print(f"  TRACED:              {', '.join(r['traced'])} (strace, gdb: ptrace) as the window opened or closed;"
               f" figures disturbed")
     for s in r["samples"]:
         secs = s["seconds"]

@@ -1,10 +1,11 @@
 """bench/streaming.py's verdict over rounds: issue 14's fan-out target is met only if met in every quiet round
 (a round that saw other work, or a traced process, is not one)."""
-import ctypes
 import importlib.util
 import os
 import signal
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -49,16 +50,54 @@ def test_a_round_is_disturbed_by_other_work_or_a_traced_process(streaming):
 
 def test_tracer_of_names_the_ptrace_tracer(streaming):
     tracer_of = streaming.tracer_of         # bench/_common.py's
-    libc = ctypes.CDLL(None, use_errno=True)
+    # The child asks to be traced by its parent (PTRACE_TRACEME), then runs sleep: it stops at the exec,
+    # traced by this process.  Not through preexec_fn, which is unsafe once threads exist.
+    traceme = ("import ctypes, os; ctypes.CDLL(None).ptrace(0, 0, None, None); "
+               "os.execvp('sleep', ['sleep', '30'])")
     untraced = subprocess.Popen(["sleep", "30"])
-    traced = subprocess.Popen(["sleep", "30"], preexec_fn=lambda: libc.ptrace(0, 0, None, None))  # TRACEME
+    traced = subprocess.Popen([sys.executable, "-c", traceme])
     try:
         assert tracer_of(untraced.pid) == 0
-        tracer = tracer_of(traced.pid)
+        for _ in range(500):                # until it has asked (it is traced from then on)
+            tracer = tracer_of(traced.pid)
+            if tracer:
+                break
+            time.sleep(0.01)
         if tracer == 0:
             pytest.skip("this machine refuses PTRACE_TRACEME (seccomp or Yama): nothing to observe")
         assert tracer == os.getpid()
     finally:
-        for child in (untraced, traced):
-            child.send_signal(signal.SIGKILL)
-            child.wait()
+        untraced.kill()
+        untraced.wait()
+        # Popen would take the tracee's stop for its end (and not kill it): killed and reaped here.
+        os.kill(traced.pid, signal.SIGKILL)
+        while os.WIFSTOPPED(os.waitpid(traced.pid, 0)[1]):
+            pass
+        traced.returncode = -signal.SIGKILL
+
+
+@pytest.fixture(scope="module")
+def connections():
+    spec = importlib.util.spec_from_file_location("bench_connections", os.path.join(os.path.dirname(BENCH),
+                                                                                      "connections.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def window(traced=False):
+    """A phase of bench/connections.py as ``Window.close`` reports it: quiet, long enough."""
+    return {"count": 1000, "cpu": 1.0, "per": 0.001, "wall": 2.0, "others": 0.0, "busy": False, "short": False,
+            "traced": traced, "kb": 5.0}
+
+
+def test_a_traced_server_phase_is_no_figure_and_gives_no_verdict(connections, capsys):
+    assert connections.busy_note(window()) == ""
+    assert "TRACED" in connections.busy_note(window(traced=True))
+    quiet = {key: window() for key in ("createStream", "cycle", "idle")}
+    connections.print_summary({"fmspy-gateway": quiet, "nginx-rtmp": quiet})
+    assert "of 3 met" in capsys.readouterr().out
+    traced = dict(quiet, cycle=window(traced=True))
+    connections.print_summary({"fmspy-gateway": traced, "nginx-rtmp": quiet})
+    said = capsys.readouterr().out
+    assert "no verdict" in said and "met" not in said.split("no verdict")[1]

@@ -453,12 +453,11 @@ class LeanConnectionPool(HTTPConnectionPool):
         #: queue is never empty between calls and its DelayedCall stays put, where two queues would each
         #: empty, cancel their call and schedule a new one on every call (with one client: four of the
         #: reactor's heap operations per call, on the latency's path).
-        self.timeouts = TimeoutQueue(reactor)
-        self._clock = reactor
+        self.lean_timeouts = TimeoutQueue(reactor)
 
-    def timeouts_on(self, clock) -> Optional[TimeoutQueue]:
-        """``timeouts``, for others' timeouts on ``clock`` too, if that is what this pool runs on."""
-        return self.timeouts if clock is self._clock else None
+    def lean_timeouts_on(self, clock) -> Optional[TimeoutQueue]:
+        """``lean_timeouts``, for others' timeouts on ``clock`` too, if that is what this pool runs on."""
+        return self.lean_timeouts if clock is self._reactor else None     # HTTPConnectionPool's reactor
 
     def lean_request(self, key, endpoint, request: bytes, receiver):
         """Send ``request`` on an idle connection to ``key``, or a new one made with ``endpoint``.
@@ -472,7 +471,7 @@ class LeanConnectionPool(HTTPConnectionPool):
         if idle:
             # The longest idle first, as Twisted's pool does: every connection stays in use, none times out.
             connection = idle.pop(0)
-            self.timeouts.discard(connection)
+            self.lean_timeouts.discard(connection)
             connection.send(request, receiver)
             return connection
         return _Connecting(endpoint.connect(_LeanFactory(self, key, self.max_head_bytes)), request, receiver)
@@ -483,10 +482,10 @@ class LeanConnectionPool(HTTPConnectionPool):
             connection.abort()
             return
         idle.append(connection)
-        self.timeouts.add(connection, self.cachedConnectionTimeout, connection.abort)
+        self.lean_timeouts.add(connection, self.cachedConnectionTimeout, connection.abort)
 
     def lean_lost(self, key, connection: LeanConnection) -> None:
-        self.timeouts.discard(connection)
+        self.lean_timeouts.discard(connection)
         # An idle one leaves its idle list too (its idle timeout, just expired, may be what closed it).
         idle = self._lean_idle.get(key)
         if idle is not None:

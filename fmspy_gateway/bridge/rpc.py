@@ -736,7 +736,7 @@ class JSONRPCClient:
         self._lean: Optional[GatewayHTTPClient] = http if isinstance(http, GatewayHTTPClient) else None
         self._clock = clock
         #: Every outstanding exchange's timeout, on one DelayedCall (routes share a few timeouts): the lean
-        #: pool's, when it runs on ``clock`` (``LeanConnectionPool.timeouts`` says why).
+        #: pool's, when it runs on ``clock`` (``LeanConnectionPool.lean_timeouts`` says why).
         shared = self._lean.timeouts_on(clock) if self._lean is not None else None
         self._timeouts = shared if shared is not None else TimeoutQueue(clock)
         self.max_concurrent = max_concurrent
@@ -1051,7 +1051,7 @@ class GatewayHTTPClient(HTTPClient):
 
     def timeouts_on(self, clock) -> Optional[TimeoutQueue]:
         """The lean pool's timeout queue, for the JSON-RPC client's requests, if the pool runs on ``clock``."""
-        return self._lean_pool.timeouts_on(clock) if self._lean_pool is not None else None
+        return self._lean_pool.lean_timeouts_on(clock) if self._lean_pool is not None else None
 
     def post_body(self, url: bytes, body: bytes, fields: List[Tuple[bytes, bytes]], receiver):
         """POST ``body`` to ``url`` (already encoded, see :attr:`Endpoint.request_url`) with header ``fields``.

@@ -486,22 +486,24 @@ class TurnWrites:
     the writes then come a reactor turn later, once those reads are in, and
     a turn later again while one of them still fills the transport's buffer
     (Twisted reads 64 KB a turn; a keyframe or a fast stream can leave more
-    in the kernel), at most ``drain_turns`` turns (``mergedReadTurns``):
-    beyond that the rest goes with the next write, and the limit is logged.
+    in the kernel), for at most ``max_reads`` reads in all (``mergedReadTurns``;
+    1: the first only): beyond that the rest goes with the next write, and
+    the limit is logged.  Only media writes have readers.
     """
 
-    def __init__(self, reactor, delay: float = 0, drain_turns: int = 16):
+    def __init__(self, reactor, delay: float = 0, max_reads: int = 1):
         self._reactor = reactor
         self._delay = delay
-        self._max_drain_turns = drain_turns
+        self._max_reads = max_reads
         #: The connections waiting (an ordered set); one dict for ever, so that each connection can hold it.
         self.pending = {}
         self._call = None
         #: Connections not read until this call comes (an ordered set) ...
         self._readers = {}
-        #: ... and those it let read again, while the writes wait for what they had left in the kernel.
+        #: ... and those it let read again, while the writes wait for what they had left in the kernel,
+        #: and how many reads (turns) the writes have waited for so far.
         self._draining = ()
-        self._drain_turns = 0
+        self._reads_waited = 0
 
     def schedule(self):
         """Make sure the writes run at the end of this turn (or ``delay`` from now); connections add themselves
@@ -525,12 +527,14 @@ class TurnWrites:
 
     def _write(self):
         self._call = None
+        # Not a drain left from before: ``discard`` may have cancelled one's turn, with its last player.
+        self._draining, self._reads_waited = (), 0
         if self._readers:
             readers = list(self._readers)
             self._readers.clear()
             for protocol in readers:
                 protocol._read_again()
-            self._draining, self._drain_turns = readers, 0
+            self._draining, self._reads_waited = readers, 1
             self._call = self._reactor.callLater(0, self._write_now)      # after the reads these let in
         else:
             self._write_now()
@@ -539,17 +543,17 @@ class TurnWrites:
         self._call = None
         if self._draining:
             draining = [protocol for protocol in self._draining if protocol.took_full_read() and not protocol._closing]
-            if draining and self._drain_turns < self._max_drain_turns:
-                self._draining, self._drain_turns = draining, self._drain_turns + 1
+            if draining and self._reads_waited < self._max_reads:
+                self._draining, self._reads_waited = draining, self._reads_waited + 1
                 self._call = self._reactor.callLater(0, self._write_now)
                 return
             self._draining = ()
             for protocol in draining:
                 protocol.limit_log.hit("mergedReadTurns",
-                                       f"the players' media write waited {self._max_drain_turns} reads of a full "
-                                       f"buffer (mergedReadTurns) for a publisher sending faster than it is "
-                                       f"read: the rest goes with the next write, and may wait longer than "
-                                       f"mediaFlushInterval")
+                                       f"the players' media write waited for {self._max_reads} reads of a full "
+                                       f"buffer (mergedReadTurns) from a publisher with more in the kernel (a "
+                                       f"large keyframe, or more than that each interval): the rest goes with "
+                                       f"the next write, and may wait longer than mediaFlushInterval")
         waiting = list(self.pending)
         self.pending.clear()
         for protocol in waiting:

@@ -240,6 +240,7 @@ class LeanPathTests(TestCase):
     def test_calls_on_a_reused_connection_schedule_no_delayed_call(self):
         # A call's timeout and its connection's idle timeout share one queue, which is never empty between
         # calls: its one DelayedCall stays put instead of being cancelled and scheduled again on each call.
+        self.pool.cachedConnectionTimeout = WAIT * 2      # no idle timeout falls due meanwhile, however slow
         self.serve(lambda r: answer(result_for(r["message"]["id"], r["message"]["params"])))
         yield self.call(0)          # the connection is made, and the queue's call armed
         scheduled = []
@@ -259,6 +260,7 @@ class LeanPathTests(TestCase):
         server = self.serve(lambda r: [])           # never answers
         clock = Clock()
         client = JSONRPCClient(make_http_client(reactor, pool=self.pool), clock)
+        self.assertIsNot(client._timeouts, self.pool.lean_timeouts)
         d = client.call(self.url, "m", [], timeout=30)
         for _ in range(int(WAIT / 0.01)):           # sent on the real reactor
             if server.requests:
@@ -269,6 +271,26 @@ class LeanPathTests(TestCase):
         self.assertFalse(d.called)
         clock.advance(0.1)
         yield self.failure_of(d, "timeout")
+
+    @inlineCallbacks
+    def test_two_clients_on_one_pool_keep_their_own_requests(self):
+        # Each application has its own client; they share the pool, and with it its timeout queue.
+        held = []
+
+        def script(request):
+            held.append(request)
+            return [] if request["message"]["params"] == ["held"] else answer(result_for(
+                request["message"]["id"], request["message"]["params"]))
+
+        self.serve(script)
+        other = JSONRPCClient(make_http_client(reactor, pool=self.pool), reactor)
+        self.assertIs(other._timeouts, self.client._timeouts)
+        waiting = other.call(self.url, "m", ["held"], timeout=WAIT)
+        self.assertEqual((yield self.call("first")), ["first"])
+        other.close()                               # fails its own request only
+        yield self.failure_of(waiting, "cancelled")
+        self.assertEqual((yield self.call("second")), ["second"])
+        self.assertEqual((other.outstanding, self.client.outstanding), (0, 0))
 
     # -- the pool --------------------------------------------------------------------------
 

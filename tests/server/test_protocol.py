@@ -417,21 +417,60 @@ class MergedReadsTests(ConnectedOverTurns, SynchronousTestCase):
         self.assertEqual(turns, 16)
         with self.assertLogs("fmspy_gateway.app.session", "WARNING") as logged:
             self.turns.advance(self.interval)
-        self.assertEqual(transport.done[:turns + 3], ["read again"] + ["read"] * (turns + 1) + ["write"])
+        self.assertEqual(transport.done[:turns + 2], ["read again"] + ["read"] * turns + ["write"])
         self.assertEqual(media_written(player_client, player_transport), [7])
         self.assertEqual(transport.producerState, "producing")  # read on as it comes
         [line] = logged.output
-        self.assertIn(f"{publisher.address}: the players' media write waited 16 reads", line)
+        self.assertIn(f"{publisher.address}: the players' media write waited for 16 reads", line)
         self.assertIn("(mergedReadTurns)", line)
 
-    def test_the_bound_is_merged_read_turns(self):
-        config = dataclasses.replace(self.factory.config, merged_read_turns=3)
+    def drained_with(self, turns):
+        """What a publisher that always fills the buffer sees of one media write, with ``mergedReadTurns``."""
+        config = dataclasses.replace(self.factory.config, merged_read_turns=turns)
         self.factory = RTMPServerFactory({"echotest": EchoApplication("echotest")}, config, reactor=self.clock)
         publisher, transport, client, player, player_transport, player_client = self.publisher_and_player()
         self.full_reads(publisher, transport, client)
         with self.assertLogs("fmspy_gateway.app.session", "WARNING"):
             self.turns.advance(self.interval)
-        self.assertEqual(transport.done[:6], ["read again", "read", "read", "read", "read", "write"])
+        return transport.done
+
+    def test_the_bound_is_merged_read_turns(self):
+        self.assertEqual(self.drained_with(3)[:5], ["read again", "read", "read", "read", "write"])
+
+    def test_one_read_is_the_first_only(self):
+        self.assertEqual(self.drained_with(1)[:3], ["read again", "read", "write"])
+
+    def test_a_drain_whose_turn_left_with_the_last_player_holds_no_later_write(self):
+        publisher, transport, client, player, player_transport, player_client = self.publisher_and_player()
+
+        def full_read():
+            if next(reads, None) is not None:
+                transport.done.append("read")
+                publisher.dataReceived(self.audio_bytes(client, 1, 10))
+                self.turns.callLater(0, full_read)
+
+        def first_read():
+            transport.on_read = None
+            full_read()
+            player.connectionLost(Failure(ConnectionDone()))   # the last one waiting: the drain's turn goes
+
+        transport.bufferSize = 1
+        transport.on_read = first_read
+        reads = iter(range(3))
+        self.turns.advance(self.interval)
+        self.assertEqual(transport.done, ["read again", "read", "read", "read"])
+        # Later the publisher reads on as fast as it can (never paused: every read fills the buffer), and a
+        # new player's media is due: it is written in its turn, not held as if the drain were still on.
+        reads = iter(range(40))
+        self.turns.callLater(self.interval, full_read)
+        other, other_transport, other_client = self.connected()
+        other_transport.done = transport.done
+        self.media_for(other, 3)
+        transport.done.clear()
+        with self.assertNoLogs("fmspy_gateway.app.session", "WARNING"):
+            self.turns.advance(self.interval)
+        self.assertEqual(transport.done[:2], ["read", "write"])
+        self.assertEqual(media_written(other_client, other_transport), [3])
 
     def test_a_drain_within_the_bound_logs_nothing(self):
         publisher, transport, client, player, player_transport, player_client = self.publisher_and_player()
