@@ -108,8 +108,8 @@ class RTMPConfig:
     #: A publisher's socket read once per ``mediaFlushInterval`` rather than as its media comes
     #: (``mergedReads``); its own commands' answers wait up to that long too.
     merged_reads: bool = False
-    #: Merged reads: reads of the transport's buffer (64 KB) per publisher that a media write waits for while
-    #: they fill it (``mergedReadTurns``); what is left beyond goes with the next write.
+    #: Merged reads: reads of the transport's buffer (64 KB) per publisher, the first included, that a media
+    #: write waits for while they fill it (``mergedReadTurns``); what is left beyond goes with the next write.
     merged_read_turns: int = 16
     #: Seconds from the end of the handshake to an accepted connect (``connectTimeout``).
     connect_timeout: float = 30.0
