@@ -96,6 +96,8 @@ class RTMPConfig:
     call_timeout: float = 30.0
     #: Streams one connection may create with createStream (``maxStreams``).
     max_streams: int = 256
+    #: Characters of a stream name in play or publish, its query excluded (``maxStreamNameLength``).
+    max_stream_name: int = 256
     #: Commands a client may send while its connect is still being decided (``maxQueuedCommands``).
     max_queued_commands: int = 32
     #: Bytes of each live stream kept since its latest keyframe, for players joining (``maxGopBytes``).
@@ -113,6 +115,10 @@ class RTMPConfig:
     merged_read_turns: int = 16
     #: Seconds from the end of the handshake to an accepted connect (``connectTimeout``).
     connect_timeout: float = 30.0
+    #: Seconds a connection the server closes may take to send what is queued and see the client go
+    #: (``closeLinger``); one that neither reads nor closes is cut then.  RTMPT sessions wait as long for
+    #: the poll that takes their last bytes.
+    close_linger: float = 2.0
     #: Bytes queued for one client that does not read, before the server stops reading its
     #: commands and, after ``slowPlayerTimeout`` over it, disconnects it (``maxOutgoingBytes``).
     max_outgoing_bytes: int = 16 * 1024 * 1024
@@ -765,6 +771,7 @@ def _rtmp_config(section: _Section) -> RTMPConfig:
         keepalive_timeout=get("keepAliveTimeout", _parse_seconds, _SECONDS, default.keepalive_timeout),
         call_timeout=get("callTimeout", _parse_seconds, _SECONDS, default.call_timeout),
         max_streams=get("maxStreams", _parse_positive_int, _POSITIVE, default.max_streams),
+        max_stream_name=get("maxStreamNameLength", _parse_positive_int, _POSITIVE, default.max_stream_name),
         max_queued_commands=get("maxQueuedCommands", _parse_positive_int, _POSITIVE, default.max_queued_commands),
         max_gop_bytes=get("maxGopBytes", _parse_buffer_size, _size_expected(None), default.max_gop_bytes),
         slow_player_timeout=get("slowPlayerTimeout", _parse_seconds, _SECONDS, default.slow_player_timeout),
@@ -774,6 +781,7 @@ def _rtmp_config(section: _Section) -> RTMPConfig:
         merged_read_turns=get("mergedReadTurns", _parse_merged_read_turns,
                               f"1 to {MAX_MERGED_READ_TURNS}", default.merged_read_turns),
         connect_timeout=get("connectTimeout", _parse_seconds, _SECONDS, default.connect_timeout),
+        close_linger=get("closeLinger", _parse_seconds, _SECONDS, default.close_linger),
         max_outgoing_bytes=get("maxOutgoingBytes", _parse_buffer_size, _size_expected(None),
                                default.max_outgoing_bytes),
         max_connections=get("maxConnections", _parse_count, _COUNT, default.max_connections),

@@ -284,7 +284,9 @@ def test_missing_rtmp_section_is_a_friendly_line(tmp_path):
     ("RTMP", "mediaFlushInterval", "-0.1"), ("RTMP", "mediaFlushInterval", "2"),
     ("RTMP", "mediaFlushInterval", "nan"), ("RTMP", "mediaFlushInterval", "soon"),
     ("RTMP", "mergedReads", "often"), ("RTMP", "mergedReadTurns", "0"), ("RTMP", "mergedReadTurns", "257"),
-    ("RTMP", "mergedReadTurns", "1.5"),
+    ("RTMP", "mergedReadTurns", "1.5"), ("RTMP", "maxStreamNameLength", "0"),
+    ("RTMP", "maxStreamNameLength", "long"), ("RTMP", "closeLinger", "0"), ("RTMP", "closeLinger", "-2"),
+    ("RTMP", "closeLinger", "never"),
     ("HTTP", "enabled", "maybe"), ("HTTP", "port", "http"), ("HTTP", "examples-enabled", "2"),
     ("EchoApplication", "enabled", "sure"), ("EchoApplication", "name", "a/b"),
     ("EchoApplication", "name", "two words"), ("EchoApplication", "name", "app?x=1"),
@@ -319,6 +321,13 @@ def test_merged_read_turns_are_16_by_default_and_1_to_256(tmp_path, value, turns
     assert RTMPConfig().merged_read_turns == 16
     path = write(tmp_path, f"[RTMP]\nmediaFlushInterval = 0.1\nmergedReads = yes\nmergedReadTurns = {value}\n")
     assert load_config(path).rtmp.merged_read_turns == turns
+
+
+def test_stream_name_length_and_close_linger_have_their_documented_defaults_and_can_be_set(tmp_path):
+    assert (RTMPConfig().max_stream_name, RTMPConfig().close_linger) == (256, 2.0)
+    path = write(tmp_path, "[RTMP]\nmaxStreamNameLength = 1024\ncloseLinger = 0.5\n")
+    rtmp = load_config(path).rtmp
+    assert (rtmp.max_stream_name, rtmp.close_linger) == (1024, 0.5)
 
 
 def test_port_message_matches_the_documented_shape(tmp_path):

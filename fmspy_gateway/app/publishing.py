@@ -108,7 +108,7 @@ class Publishing:
     # -- publish ------------------------------------------------------------------------------
 
     def publish(self, command):
-        from .stream_commands import MAX_STREAM_NAME, split_stream_name
+        from .stream_commands import split_stream_name
         commands = self.commands
         stream = commands.streams.get(command.stream_id)
         raw = commands.argument(command, 0, "")
@@ -119,7 +119,11 @@ class Publishing:
             commands.status(command.stream_id, NetStreamCode.PUBLISH_BAD_NAME,
                             "publish on a stream that was not created", "error")
             return
-        if not name or len(name) > MAX_STREAM_NAME:
+        if commands.name_too_long(name, "publish"):
+            commands.status(stream.stream_id, NetStreamCode.PUBLISH_BAD_NAME,
+                            f"Stream name longer than {commands.limits.max_stream_name} characters.", "error")
+            return
+        if not name:
             commands.status(stream.stream_id, NetStreamCode.PUBLISH_BAD_NAME, f"Invalid stream name {brief(raw)}.",
                             "error")
             return

@@ -29,7 +29,7 @@ from .replies import NetConnectionCode, NetStreamCode, connect_properties, error
 from .fileio import default_executor
 from .shared_objects import SessionSharedObjects
 from .states import Action, ConnectionEvent, ConnectionState, connection_action, next_connection_state
-from .stream_commands import StreamCommands
+from .stream_commands import StreamCommands, StreamLimits
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +201,8 @@ class Session(SessionOutput):
     """
 
     def __init__(self, applications: Mapping[str, Application], peer: Peer, clock=None,
-                 call_timeout: Optional[float] = 30.0, max_streams: int = 256, max_queued_commands: int = 32,
-                 executor=None):
+                 call_timeout: Optional[float] = 30.0, stream_limits: StreamLimits = StreamLimits(),
+                 max_queued_commands: int = 32, executor=None):
         super().__init__(peer)
         self.applications = applications
         self.application: Optional[Application] = None
@@ -216,7 +216,7 @@ class Session(SessionOutput):
         self.outgoing_calls = PendingCalls(clock, call_timeout, first_transaction_id=1)
         self._clock = clock
         self._limit_log: Optional[RateLimitedLog] = None
-        self._max_streams = max_streams
+        self._stream_limits = stream_limits
         #: Runs recording's and playback's file I/O: ``clock``'s thread pool when it is a reactor (app/fileio.py).
         self._executor = executor
         self._streams: Optional[StreamCommands] = None
@@ -255,7 +255,7 @@ class Session(SessionOutput):
         streams = self._streams
         if streams is None:
             executor = self._executor if self._executor is not None else default_executor(self._clock)
-            streams = self._streams = StreamCommands(self, self._max_streams, self._clock, executor)
+            streams = self._streams = StreamCommands(self, self._stream_limits, self._clock, executor)
         return streams
 
     @property

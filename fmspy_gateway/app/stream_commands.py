@@ -8,6 +8,7 @@ the stream to the one that does the work.  Each command gets the replies and
 onStatus codes Flash clients, ffmpeg and OBS wait for (``app/replies.py``).
 """
 import logging
+from dataclasses import dataclass
 from typing import Dict, Optional
 
 from twisted.internet.defer import maybeDeferred, succeed
@@ -25,8 +26,17 @@ from .states import IGNORE, STREAM_COMMANDS, Refuse, stream_state
 
 log = logging.getLogger(__name__)
 
-#: Longest stream name accepted (query string excluded).
-MAX_STREAM_NAME = 256
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """What one connection's NetStreams may ask for ([RTMP] in fmspy.cfg); one object shared by every session."""
+
+    #: Streams the connection may have open (``maxStreams``); createStream beyond is refused.
+    max_streams: int = 256
+    #: Characters of a stream name in play or publish, its query string excluded (``maxStreamNameLength``):
+    #: a name is kept with the stream, logged and sent back in status events.
+    max_stream_name: int = 256
 
 
 def split_stream_name(name) -> tuple:
@@ -64,10 +74,9 @@ class StreamCommands:
     (``app/fileio.py``); without one it runs synchronously.
     """
 
-    def __init__(self, session, max_streams: int, clock=None, executor=None):
+    def __init__(self, session, limits: StreamLimits, clock=None, executor=None):
         self.session = session
-        #: Streams the connection may have open (``maxStreams``); createStream beyond is refused.
-        self.max_streams = max_streams
+        self.limits = limits
         self.clock = clock
         self.executor = executor if executor is not None else SynchronousExecutor()
         self._next_stream_id = 1
@@ -126,10 +135,19 @@ class StreamCommands:
     def argument(command, index, default=None):
         return command.arguments[index] if len(command.arguments) > index else default
 
+    def name_too_long(self, name: str, command: str) -> bool:
+        """Whether ``name`` is over ``maxStreamNameLength``; if so, that is logged (rate-limited)."""
+        if len(name) <= self.limits.max_stream_name:
+            return False
+        self.session.limit_log.hit("maxStreamNameLength",
+                                   f"{command} refused: a stream name of {len(name)} characters, more than "
+                                   f"maxStreamNameLength ({self.limits.max_stream_name})")
+        return True
+
     # -- stream ids -------------------------------------------------------------------------
 
     def create_stream(self, command):
-        if len(self.streams) >= self.max_streams:
+        if len(self.streams) >= self.limits.max_streams:
             self.session.limit_log.hit("maxStreams", f"createStream refused: {len(self.streams)} streams open "
                                                      f"(maxStreams)")
             self.session.send_call_error(command, error(NetConnectionCode.CALL_FAILED, "Too many streams."))
@@ -192,7 +210,11 @@ class StreamCommands:
         # ms, as librtmp (rtmpdump --stop) sends it; negative (FMS's -1, or -1000): to the end.
         duration = int(duration) if is_finite(duration) and duration >= 0 else None
         reset = self.argument(command, 3, True) is not False
-        if stream is None or not name or len(name) > MAX_STREAM_NAME:
+        if self.name_too_long(name, "play"):
+            self.status(command.stream_id, NetStreamCode.PLAY_STREAM_NOT_FOUND,
+                        f"Stream name longer than {self.limits.max_stream_name} characters.", "error")
+            return
+        if stream is None or not name:
             self.status(command.stream_id, NetStreamCode.PLAY_STREAM_NOT_FOUND, f"Stream {brief(raw)} not found.",
                         "error")
             return

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from ..app.logs import RateLimitedLog
 from ..app.fileio import default_executor
 from ..app.session import Session
+from ..app.stream_commands import StreamLimits
 from ..rtmp.connection import Connection, Role
 from ..rtmp.errors import LimitExceeded, RemoteProtocolError
 from ..rtmp.events import (CommandReceived, DataReceived, HandshakeCompleted, MediaReceived, MessageIgnored,
@@ -32,8 +33,6 @@ log = Logger()
 #: through ``RateLimitedLog``.
 limit_log = logging.getLogger(__name__)
 
-#: Seconds a closing connection lingers (sending what is queued, dropping what arrives) before it is cut.
-CLOSE_LINGER = 2.0
 #: The core is fed at most this many bytes at a time, and a connection closed meanwhile is not fed the rest:
 #: a 64 KB read of one-byte junk messages is 32,000 messages, and parsing them all before looking at the
 #: first would cost every other client tens of milliseconds for a connection that is closed after 100.
@@ -59,7 +58,7 @@ class RTMPServerProtocol(Protocol):
         self.address = ""
         #: The one DelayedCall at the core's next deadline (rtmp/timers.py decides them all).
         self._deadline = Deadline(factory.reactor, self._on_timer)
-        #: The close linger (CLOSE_LINGER), once closing.
+        #: The close linger (``closeLinger``), once closing.
         self._timer = None
         self._closing = False
         #: 0 or 1 once a client completed the FP9 digest handshake with that scheme.
@@ -107,7 +106,7 @@ class RTMPServerProtocol(Protocol):
         self.connection = Connection(Role.SERVER, limits=config.limits, epoch=0, timeouts=factory.timeouts,
                                      now=reactor.seconds())
         self.session = Session(factory.applications, self, clock=reactor, call_timeout=config.call_timeout,
-                               max_streams=config.max_streams, max_queued_commands=config.max_queued_commands,
+                               stream_limits=factory.stream_limits, max_queued_commands=config.max_queued_commands,
                                executor=factory.executor)
         self._turn_writes = factory.turn_writes(getattr(self.transport, "reactor", None))
         if self._turn_writes is not None:
@@ -433,7 +432,15 @@ class RTMPServerProtocol(Protocol):
         self._deadline.cancel()
         # The peer's own close ends it sooner (its EOF reaches connectionLost); one that neither
         # closes nor reads (its socket full) would hold the connection forever: drop it then.
-        self._timer = self.factory.reactor.callLater(CLOSE_LINGER, self.transport.abortConnection)
+        self._timer = self.factory.reactor.callLater(self.factory.config.close_linger, self._linger_over)
+
+    def _linger_over(self):
+        """``closeLinger`` after ``close``, the client still there: cut, with what it did not read."""
+        self._timer = None
+        self.limit_log.hit("closeLinger", f"closed ({self.close_reason}), but the client neither read what was "
+                                          f"queued nor went within {self.factory.config.close_linger:g} s "
+                                          f"(closeLinger): cut")
+        self.transport.abortConnection()
 
     def abort(self, reason: str):
         """Drop the connection now, unsent data and all (a peer that stopped reading)."""
@@ -581,6 +588,8 @@ class RTMPServerFactory(Factory):
         self.timeouts = Timeouts(handshake_timeout=config.handshake_timeout, connect_timeout=config.connect_timeout,
                                  ping_interval=config.ping_interval, keepalive_timeout=config.keepalive_timeout)
         self.executor = default_executor(reactor)
+        #: Shared by every session: what one connection's NetStreams may ask for.
+        self.stream_limits = StreamLimits(max_streams=config.max_streams, max_stream_name=config.max_stream_name)
         self._all_closed = []
         #: Connections accepted since start, and the bytes of those already closed (server/ops.py).
         self.accepted = 0

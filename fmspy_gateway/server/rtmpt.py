@@ -39,8 +39,6 @@ CONTENT_TYPE = b"application/x-fcs"
 #: Red5's polling delay: after this many empty answers in a row it doubles, up to MAX_POLLING_DELAY.
 IDLE_ANSWERS_BEFORE_BACKOFF = 10
 MAX_POLLING_DELAY = 32
-#: Seconds a closing session waits for a poll to take its last bytes (a rejection, say).
-CLOSE_LINGER = 2.0
 #: The commands, as the first path segment.
 COMMANDS = (b"open", b"send", b"idle", b"close")
 
@@ -106,7 +104,16 @@ class RTMPTTransport:
         if not self._pending:
             self._finish(ConnectionDone("session closed by the server"))
             return
-        self._linger = self.sessions.reactor.callLater(CLOSE_LINGER, self.abortConnection)
+        # A closing session waits for a poll to take its last bytes (a rejection, say), as a TCP connection
+        # waits for its client to read them: ``closeLinger``.
+        self._linger = self.sessions.reactor.callLater(self.sessions.close_linger, self._linger_over)
+
+    def _linger_over(self) -> None:
+        self._linger = None
+        self.sessions.limit_log.hit("closeLinger", f"{self.address}: session {self.sid}: closed, but no poll took "
+                                                   f"its last {len(self._pending)} bytes within "
+                                                   f"{self.sessions.close_linger:g} s (closeLinger): dropped")
+        self.abortConnection()
 
     def abortConnection(self) -> None:
         self._finish(ConnectionLost("session dropped by the server"))
@@ -243,6 +250,7 @@ class RTMPTSessions:
         self.config = config
         self.reactor = reactor
         self.idle_timeout = rtmp_factory.config.keepalive_timeout
+        self.close_linger = rtmp_factory.config.close_linger
         self.sessions = {}
         self.per_address = {}
         self.limit_log = RateLimitedLog(log, clock=reactor, prefix="RTMPT: ")

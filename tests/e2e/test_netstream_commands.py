@@ -693,6 +693,41 @@ class MaxStreamsTests(NetStreamServer, TestCase):
         self.assertEqual((yield other.call("createStream")), 1)
 
 
+class MaxStreamNameLengthTests(NetStreamServer, TestCase):
+    timeout = 60
+    rtmp_config = RTMPConfig(max_stream_name=8)
+
+    def status_of(self, client, mark):
+        [info] = [e for e in client.since(mark) if isinstance(e, dict)]
+        return info["code"], info["description"]
+
+    @inlineCallbacks
+    def test_names_over_the_configured_length_are_refused_with_a_reason_and_logged_once(self):
+        publisher = yield self.client()
+        mark = publisher.mark()
+        _, answer = yield publisher.publish("ninechars")
+        self.assertEqual(self.status_of(publisher, mark),
+                         ("NetStream.Publish.BadName", "Stream name longer than 8 characters."))
+        # The query string is not part of the name: eight characters and a long query are fine.
+        _, answer = yield publisher.publish("eightchr?token=" + "t" * 100)
+        self.assertEqual(answer, "NetStream.Publish.Start")
+        self.assertIsNotNone(self.apps["live"].live.get("eightchr"))
+        player = yield self.client()
+        for _ in range(5):      # refused each time, logged once per interval
+            mark = player.mark()
+            yield player.play("ninechars")
+            self.assertEqual(self.status_of(player, mark),
+                             ("NetStream.Play.StreamNotFound", "Stream name longer than 8 characters."))
+        hits = [line for line in self.log.lines if "maxStreamNameLength" in line]
+        self.assertEqual(len(hits), 2, self.log.lines)      # the publisher's and the player's connection
+        self.assertTrue(any("publish refused: a stream name of 9 characters" in line for line in hits), hits)
+        self.assertTrue(any("play refused: a stream name of 9 characters" in line for line in hits), hits)
+        mark = player.mark()
+        yield player.play("eightchr")
+        self.assertEqual(player.codes(mark)[0], "NetStream.Play.Reset")
+        self.assertTrue(player.connected and publisher.connected)
+
+
 class MaxQueuedCommandsTests(NetStreamServer, TestCase):
     timeout = 60
     rtmp_config = RTMPConfig(max_queued_commands=3)

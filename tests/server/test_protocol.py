@@ -14,12 +14,12 @@ from fmspy_gateway.rtmp.events import (ChunkSizeChanged, CommandReceived, Handsh
                                        PeerBandwidthSet, UserControlReceived, WindowAcknowledgementSizeChanged)
 from fmspy_gateway.rtmp.limits import Limits
 from fmspy_gateway.rtmp.messages import MessageType, UserControl
-from fmspy_gateway.server.protocol import CLOSE_LINGER, RTMPServerFactory
+from fmspy_gateway.server.protocol import RTMPServerFactory
 
 from .glue import connected, exchange
 
 # connectTimeout is long here so that the timer tests of a connection that never connects see only their timer.
-CONFIG = RTMPConfig(handshake_timeout=5, ping_interval=10, keepalive_timeout=25, connect_timeout=100)
+CONFIG = RTMPConfig(handshake_timeout=5, ping_interval=10, keepalive_timeout=25, connect_timeout=100, close_linger=3)
 
 
 class ServerGlueTests(SynchronousTestCase):
@@ -159,20 +159,35 @@ class HalfClosingTransport(StringTransport):
 
 
 class ClosingTests(SynchronousTestCase):
-    def test_close_shuts_writing_first_then_cuts_a_peer_that_never_goes(self):
+    def closed_by_the_server(self):
+        """A connection on a half-closing transport that the server has just closed, and its clock."""
         clock = Clock()
-        factory = RTMPServerFactory({}, CONFIG, reactor=clock)
-        protocol = factory.buildProtocol(None)
+        protocol = RTMPServerFactory({}, CONFIG, reactor=clock).buildProtocol(None)
         transport = HalfClosingTransport()
         protocol.makeConnection(transport)
         protocol.close("test")
+        return protocol, transport, clock
+
+    def test_close_shuts_writing_first_then_cuts_a_peer_that_never_goes(self):
+        protocol, transport, clock = self.closed_by_the_server()
         self.assertTrue(transport.write_closed)
         self.assertFalse(transport.aborted)
         protocol.dataReceived(b"late bytes are read and dropped")
-        clock.advance(CLOSE_LINGER - 0.1)
+        clock.advance(CONFIG.close_linger - 0.1)
         self.assertFalse(transport.aborted)
-        clock.advance(0.2)
+        with self.assertLogs("fmspy_gateway", "WARNING") as logged:
+            clock.advance(0.2)
         self.assertTrue(transport.aborted)
+        [line] = logged.output
+        self.assertIn("closed (test), but the client neither read what was queued nor went within 3 s "
+                      "(closeLinger): cut", line)
+
+    def test_a_peer_that_goes_within_the_linger_is_not_cut(self):
+        protocol, transport, clock = self.closed_by_the_server()
+        protocol.connectionLost(Failure(ConnectionDone()))
+        clock.advance(CONFIG.close_linger + 1)
+        self.assertFalse(transport.aborted)
+        self.assertEqual(clock.getDelayedCalls(), [])
 
 
 class CountingTransport(StringTransport):

@@ -13,9 +13,9 @@ from fmspy_gateway.config import RTMPConfig, RTMPTConfig
 from fmspy_gateway.rtmp.connection import Connection, Role, State
 from fmspy_gateway.rtmp.events import CommandReceived
 from fmspy_gateway.server.protocol import RTMPServerFactory
-from fmspy_gateway.server.rtmpt import CLOSE_LINGER, RTMPTSessions, mount
+from fmspy_gateway.server.rtmpt import RTMPTSessions, mount
 
-RTMP = RTMPConfig(handshake_timeout=30.0, ping_interval=60.0, keepalive_timeout=180.0)
+RTMP = RTMPConfig(handshake_timeout=30.0, ping_interval=60.0, keepalive_timeout=180.0, close_linger=5.0)
 
 
 class RTMPTTests(SynchronousTestCase):
@@ -139,7 +139,7 @@ class RTMPTTests(SynchronousTestCase):
         # Pings go unanswered (nobody polls): the session goes at keepAliveTimeout whatever else happens.
         self.clock.advance(RTMP.keepalive_timeout - 1)
         self.assertIn(sid, self.sessions.sessions)
-        self.clock.advance(CLOSE_LINGER + 2)
+        self.clock.advance(RTMP.close_linger + 2)
         self.assertEqual(self.sessions.sessions, {})
         self.clock.advance(0)                  # connectionLost comes in the next turn, as over TCP
         self.assertEqual(self.factory.connections, set())
@@ -199,18 +199,24 @@ class RTMPTTests(SynchronousTestCase):
         self.assertEqual(body, b"\x00bye")
         self.assertEqual(self.sessions.sessions, {})
 
-    def test_closing_session_not_polled_goes_after_the_linger(self):
+    def test_closing_session_not_polled_goes_after_the_linger_and_says_so(self):
         sid, client, exchange = self.connected_client()
         [protocol] = self.factory.connections
         protocol.transport.write(b"unread")
         protocol.close("test")
-        self.clock.advance(CLOSE_LINGER + 0.1)
+        self.clock.advance(RTMP.close_linger - 0.1)          # the configured closeLinger, not a default
+        self.assertIn(sid, self.sessions.sessions)
+        with self.assertLogs("fmspy_gateway.server.rtmpt", "WARNING") as logged:
+            self.clock.advance(0.2)
         self.assertEqual(self.sessions.sessions, {})
+        [line] = logged.output
+        self.assertIn(f"session {sid}: closed, but no poll took its last", line)
+        self.assertIn("within 5 s (closeLinger)", line)
 
     def test_graceful_stop_closes_rtmpt_sessions(self):
         self.open()
         d = self.factory.close_all()
-        self.clock.advance(CLOSE_LINGER + 0.1)
+        self.clock.advance(RTMP.close_linger + 0.1)
         self.successResultOf(d)
         self.assertEqual(self.sessions.sessions, {})
 
