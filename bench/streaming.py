@@ -774,17 +774,17 @@ def flush_setting(interval: float) -> str:
 
 def print_summary(results, nginx_setup, source, media_flush_interval=0.0):
     print("\n== summary (CPU-s per Gbit delivered; lower is better)")
-    # "players": the load processes' CPU per Gbit they received. Not part of the verdict, but beside it
+    # "load": the load processes' CPU per Gbit they received. Not part of the verdict, but beside it
     # because on loopback how a server cuts its sends moves kernel work to the readers: nginx-rtmp sends
     # each chunk on its own, and the same players reading from it spend more than reading from us.
     print(f"  {'players':>7}  {'round':>5}  {'server':<14} {'CPU-s/Gbit':>10} {'CPU %':>6} {'Mbit/s out':>10}"
-          f" {'min/med kbit/s':>15} {'<90%':>5} {'RSS MB':>7} {'players CPU-s/Gbit':>18}")
+          f" {'min/med kbit/s':>15} {'<90%':>5} {'RSS MB':>7} {'load CPU-s/Gbit':>15}")
     for r in results:
         print(f"  {r['players']:>7}  {r['round']:>5}  {r['server']:<14} {r['cpu_per_gbit']:>10.3f}"
               f" {r['cpu_server'] / r['wall'] * 100:>5.0f}% {r['gbit'] / r['window'] * 1000:>10.0f}"
               f" {r['kbps'][0]:>7.0f}/{statistics.median(r['kbps']):<7.0f}"
               f" {sum(1 for k in r['kbps'] if k < BELOW * source['kbps']):>5} {r['rss_end_kb'] / 1024:>7.1f}"
-              f" {r['cpu_load'] / max(r['gbit'], 1e-9):>18.3f}")
+              f" {r['cpu_load'] / r['gbit'] if r['gbit'] else float('inf'):>15.3f}")
     setting = flush_setting(media_flush_interval).split(' (')[0]
     for players in sorted({r["players"] for r in results}):
         print(f"  {players} players, ours with {setting}:")

@@ -29,6 +29,7 @@ import ast
 import configparser
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -97,7 +98,7 @@ class RTMPConfig:
     #: Streams one connection may create with createStream (``maxStreams``).
     max_streams: int = 256
     #: Characters of a stream name in play or publish, its query excluded (``maxStreamNameLength``).
-    max_stream_name: int = 256
+    max_stream_name_length: int = 256
     #: Commands a client may send while its connect is still being decided (``maxQueuedCommands``).
     max_queued_commands: int = 32
     #: Bytes of each live stream kept since its latest keyframe, for players joining (``maxGopBytes``).
@@ -116,8 +117,8 @@ class RTMPConfig:
     #: Seconds from the end of the handshake to an accepted connect (``connectTimeout``).
     connect_timeout: float = 30.0
     #: Seconds a connection the server closes may take to send what is queued and see the client go
-    #: (``closeLinger``); one that neither reads nor closes is cut then.  RTMPT sessions wait as long for
-    #: the poll that takes their last bytes.
+    #: (``closeLinger``); a client still connected then is cut.  RTMPT sessions wait as long for the poll
+    #: that takes their last bytes.
     close_linger: float = 2.0
     #: Bytes queued for one client that does not read, before the server stops reading its
     #: commands and, after ``slowPlayerTimeout`` over it, disconnects it (``maxOutgoingBytes``).
@@ -511,7 +512,10 @@ def with_overrides(config: Config, *, rtmp_port: Union[int, str, None] = None,
 
 _PORT = "an integer port 0-65535"
 _BOOL = "yes or no (or true/false, on/off, 1/0)"
-_SECONDS = "a positive number of seconds"
+#: The longest time any option may name: Twisted waits for its next timer with epoll, which refuses a wait of
+#: more than 2**31 ms (24.8 days), so a timer further off, once the nearest, would stop the reactor's loop.
+MAX_SECONDS = 24 * 24 * 3600
+_SECONDS = f"a positive number of seconds (at most {MAX_SECONDS})"
 #: The longest ``mediaFlushInterval``: beyond a second the wait is a player's buffer, not a merged write.
 MAX_MEDIA_FLUSH_INTERVAL = 1.0
 #: ``mergedReadTurns`` at most: 256 reads of 64 KB, 16 MB per publisher per interval, the players' write waiting.
@@ -546,7 +550,10 @@ def _parse_int(text: str, minimum: Optional[int] = None, maximum: Optional[int] 
 def _parse_float(text: str, minimum: Optional[float] = None, maximum: Optional[float] = None) -> float:
     if not _FLOAT_RE.fullmatch(text):
         raise ValueError(text)
-    return _in_range(float(text), minimum, maximum)
+    value = float(text)
+    if not math.isfinite(value):        # "1e400": digits only, but not a number a timer can wait for
+        raise ValueError(text)
+    return _in_range(value, minimum, maximum)
 
 
 def _parse_bool(text: str) -> bool:
@@ -570,7 +577,7 @@ def _parse_count(text: str) -> int:
 
 def _parse_seconds(text: str) -> float:
     seconds = _parse_float(text)
-    if seconds <= 0:
+    if not 0 < seconds <= MAX_SECONDS:
         raise ValueError(text)
     return seconds
 
@@ -771,7 +778,7 @@ def _rtmp_config(section: _Section) -> RTMPConfig:
         keepalive_timeout=get("keepAliveTimeout", _parse_seconds, _SECONDS, default.keepalive_timeout),
         call_timeout=get("callTimeout", _parse_seconds, _SECONDS, default.call_timeout),
         max_streams=get("maxStreams", _parse_positive_int, _POSITIVE, default.max_streams),
-        max_stream_name=get("maxStreamNameLength", _parse_positive_int, _POSITIVE, default.max_stream_name),
+        max_stream_name_length=get("maxStreamNameLength", _parse_positive_int, _POSITIVE, default.max_stream_name_length),
         max_queued_commands=get("maxQueuedCommands", _parse_positive_int, _POSITIVE, default.max_queued_commands),
         max_gop_bytes=get("maxGopBytes", _parse_buffer_size, _size_expected(None), default.max_gop_bytes),
         slow_player_timeout=get("slowPlayerTimeout", _parse_seconds, _SECONDS, default.slow_player_timeout),

@@ -286,7 +286,7 @@ def test_missing_rtmp_section_is_a_friendly_line(tmp_path):
     ("RTMP", "mergedReads", "often"), ("RTMP", "mergedReadTurns", "0"), ("RTMP", "mergedReadTurns", "257"),
     ("RTMP", "mergedReadTurns", "1.5"), ("RTMP", "maxStreamNameLength", "0"),
     ("RTMP", "maxStreamNameLength", "long"), ("RTMP", "closeLinger", "0"), ("RTMP", "closeLinger", "-2"),
-    ("RTMP", "closeLinger", "never"),
+    ("RTMP", "closeLinger", "never"), ("RTMP", "closeLinger", "1e400"), ("RTMP", "keepAliveTimeout", "3e6"),
     ("HTTP", "enabled", "maybe"), ("HTTP", "port", "http"), ("HTTP", "examples-enabled", "2"),
     ("EchoApplication", "enabled", "sure"), ("EchoApplication", "name", "a/b"),
     ("EchoApplication", "name", "two words"), ("EchoApplication", "name", "app?x=1"),
@@ -324,10 +324,10 @@ def test_merged_read_turns_are_16_by_default_and_1_to_256(tmp_path, value, turns
 
 
 def test_stream_name_length_and_close_linger_have_their_documented_defaults_and_can_be_set(tmp_path):
-    assert (RTMPConfig().max_stream_name, RTMPConfig().close_linger) == (256, 2.0)
+    assert (RTMPConfig().max_stream_name_length, RTMPConfig().close_linger) == (256, 2.0)
     path = write(tmp_path, "[RTMP]\nmaxStreamNameLength = 1024\ncloseLinger = 0.5\n")
     rtmp = load_config(path).rtmp
-    assert (rtmp.max_stream_name, rtmp.close_linger) == (1024, 0.5)
+    assert (rtmp.max_stream_name_length, rtmp.close_linger) == (1024, 0.5)
 
 
 def test_port_message_matches_the_documented_shape(tmp_path):

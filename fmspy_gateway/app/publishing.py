@@ -121,7 +121,7 @@ class Publishing:
             return
         if commands.name_too_long(name, "publish"):
             commands.status(stream.stream_id, NetStreamCode.PUBLISH_BAD_NAME,
-                            f"Stream name longer than {commands.limits.max_stream_name} characters.", "error")
+                            f"Stream name longer than {commands.limits.max_stream_name_length} characters.", "error")
             return
         if not name:
             commands.status(stream.stream_id, NetStreamCode.PUBLISH_BAD_NAME, f"Invalid stream name {brief(raw)}.",

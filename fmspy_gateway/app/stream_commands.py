@@ -13,6 +13,7 @@ from typing import Dict, Optional
 
 from twisted.internet.defer import maybeDeferred, succeed
 
+from ..config import RTMPConfig
 from ..rtmp.budget import brief, brief_name
 from ..rtmp.events import CommandReceived
 from .application import StreamRejected
@@ -27,16 +28,18 @@ from .states import IGNORE, STREAM_COMMANDS, Refuse, stream_state
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class StreamLimits:
-    """What one connection's NetStreams may ask for ([RTMP] in fmspy.cfg); one object shared by every session."""
+    """What one connection's NetStreams may ask for; one object shared by every session of a server.
+
+    Its defaults are [RTMP]'s (``RTMPConfig``), the one owner of the documented values.
+    """
 
     #: Streams the connection may have open (``maxStreams``); createStream beyond is refused.
-    max_streams: int = 256
+    max_streams: int = RTMPConfig.max_streams
     #: Characters of a stream name in play or publish, its query string excluded (``maxStreamNameLength``):
     #: a name is kept with the stream, logged and sent back in status events.
-    max_stream_name: int = 256
+    max_stream_name_length: int = RTMPConfig.max_stream_name_length
 
 
 def split_stream_name(name) -> tuple:
@@ -76,6 +79,7 @@ class StreamCommands:
 
     def __init__(self, session, limits: StreamLimits, clock=None, executor=None):
         self.session = session
+        #: ``maxStreams`` and ``maxStreamNameLength`` (the server's one ``StreamLimits``).
         self.limits = limits
         self.clock = clock
         self.executor = executor if executor is not None else SynchronousExecutor()
@@ -137,11 +141,11 @@ class StreamCommands:
 
     def name_too_long(self, name: str, command: str) -> bool:
         """Whether ``name`` is over ``maxStreamNameLength``; if so, that is logged (rate-limited)."""
-        if len(name) <= self.limits.max_stream_name:
+        if len(name) <= self.limits.max_stream_name_length:
             return False
         self.session.limit_log.hit("maxStreamNameLength",
                                    f"{command} refused: a stream name of {len(name)} characters, more than "
-                                   f"maxStreamNameLength ({self.limits.max_stream_name})")
+                                   f"maxStreamNameLength ({self.limits.max_stream_name_length})")
         return True
 
     # -- stream ids -------------------------------------------------------------------------
@@ -210,9 +214,10 @@ class StreamCommands:
         # ms, as librtmp (rtmpdump --stop) sends it; negative (FMS's -1, or -1000): to the end.
         duration = int(duration) if is_finite(duration) and duration >= 0 else None
         reset = self.argument(command, 3, True) is not False
-        if self.name_too_long(name, "play"):
+        # In publish's order (app/publishing.py): no stream, then too long a name, then none.
+        if stream is not None and self.name_too_long(name, "play"):
             self.status(command.stream_id, NetStreamCode.PLAY_STREAM_NOT_FOUND,
-                        f"Stream name longer than {self.limits.max_stream_name} characters.", "error")
+                        f"Stream name longer than {self.limits.max_stream_name_length} characters.", "error")
             return
         if stream is None or not name:
             self.status(command.stream_id, NetStreamCode.PLAY_STREAM_NOT_FOUND, f"Stream {brief(raw)} not found.",

@@ -435,11 +435,16 @@ class RTMPServerProtocol(Protocol):
         self._timer = self.factory.reactor.callLater(self.factory.config.close_linger, self._linger_over)
 
     def _linger_over(self):
-        """``closeLinger`` after ``close``, the client still there: cut, with what it did not read."""
+        """``closeLinger`` after ``close``, the client still there: cut, with what it did not read.
+
+        Logged on the server's log, not the connection's: each connection
+        lingers once, and a flood of clients closed and not going (each
+        refused at ``connectTimeout``, say) is then one line per interval.
+        """
         self._timer = None
-        self.limit_log.hit("closeLinger", f"closed ({self.close_reason}), but the client neither read what was "
-                                          f"queued nor went within {self.factory.config.close_linger:g} s "
-                                          f"(closeLinger): cut")
+        self.factory.lingers.hit("closeLinger", f"{self.address}: closed ({self.close_reason}), but the client did "
+                                                f"not go within {self.factory.config.close_linger:g} s (closeLinger), "
+                                                f"{self.queued_bytes} bytes unsent: cut")
         self.transport.abortConnection()
 
     def abort(self, reason: str):
@@ -584,12 +589,15 @@ class RTMPServerFactory(Factory):
         self.per_address = {}
         #: Refused connections: a flood of them is one log line per interval, with a count.
         self.refusals = RateLimitedLog(limit_log, clock=reactor)
+        #: Closed connections cut at ``closeLinger``: likewise.
+        self.lingers = RateLimitedLog(limit_log, clock=reactor)
         #: Shared by every connection: the core's deadlines (rtmp/timers.py) and where file I/O runs.
         self.timeouts = Timeouts(handshake_timeout=config.handshake_timeout, connect_timeout=config.connect_timeout,
                                  ping_interval=config.ping_interval, keepalive_timeout=config.keepalive_timeout)
         self.executor = default_executor(reactor)
         #: Shared by every session: what one connection's NetStreams may ask for.
-        self.stream_limits = StreamLimits(max_streams=config.max_streams, max_stream_name=config.max_stream_name)
+        self.stream_limits = StreamLimits(max_streams=config.max_streams,
+                                          max_stream_name_length=config.max_stream_name_length)
         self._all_closed = []
         #: Connections accepted since start, and the bytes of those already closed (server/ops.py).
         self.accepted = 0

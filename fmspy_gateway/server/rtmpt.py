@@ -109,9 +109,11 @@ class RTMPTTransport:
         self._linger = self.sessions.reactor.callLater(self.sessions.close_linger, self._linger_over)
 
     def _linger_over(self) -> None:
+        """``closeLinger`` after the close, its last bytes still waiting for a poll: dropped, with them."""
         self._linger = None
-        self.sessions.limit_log.hit("closeLinger", f"{self.address}: session {self.sid}: closed, but no poll took "
-                                                   f"its last {len(self._pending)} bytes within "
+        self.sessions.limit_log.hit("closeLinger", f"{self.address}: session {self.sid}: closed "
+                                                   f"({self.protocol.close_reason}), but no poll took its last "
+                                                   f"{len(self._pending)} bytes within "
                                                    f"{self.sessions.close_linger:g} s (closeLinger): dropped")
         self.abortConnection()
 

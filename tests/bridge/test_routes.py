@@ -387,7 +387,7 @@ def test_missing_schema_file(tmp_path):
     ("getUser = users.get endpoint=http:///rpc", "expected endpoint= an http:// or https:// URL"),
     ("getUser = users.get endpoint=http://h:99999/", "expected endpoint= an http:// or https:// URL"),
     ("getUser = users.get endpoint=127.0.0.1:8080", "expected endpoint= an http:// or https:// URL"),
-    ("getUser = users.get timeout=0", "expected timeout= a positive number of seconds, not '0'"),
+    ("getUser = users.get timeout=0", "expected timeout= a positive number of seconds (at most 2073600), not '0'"),
     ("getUser = users.get timeout=-1", "expected timeout= a positive number of seconds"),
     ("getUser = users.get timeout=inf", "expected timeout= a positive number of seconds"),
     ("getUser = users.get timeout=nan", "expected timeout= a positive number of seconds"),

@@ -695,7 +695,7 @@ class MaxStreamsTests(NetStreamServer, TestCase):
 
 class MaxStreamNameLengthTests(NetStreamServer, TestCase):
     timeout = 60
-    rtmp_config = RTMPConfig(max_stream_name=8)
+    rtmp_config = RTMPConfig(max_stream_name_length=8)
 
     def status_of(self, client, mark):
         [info] = [e for e in client.since(mark) if isinstance(e, dict)]
@@ -722,6 +722,11 @@ class MaxStreamNameLengthTests(NetStreamServer, TestCase):
         self.assertEqual(len(hits), 2, self.log.lines)      # the publisher's and the player's connection
         self.assertTrue(any("publish refused: a stream name of 9 characters" in line for line in hits), hits)
         self.assertTrue(any("play refused: a stream name of 9 characters" in line for line in hits), hits)
+        mark = player.mark()
+        player.command(999, "play", "ninechars")       # a stream never created: that comes first, as in publish
+        yield player.wait_code("NetStream.Play.StreamNotFound", mark)
+        self.assertEqual(self.status_of(player, mark)[1], "Stream 'ninechars' not found.")
+        self.assertEqual(sum("maxStreamNameLength" in line for line in self.log.lines), 2, self.log.lines)
         mark = player.mark()
         yield player.play("eightchr")
         self.assertEqual(player.codes(mark)[0], "NetStream.Play.Reset")

@@ -210,7 +210,7 @@ class RTMPTTests(SynchronousTestCase):
             self.clock.advance(0.2)
         self.assertEqual(self.sessions.sessions, {})
         [line] = logged.output
-        self.assertIn(f"session {sid}: closed, but no poll took its last", line)
+        self.assertIn(f"session {sid}: closed (test), but no poll took its last 6 bytes", line)
         self.assertIn("within 5 s (closeLinger)", line)
 
     def test_graceful_stop_closes_rtmpt_sessions(self):
