@@ -18,7 +18,7 @@ from typing import Callable, Optional
 from urllib.parse import unquote, urlsplit
 
 import txredisapi
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
 
 #: Reconnection backoff, seconds (txredisapi multiplies by e, with jitter, up to the maximum).
@@ -142,6 +142,9 @@ class RedisLink:
         }
         self._connections = {"commands": None, "subscriber": None}
         self.up = False
+        #: While the first ``stop`` runs, the Deferreds of those who asked again; ``_stopped`` once it is over.
+        self._stopping = None
+        self._stopped = False
 
     @property
     def commands(self):
@@ -158,9 +161,33 @@ class RedisLink:
             factory.startConnecting(self.address.endpoint(self._reactor, connect_timeout))
 
     def stop(self):
-        """Close both connections and stop reconnecting; fires when they are closed."""
+        """Close both connections and stop reconnecting; fires when they are closed.
+
+        Once only: asked again, it waits for the first stop, or fires at once
+        after it.  The first stop ends inside txredisapi's reconnecting
+        service (the last connection's close is an input of its state
+        machine), and what waited for it runs there: the hub stopping the
+        same shared objects next, say (``RedisHub.stop``).  Stopping that
+        service again from there is a re-entry its machine refuses with a
+        RuntimeError.
+        """
+        if self._stopping is not None:
+            waiter = Deferred()
+            self._stopping.append(waiter)
+            return waiter
+        if self._stopped:
+            return succeed(None)
         self.up = False
-        return gatherResults([factory.disconnect() for factory in self._factories.values()], consumeErrors=True)
+        self._stopping = []
+        stopped = gatherResults([factory.disconnect() for factory in self._factories.values()], consumeErrors=True)
+        return stopped.addBoth(self._stop_done)
+
+    def _stop_done(self, result):
+        """The first stop's outcome goes to its caller; those who asked again only hear that it is over."""
+        waiting, self._stopping, self._stopped = self._stopping, None, True
+        for waiter in waiting:
+            waiter.callback(None)
+        return result
 
     def _connected(self, protocol, role):
         self._connections[role] = protocol

@@ -157,6 +157,28 @@ class RedisSharedObjectsTests(TestCase):
         self.assertIsNone((yield c.snapshot(SCOPE, "board")))
 
     @inlineCallbacks
+    def test_stopped_again_as_its_first_stop_ends_it_waits_for_nothing_more(self):
+        # The first stop ends inside txredisapi's reconnecting service (the last connection's close is an
+        # input of its state machine), and whatever waited for it runs there: the hub stopping these same
+        # shared objects next, say (RedisHub.stop). Stopping that service again from there is a re-entry
+        # its machine refuses with a RuntimeError; the link stops once.
+        yield self.a.use(SCOPE, "board", False, Listener("on-a"))       # its link starts at the first use
+        again = []
+        first = self.a.stop()
+        first.addCallback(lambda _: again.append(self.a.stop()))
+        yield first
+        self.assertEqual(len(again), 1)
+        self.assertIsNone((yield again[0]))
+        self.assertIsNone((yield self.a.stop()))        # and once more, later: nothing left to stop
+
+    @inlineCallbacks
+    def test_stopped_twice_at_once_both_stops_end_when_the_link_is_closed(self):
+        yield self.a.use(SCOPE, "board", False, Listener("on-a"))
+        first, second = self.a.stop(), self.a.stop()
+        self.assertEqual((yield gatherResults([first, second], consumeErrors=True)), [None, None])
+        self.assertIsNone(self.a._link.commands)        # closed, not reconnecting
+
+    @inlineCallbacks
     def test_each_nodes_application_handle_is_its_own_listener_though_their_ids_are_the_same(self):
         handle_a, handle_b = Listener("application:chat"), Listener("application:chat")
         yield self.a.use(SCOPE, "presence", False, handle_a)
