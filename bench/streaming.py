@@ -31,10 +31,12 @@ What it measures
     player, players disconnected; server RSS idle, with the publisher only,
     and at the end with every player connected.  With nginx: the ratio ours /
     nginx of CPU-s per Gbit and RSS.  The summary also gives the load
-    processes' CPU per Gbit they received, outside the verdict: on loopback
-    a send's receiving side is kernel work too, and the same players spend
-    more reading nginx-rtmp, which sends each chunk on its own, than
-    reading us (2.20-2.26 against 1.68-1.73 s in 15 s at 400 players).
+    processes' CPU and the whole machine's per Gbit, outside the verdict:
+    on loopback a send's receiving side is kernel work too, counted in the
+    reader's time or the sender's depending on timing, and the same
+    players spend more reading nginx-rtmp, which sends each chunk on its
+    own, than reading us (2.20-2.26 against 1.68-1.73 s in 15 s at 400
+    players).
 
     ``--rounds N`` runs each player count N times with both servers, the
     first server alternating (ours first in odd rounds, nginx-rtmp in even
@@ -750,6 +752,11 @@ def print_case(r, source):
         print(f"  PUBLISHER DIED during the run: {r['publisher_tail']}")
 
 
+def machine_per_gbit(r) -> float:
+    """The whole machine's CPU seconds (every process and the kernel) per Gbit delivered in case ``r``."""
+    return r["machine_busy"] * r["wall"] / r["gbit"] if r["gbit"] else float("inf")
+
+
 def other_work(r) -> float:
     """Cores other processes (and the kernel for them) kept busy during the window of case ``r``."""
     ours = (r["cpu_server"] + r["cpu_load"] + r["cpu_publisher"]) / r["wall"]
@@ -774,17 +781,20 @@ def flush_setting(interval: float) -> str:
 
 def print_summary(results, nginx_setup, source, media_flush_interval=0.0):
     print("\n== summary (CPU-s per Gbit delivered; lower is better)")
-    # "load": the load processes' CPU per Gbit they received. Not part of the verdict, but beside it
-    # because on loopback how a server cuts its sends moves kernel work to the readers: nginx-rtmp sends
-    # each chunk on its own, and the same players reading from it spend more than reading from us.
+    # "load" and "machine": the load processes' CPU, and the whole machine's (server, load, publisher and
+    # the kernel), per Gbit. Not part of the verdict, but beside it because on loopback the receiving side
+    # of a send is kernel work too, and whose time it is counted in depends on the timing: a packet that
+    # finds its reader inside recv() waits for it and is processed in the reader's time, otherwise in the
+    # sender's. nginx-rtmp sends each chunk on its own, and the same players reading from it spend more.
     print(f"  {'players':>7}  {'round':>5}  {'server':<14} {'CPU-s/Gbit':>10} {'CPU %':>6} {'Mbit/s out':>10}"
-          f" {'min/med kbit/s':>15} {'<90%':>5} {'RSS MB':>7} {'load CPU-s/Gbit':>15}")
+          f" {'min/med kbit/s':>15} {'<90%':>5} {'RSS MB':>7} {'load CPU-s/Gbit':>15} {'machine CPU-s/Gbit':>18}")
     for r in results:
         print(f"  {r['players']:>7}  {r['round']:>5}  {r['server']:<14} {r['cpu_per_gbit']:>10.3f}"
               f" {r['cpu_server'] / r['wall'] * 100:>5.0f}% {r['gbit'] / r['window'] * 1000:>10.0f}"
               f" {r['kbps'][0]:>7.0f}/{statistics.median(r['kbps']):<7.0f}"
               f" {sum(1 for k in r['kbps'] if k < BELOW * source['kbps']):>5} {r['rss_end_kb'] / 1024:>7.1f}"
-              f" {r['cpu_load'] / r['gbit'] if r['gbit'] else float('inf'):>15.3f}")
+              f" {r['cpu_load'] / r['gbit'] if r['gbit'] else float('inf'):>15.3f}"
+              f" {machine_per_gbit(r):>18.3f}")
     setting = flush_setting(media_flush_interval).split(' (')[0]
     for players in sorted({r["players"] for r in results}):
         print(f"  {players} players, ours with {setting}:")
@@ -800,6 +810,7 @@ def print_summary(results, nginx_setup, source, media_flush_interval=0.0):
                 ratios.append(ratio)
             print(f"    round {round_number}: ours / nginx-rtmp = {ratio:.2f}x CPU per Gbit,"
                   f" {ours['rss_end_kb'] / theirs['rss_end_kb']:.1f}x RSS"
+                  f" (whole machine: {machine_per_gbit(ours) / machine_per_gbit(theirs):.2f}x, not the target)"
                   + (f"  ({disturbed}: left out of the verdict)" if disturbed else ""))
         print(f"    {verdict(ratios)}")
     if nginx_setup.get("skip"):
