@@ -124,6 +124,8 @@ def serve(mode: str, config_path: str, log_path: str, trace: bool, work_dir: str
     if mode == "rtmp":
         top, listening, factory, codec = start_fmspy_service(reactor, config_path)
         port, count, stop = listening.getHost().port, lambda: len(factory.connections), top.stopService
+    elif mode == "floor":
+        port, count, stop, codec = _start_floor(reactor)
     else:
         port, count, stop, codec = _start_baseline(reactor)
 
@@ -168,6 +170,64 @@ def _start_baseline(reactor):
         return succeed(None)
 
     return listening.getHost().port, lambda: len(factory.live), stop, "-"
+
+
+def _start_floor(reactor):
+    """The reactor's floor: a bare Twisted Protocol that answers the round trips and connects with canned bytes.
+
+    Nothing is parsed or built per message: S0+S1 and the client's own C1
+    as S2 once the 1537 bytes of C0+C1 are in, a canned connect ``_result``
+    once C2 and the connect command are, and then the same canned
+    ``_result`` of a createStream for every read (a round trip's client
+    sends its request in one write and waits for the answer, so each read
+    is one request).  Each answer is one ``socket.send``, as our server
+    writes (``direct_write.py``).  What this costs per call and per connect
+    is what Twisted's reactor and the kernel cost before any RTMP work:
+    nothing built on this reactor can go under it.
+    """
+    from twisted.internet.defer import succeed
+    from twisted.internet.protocol import Factory, Protocol
+
+    s0s1 = b"\x03" + bytes(8) + os.urandom(1528)
+    connect_result = command_chunks(["_result", 1, {"fmsVer": "FMS/3,5,7,7009", "capabilities": 31},
+                                     {"level": "status", "code": "NetConnection.Connect.Success",
+                                      "description": "Connection succeeded.", "objectEncoding": 0}])
+    stream_result = command_chunks(["_result", 2, None, 1])
+
+    class CannedAnswers(Protocol):
+        def connectionMade(self):
+            self.factory.live.add(self)
+            self.handshake = bytearray()
+            self.connect_left = None      # bytes of C2 + connect still to come, once the handshake is answered
+
+        def dataReceived(self, data):
+            if self.connect_left is None:
+                self.handshake += data
+                if len(self.handshake) >= 1537:
+                    self.connect_left = 1536 + self.factory.connect_length - (len(self.handshake) - 1537)
+                    self.transport.socket.send(s0s1 + bytes(self.handshake[1:1537]))
+                    self.handshake = None
+            elif self.connect_left > 0:
+                self.connect_left -= len(data)
+                if self.connect_left <= 0:
+                    self.transport.socket.send(connect_result)
+            else:
+                self.transport.socket.send(stream_result)
+
+        def connectionLost(self, reason):
+            self.factory.live.discard(self)
+
+    factory = Factory.forProtocol(CannedAnswers)
+    factory.live = set()
+    listening = reactor.listenTCP(0, factory, backlog=1024, interface=HOST)
+    port = listening.getHost().port
+    factory.connect_length = len(connect_chunk(port))
+
+    def stop():
+        listening.stopListening()
+        return succeed(None)
+
+    return port, lambda: len(factory.live), stop, "-"
 
 
 def _snapshot(work_dir, label):
@@ -542,6 +602,8 @@ async def run(args):
             await child.stop()
             if args.keep_log:
                 shutil.move(log_path, args.keep_log)
+        if mode == "rtmp" and not args.skip_floor and not args.tracemalloc:
+            results["floor"] = await measure_floor(args, work_dir)
         if nginx.get("skip"):
             print(f"\nnginx-rtmp: skipped ({nginx['skip']})")
         else:
@@ -661,6 +723,24 @@ async def measure_calls(args, port, pid, c0c1, connect, echo, child=None) -> dic
     return result
 
 
+async def measure_floor(args, work_dir) -> dict:
+    """The round trips and connect cycles against the reactor's floor (``_start_floor``), in its own child."""
+    child = await Server.launch("floor", "", os.path.join(work_dir, "floor.log"), False, work_dir, None)
+    try:
+        port = int(child.info["port"])
+        print(f"\nserver: the reactor's floor (bare Twisted Protocol, canned answers) on {HOST}:{port},"
+              f" pid {child.pid}")
+        c0c1, connect = handshake_c0c1(), connect_chunk(port)
+        warm, error = await open_clients(port, WARM_UP_CLIENTS, c0c1, connect)
+        if error is not None:
+            raise RuntimeError(f"warm-up against the floor failed: {error}")
+        await close_all(warm)
+        await child.wait_for_count(0)
+        return await measure_calls(args, port, child.pid, c0c1, connect, echo=False)
+    finally:
+        await child.stop()
+
+
 async def measure_peer(args, server):
     """The same load against a peer server we cannot ask anything: calls and cycles, then idle clients."""
     c0c1, connect = handshake_c0c1(), connect_chunk(server.port)
@@ -696,7 +776,7 @@ def busy_note(window) -> str:
 
 
 def print_summary(results):
-    ours, theirs = results.get("fmspy-gateway"), results.get("nginx-rtmp")
+    ours, theirs, floor = results.get("fmspy-gateway"), results.get("nginx-rtmp"), results.get("floor")
     print("\n== summary: ours against nginx-rtmp, each taken in this run")
     if not theirs:
         print("  no nginx-rtmp figures in this run: no comparison")
@@ -707,15 +787,24 @@ def print_summary(results):
     busy = False
     for label, key, field, scale, unit in rows:
         a, b = ours[key], theirs[key]
-        busy = busy or any(w["busy"] or w.get("short") or w.get("traced") for w in (a, b))
-        print(f"  {label:<48} ours {a[field] * scale:8.1f} {unit}  nginx-rtmp {b[field] * scale:8.1f} {unit}"
-              f"  ratio {a[field] / b[field] if b[field] else float('inf'):.2f}x")
+        windows = [a, b]
+        line = (f"  {label:<48} ours {a[field] * scale:8.1f} {unit}  nginx-rtmp {b[field] * scale:8.1f} {unit}"
+                f"  ratio {a[field] / b[field] if b[field] else float('inf'):.2f}x")
+        if floor and key in floor:
+            windows.append(floor[key])
+            f = floor[key][field]
+            line += f"  (the reactor's floor {f * scale:.1f} {unit}, {f / b[field] if b[field] else float('inf'):.2f}x)"
+        busy = busy or any(w["busy"] or w.get("short") or w.get("traced") for w in windows)
+        print(line)
     if busy:
         print("  BUSY MACHINE, a traced server or too short a phase (see above): no verdict; run again on a quiet"
               " machine")
     else:
         met = [ours[k][f] <= theirs[k][f] for _, k, f, _, _ in rows]
         print(f"  issue 14's targets (at most nginx-rtmp's figure): {sum(met)} of {len(met)} met")
+        if floor:
+            print("  the reactor's floor: a bare Twisted server answering with canned bytes, one send each (no RTMP"
+                  " work); what is over it is ours")
 
 
 async def tcp_check(port) -> bool:
@@ -740,12 +829,14 @@ def main():
                         help="seconds to wait once all are connected before reading RSS (default 1)")
     parser.add_argument("--keep-log", metavar="FILE", help="keep the server's log here")
     parser.add_argument("--skip-nginx", action="store_true", help="do not run nginx-rtmp even when installed")
+    parser.add_argument("--skip-floor", action="store_true",
+                        help="do not measure the reactor's floor (a bare Twisted server with canned answers)")
     parser.add_argument("--calls", type=int, default=20000, help="createStream and echo round trips (20000)")
     parser.add_argument("--call-clients", type=int, default=4, help="connections the round trips share (4)")
     parser.add_argument("--cycles", type=int, default=2000, help="connect + close cycles (2000)")
     parser.add_argument("--cycle-concurrency", type=int, default=10, help="cycles in flight at once (10)")
     # The server child (this file run again); not for direct use.
-    parser.add_argument("--serve", choices=("rtmp", "baseline"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=("rtmp", "floor", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--log", help=argparse.SUPPRESS)
     parser.add_argument("--work-dir", help=argparse.SUPPRESS)
