@@ -5,7 +5,10 @@ starts one from a generated nginx.conf in a temporary directory: daemon off,
 master_process off (one process does all the work, so its CPU and RSS are
 read from /proc of one pid), ``chunk_size 4096`` as ours, one
 ``application NAME { live on; }`` per name asked for, listening on HOST at a
-port the OS picked.  It is killed if the benchmark dies (PR_SET_PDEATHSIG).
+port the OS picked.  Its access log is on, as nginx-rtmp's default has it
+(one line per session, when the session ends), since ours logs each
+connect and each leave by default: each server logs as it does out of the
+box.  It is killed if the benchmark dies (PR_SET_PDEATHSIG).
 Used by ``bench/streaming.py`` and ``bench/connections.py``.
 """
 import asyncio
@@ -33,7 +36,7 @@ events {{
     worker_connections 65536;
 }}
 rtmp {{
-    access_log off;
+    access_log {dir}/access.log;
     server {{
         listen {host}:{port};
         chunk_size 4096;
