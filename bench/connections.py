@@ -35,6 +35,13 @@ What it measures
     ended (strace, gdb: its /proc status names a tracer), the line says so and the summary gives no
     verdict.
 
+    The reactor's floor (``_start_floor``, unless ``--skip-floor``) runs the
+    round trips and cycles too, in a child of its own: a bare Twisted
+    Protocol that answers them with canned bytes, one ``send()`` each, and
+    does no RTMP work.  What it costs is what Twisted's reactor and the
+    kernel cost before any work of ours; the summary gives it beside the
+    ratio to nginx-rtmp.
+
     ``--baseline`` runs the same measurement against a bare Twisted echo
     Protocol server (accept, hold the connection): the floor Twisted imposes.
     Baseline clients only connect and send nothing.
@@ -63,7 +70,7 @@ How the clients stay cheap
 Usage
     .venv/bin/python bench/connections.py [--clients 10000] [--batch 500] [--baseline] [--tracemalloc]
                                           [--calls 20000] [--call-clients 4] [--cycles 2000]
-                                          [--cycle-concurrency 10] [--skip-nginx]
+                                          [--cycle-concurrency 10] [--skip-nginx] [--skip-floor]
                                           [--profile cycle [--top 25] [--profile-out FILE]]
 
 The child is this same file run with ``--serve``; it takes commands on stdin

@@ -101,3 +101,28 @@ def test_a_traced_server_phase_is_no_figure_and_gives_no_verdict(connections, ca
     connections.print_summary({"fmspy-gateway": traced, "nginx-rtmp": quiet})
     said = capsys.readouterr().out
     assert "no verdict" in said and "met" not in said.split("no verdict")[1]
+
+
+def test_a_disturbed_floor_phase_gives_no_verdict(connections, capsys):
+    quiet = {key: window() for key in ("createStream", "cycle", "idle")}
+    floor = {key: window() for key in ("createStream", "cycle")}
+    connections.print_summary({"fmspy-gateway": quiet, "nginx-rtmp": quiet, "floor": floor})
+    said = capsys.readouterr().out
+    assert "the reactor's floor 1000.0 us, 1.00x" in said and "of 3 met" in said
+    floor["cycle"] = dict(window(), busy=True, others=0.5)
+    connections.print_summary({"fmspy-gateway": quiet, "nginx-rtmp": quiet, "floor": floor})
+    said = capsys.readouterr().out
+    assert "no verdict" in said and "met" not in said.split("no verdict")[1]
+
+
+def test_the_floor_answers_real_round_trips_and_connects(connections, tmp_path):
+    """The floor's canned answers complete the benchmark's real clients: createStream round trips on the core's
+    own client Connection, and connects on the bulk client, each counted once."""
+    import argparse
+    import asyncio
+
+    args = argparse.Namespace(calls=40, call_clients=2, cycles=30, cycle_concurrency=5, profile=None)
+    # Each round trip waits for its _result and each connect for its own: a floor that answered wrongly (a
+    # message the client's core cannot parse, a _result missing) raises or leaves them waiting.
+    result = asyncio.run(asyncio.wait_for(connections.measure_floor(args, str(tmp_path)), 60))
+    assert result["createStream"]["cpu"] > 0 and result["cycle"]["cpu"] > 0     # the floor's own CPU clock
