@@ -84,6 +84,11 @@ def tracer_of(pid: int) -> int:
         return 0
 
 
+#: Other work above this many cores, on average over a measured phase, disturbs its figures: every
+#: benchmark then says so on the phase's line and gives no verdict.
+BUSY_CORES = 0.25
+
+
 def read_system_cpu() -> tuple:
     """(busy, total) jiffies over all CPUs from /proc/stat; busy excludes idle and iowait."""
     with open("/proc/stat") as f:
@@ -91,6 +96,36 @@ def read_system_cpu() -> tuple:
     total = sum(values[:8])          # guest time is already counted in user/nice
     idle = values[3] + values[4]
     return total - idle, total
+
+
+class ProcessesWindow:
+    """CPU seconds of named processes and of the machine between ``start()`` and ``stop()``.
+
+    ``stop()`` says how many cores other work kept busy meanwhile (``others``) and whether that disturbed
+    the figures (``busy``: over ``BUSY_CORES``).
+    """
+
+    def __init__(self, pids):
+        self.pids = dict(pids)
+
+    def _read(self):
+        return time.monotonic(), {name: read_cpu_seconds(pid) for name, pid in self.pids.items()}, read_system_cpu()
+
+    def start(self):
+        self.before = self._read()
+
+    def add(self, name, pid):
+        """A process started after ``start()``: all of its CPU falls in the window."""
+        self.pids[name] = pid
+        self.before[1][name] = 0.0
+
+    def stop(self) -> dict:
+        (t0, cpu0, sys0), (t1, cpu1, sys1) = self.before, self._read()
+        wall = t1 - t0
+        cpu = {name: cpu1[name] - cpu0[name] for name in cpu0}
+        machine = (sys1[0] - sys0[0]) / max(sys1[1] - sys0[1], 1) * os.cpu_count()
+        others = max(machine - sum(cpu.values()) / wall, 0)
+        return {"wall": wall, "cpu": cpu, "machine": machine, "others": others, "busy": others > BUSY_CORES}
 
 
 def raise_open_files_limit() -> int:

@@ -59,13 +59,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gateway as gateway_bench  # noqa: E402
 import streaming as streaming_bench  # noqa: E402
-from _common import (HOST, Child, raise_open_files_limit, read_cpu_seconds, read_system_cpu, say,  # noqa: E402
+from _common import (HOST, Child, ProcessesWindow, raise_open_files_limit, say,  # noqa: E402
                      script_args, write_fmspy_config)
 
 NODE = "bench"
 START_TIMEOUT = 60.0         # seconds for a twistd (and its workers) to be serving
 MESSAGE_TIMEOUT = 5.0        # seconds for one broadcast to reach both receivers
-BUSY_CORES = 0.25            # other work above this (cores, on average) disturbs the figures
 CALL_TARGET = 1.10           # 2 workers' gateway CPU per call within 10% of 1 worker's
 LATENCY_TARGET_MS = 5.0      # cross-node broadcast p99 on loopback
 
@@ -163,32 +162,6 @@ class Cluster:
             await self._reader
 
 
-class Window:
-    """CPU seconds of named processes and of the machine between ``start()`` and ``stop()``."""
-
-    def __init__(self, pids):
-        self.pids = dict(pids)
-
-    def _read(self):
-        return time.monotonic(), {name: read_cpu_seconds(pid) for name, pid in self.pids.items()}, read_system_cpu()
-
-    def start(self):
-        self.before = self._read()
-
-    def add(self, name, pid):
-        """A process started after ``start()``: all of its CPU falls in the window."""
-        self.pids[name] = pid
-        self.before[1][name] = 0.0
-
-    def stop(self) -> dict:
-        (t0, cpu0, sys0), (t1, cpu1, sys1) = self.before, self._read()
-        wall = t1 - t0
-        cpu = {name: cpu1[name] - cpu0[name] for name in cpu0}
-        machine = (sys1[0] - sys0[0]) / max(sys1[1] - sys0[1], 1) * os.cpu_count()
-        others = max(machine - sum(cpu.values()) / wall, 0)
-        return {"wall": wall, "cpu": cpu, "machine": machine, "others": others, "busy": others > BUSY_CORES}
-
-
 def print_cpu(window, per=None, unit="call"):
     for name, seconds in window["cpu"].items():
         extra = f", {seconds / per * 1000:.3f} ms per {unit}" if per else ""
@@ -218,7 +191,7 @@ async def calls_phase(args, work_dir, redis, workers):
             gateway_bench.__file__, "--load", "rtmp-raw", "--port", str(cluster.port), "--clients",
             str(args.clients), "--warmup", str(args.warmup), "--duration", str(args.duration)),
             ready_timeout=gateway_bench.CONNECT_TIMEOUT + 30)
-        window = Window({**cluster.pids, "backend": backend.pid, "load": load.pid, "redis": redis.process.pid})
+        window = ProcessesWindow({**cluster.pids, "backend": backend.pid, "load": load.pid, "redis": redis.process.pid})
         if await load.read_line(timeout=args.warmup + 30) != "window-start":
             raise RuntimeError("the load did not start its window")
         window.start()
@@ -310,7 +283,7 @@ async def broadcast_phase(args, work_dir, redis):
         cluster = Cluster(work_dir, redis.url, 2, CHAT)
         await cluster.start()
         first, second = (cluster.own_ports[node] for node in cluster.nodes)
-        window = Window({**cluster.pids, "redis": redis.process.pid})
+        window = ProcessesWindow({**cluster.pids, "redis": redis.process.pid})
         window.start()
         load = await Child.start("broadcast load", script_args(
             __file__, "--load", "broadcast", "--ports", f"{first},{first},{second}", "--messages",
@@ -368,7 +341,7 @@ async def relay_phase(args, work_dir, redis):
                 raise RuntimeError(f"{connected['failures']} players on {node} did not start playing:"
                                    f" {connected['failed'][:3]}")
         await asyncio.sleep(args.warmup)
-        window = Window({**cluster.pids, "publisher": publisher.process.pid, "redis": redis.process.pid,
+        window = ProcessesWindow({**cluster.pids, "publisher": publisher.process.pid, "redis": redis.process.pid,
                          **{f"load {node}": load.pid for node, load in loads.items()}})
         window.start()
         for load in loads.values():

@@ -92,7 +92,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _nginx import Nginx, find_nginx  # noqa: E402
-from _common import (HOST, S0_S1_S2, Child, begin_file_logging, command_chunks,  # noqa: E402
+from _common import (BUSY_CORES, HOST, S0_S1_S2, Child, begin_file_logging, command_chunks,  # noqa: E402
                      Profiler, connect_object, handshake_c0c1, raise_open_files_limit, read_cpu_seconds, read_rss_kb,
                      read_system_cpu, script_args, short_path, start_fmspy_service, tracer_of, twisted_control,
                      write_fmspy_config)
@@ -103,7 +103,6 @@ PHASES = {"createStream": "createStream round trip", "echo": "echo round trip", 
 WARM_UP_CLIENTS = 50
 BATCH_TIMEOUT = 60.0         # seconds for one batch of clients to connect
 RSS_SAMPLES = 3
-BUSY_CORES = 0.25            # other processes using more than this share of the machine: figures disturbed
 MIN_CPU = 0.2                # server CPU-s a phase must measure (/proc counts 10 ms ticks)
 
 APPLICATIONS = """\

@@ -73,7 +73,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (HOST, S0_S1_S2, Child, begin_file_logging, command_chunks, connect_object,  # noqa: E402
+from _common import (BUSY_CORES, HOST, S0_S1_S2, Child, begin_file_logging, command_chunks, connect_object,  # noqa: E402
                      handshake_c0c1, raise_open_files_limit, read_cpu_seconds, read_system_cpu, say,
                      script_args, start_fmspy_service, twisted_control, write_fmspy_config)
 from fmspy_gateway.rtmp.chunks import ChunkReader, ChunkWriter, Message  # noqa: E402
@@ -86,7 +86,6 @@ SLOT = "slot"
 CONNECT_TIMEOUT = 120.0      # seconds for every listener to have its initial sync
 DRAIN_TIMEOUT = 30.0         # seconds for every listener to get the last change
 SETUPS_IN_FLIGHT = 100       # clients handshaking/connecting at once, per process
-BUSY = 0.25                  # cores used by other processes beyond which figures are not trusted
 
 APPLICATIONS = """\
 [EchoApplication]
@@ -540,7 +539,7 @@ def report(args, info, connected, wrote, reports, before, after):
     print(f"machine CPU:         {machine * 100:.0f}% of {os.cpu_count() * 100}% busy; other processes and the"
           f" kernel {others * 100:.0f}%")
     print("nginx-rtmp:          no comparison: nginx-rtmp has no shared objects (message types 16 and 19)")
-    if others > BUSY:
+    if others > BUSY_CORES:
         print(f"BUSY MACHINE: other work used {others:.2f} cores during the run; these figures are disturbed"
               " and no verdict is given")
     elif wrote["other"] or expected != deliveries:

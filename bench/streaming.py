@@ -107,7 +107,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _nginx import Nginx, die_with_parent, find_nginx, stop_process  # noqa: E402
-from _common import (HOST, Child, begin_file_logging, package, process_alive,  # noqa: E402
+from _common import (BUSY_CORES, HOST, Child, begin_file_logging, package, process_alive,  # noqa: E402
                      raise_open_files_limit, read_cpu_seconds, read_rss_kb, read_system_cpu, read_user_system,
                      say, script_args, start_fmspy_service, tracer_of, twisted_control, where,
                      write_fmspy_config)
@@ -120,7 +120,6 @@ CONNECT_TIMEOUT = 90.0       # seconds for every player to reach NetStream.Play.
 SETUPS_IN_FLIGHT = 50        # players handshaking/connecting at once, per load process
 SETTLE = 1.0                 # seconds between publish and the first player (a GOP in the cache)
 BELOW = 0.90                 # a player below this share of the source bitrate has fallen behind
-BUSY_CORES = 0.25            # other work above this many cores during a window: its figures are disturbed
 PLAYERS_PER_PROCESS = 250
 READ_SIZE = 256 * 1024
 HANDSHAKE_BYTES = 1 + 1536 * 2   # S0 S1 S2

@@ -14,6 +14,10 @@ ours, in this process:
   acknowledgements are needed: the server does not wait for them).  Prints
   the bytes delivered, Mbit/s and the server's CPU seconds per Gbit.
 
+Each line also reads the machine's CPU: when other work (not the server,
+this process or the publisher) kept more than a quarter of a core busy,
+the line says BUSY MACHINE and its figures are not figures.
+
 Usage: ``.venv/bin/python bench/tunnels.py [--seconds 5] [--clients 4] [--players 100]``.
 Figures depend on the machine and its load; the benchmark asserts nothing.
 """
@@ -30,7 +34,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
-from _common import read_cpu_seconds  # noqa: E402
+from _common import ProcessesWindow  # noqa: E402
 
 CONFIG = """
 [RTMP]
@@ -167,17 +171,26 @@ async def measure_all(args, pid, ports, certificate):
             while time.monotonic() < deadline:
                 await client.call("echo", payload)
                 counts[i] += 1
-        cpu0, wall0 = read_cpu_seconds(pid), time.monotonic()
+        window = ProcessesWindow({"server": pid, "clients": os.getpid()})
+        window.start()
         await gatherResults([ensure(loop(i, c)) for i, c in enumerate(clients)])
-        cpu, wall = read_cpu_seconds(pid) - cpu0, time.monotonic() - wall0
+        measured = window.stop()
+        cpu, wall = measured["cpu"]["server"], measured["wall"]
         calls = sum(counts)
-        print(f"{name:<10}{calls / wall:>10.0f}{cpu / max(calls, 1) * 1e6:>20.0f}{cpu / wall * 100:>14.0f}")
+        print(f"{name:<10}{calls / wall:>10.0f}{cpu / max(calls, 1) * 1e6:>20.0f}{cpu / wall * 100:>14.0f}"
+              f"{busy_note(measured)}")
         for client in clients:
             await client.close()
         await deferLater(reactor, 0.5, lambda: None)
 
     if args.players:
         await fan_out(args, pid, ports, certificate)
+
+
+def busy_note(measured) -> str:
+    if measured["busy"]:
+        return f"  (BUSY MACHINE: other work took {measured['others']:.2f} cores; not a figure)"
+    return ""
 
 
 def ensure(coroutine):
@@ -226,12 +239,14 @@ async def fan_out(args, pid, ports, certificate):
                 # From here on the bytes are counted, not parsed: the client costs little.
                 client.dataReceived = counting(client)
             received[0] = 0
-            cpu0, wall0 = read_cpu_seconds(pid), time.monotonic()
+            window = ProcessesWindow({"server": pid, "players": os.getpid(), "publisher": publisher.pid})
+            window.start()
             await deferLater(reactor, seconds, lambda: None)
-            cpu, wall = read_cpu_seconds(pid) - cpu0, time.monotonic() - wall0
+            measured = window.stop()
+            cpu, wall = measured["cpu"]["server"], measured["wall"]
             gbits = received[0] * 8 / 1e9
             print(f"{name:<10}{len(players):>8}{gbits * 1000 / wall:>12.0f}{cpu / wall * 100:>14.0f}"
-                  f"{cpu / gbits if gbits else float('nan'):>16.1f}")
+                  f"{cpu / gbits if gbits else float('nan'):>16.1f}{busy_note(measured)}")
             for client in players:
                 client.transport.abortConnection()
             await deferLater(reactor, 1, lambda: None)

@@ -126,3 +126,38 @@ def test_the_floor_answers_real_round_trips_and_connects(connections, tmp_path):
     # message the client's core cannot parse, a _result missing) raises or leaves them waiting.
     result = asyncio.run(asyncio.wait_for(connections.measure_floor(args, str(tmp_path)), 60))
     assert result["createStream"]["cpu"] > 0 and result["cycle"]["cpu"] > 0     # the floor's own CPU clock
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    spec = importlib.util.spec_from_file_location("bench_gateway", os.path.join(os.path.dirname(BENCH),
+                                                                              "gateway.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_bridged_call_targets_are_judged_each(gateway):
+    said = gateway.bridged_verdict(0.087, 0.190, 50, [], False)
+    assert "0.087 ms (at most 0.100): MET" in said and "+0.190 ms (at most 0.200): MET" in said
+    said = gateway.bridged_verdict(0.101, 0.212, 50, [], False)
+    assert "(at most 0.100): MISSED" in said and "(at most 0.200): MISSED" in said
+
+
+def test_a_run_that_cannot_show_the_bridged_call_targets_gives_no_verdict(gateway):
+    for args in ((0.05, 0.1, 50, ["BUSY MACHINE in direct to the backend"], False),
+                 (0.05, 0.1, 50, [], True),
+                 (0.05, 0.1, 10, [], False),
+                 (0.05, None, 50, [], False)):
+        said = gateway.bridged_verdict(*args)
+        assert "no verdict" in said and "MET" not in said
+
+
+def test_a_gateway_phase_with_other_work_or_errors_is_disturbed(gateway):
+    def phase(system_busy, errors=()):
+        return {"system_busy": system_busy, "wall": 10.0, "cpu": {"gateway": 10.0, "client": 5.0},
+                "result": {"errors": list(errors)}}
+
+    assert gateway.disturbance(phase(1.6)) == ""             # 1.5 cores ours, 0.1 other work
+    assert gateway.disturbance(phase(1.9)) == "BUSY MACHINE"
+    assert gateway.disturbance(phase(1.5, ["call 3: _error"])) == "ERRORS"
