@@ -6,7 +6,7 @@ from typing import Optional
 import pytest
 
 from fmspy_gateway.app.application import Application, NoSettings, StreamingSettings
-from fmspy_gateway.app.chat import ChatApplication
+from fmspy_gateway.app.chat import ChatApplication, ChatSettings
 from fmspy_gateway.app.echo import EchoApplication
 from fmspy_gateway.app.live_application import LiveApplication
 from fmspy_gateway.app.recording import RecordPolicy
@@ -130,8 +130,9 @@ def test_a_class_with_settings_receives_them_frozen(tmp_path):
 
 @pytest.mark.parametrize("cls", [LiveApplication, EchoApplication, ChatApplication])
 def test_the_built_in_applications_refuse_an_unknown_option(tmp_path, cls):
-    """They declare no options of their own (``NoSettings``), and so every section of theirs is strict."""
-    assert cls.Settings is NoSettings
+    """They declare their options (``NoSettings``: none of their own; chat its ``maxNameLength``), and so every
+    section of theirs is strict."""
+    assert cls.Settings is (ChatSettings if cls is ChatApplication else NoSettings)
     path = tmp_path / "fmspy.cfg"
     path.write_text(f"[RTMP]\n[{cls.__name__}]\nenabled = yes\nname = x\nrecordDri = rec\n")
     with pytest.raises(ConfigError) as raised:
@@ -140,7 +141,7 @@ def test_the_built_in_applications_refuse_an_unknown_option(tmp_path, cls):
     assert "(did you mean recordDir?" in one_line(raised.value)
     path.write_text(f"[RTMP]\n[{cls.__name__}]\nenabled = yes\nname = x\nrecordDir = rec\n")
     built = cls.from_config(load_config(str(path)).applications[0], _services())
-    assert built.settings == NoSettings() and built.record_dir == str(tmp_path / "rec")
+    assert built.settings == cls.Settings() and built.record_dir == str(tmp_path / "rec")
 
 
 def test_from_section_knows_its_facts():

@@ -15,8 +15,10 @@ its last one.
 """
 import logging
 from collections import Counter
+from dataclasses import dataclass
 
-from .application import Application, CallError, NoSettings, remote
+from ..config import _parse_positive_int, option
+from .application import Application, CallError, remote
 from .logs import RateLimitedLog
 from .shared_objects import Access
 
@@ -26,7 +28,7 @@ ALREADY_IDENTIFIED = "Chat.Error.AlreadyIdentified"
 NOT_IDENTIFIED = "Chat.Error.NotIdentified"
 INVALID = "Chat.Error.Invalid"
 
-#: Longest name a client may identify with: it is repeated in every line the room hears.
+#: Longest name a client may identify with by default (``maxNameLength``).
 MAX_NAME = 64
 _SCALARS = (str, int, float, bool, type(None))
 #: The presence object of the default room; a named room's is ``presence/<room>``.
@@ -49,15 +51,26 @@ def _text(value, what: str) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class ChatSettings:
+    """The chat's own option."""
+
+    #: ``maxNameLength``: the longest name a client may identify with; it is repeated in every line the room
+    #: hears, so it bounds what one client makes every other one receive per line.
+    max_name_length: int = option("maxNameLength", _parse_positive_int, "a positive number of characters", MAX_NAME)
+
+
 class ChatApplication(Application):
     """Basic chatting between the clients of a room, with FMSPy's messages."""
 
-    Settings = NoSettings
+    Settings = ChatSettings
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.settings = ChatSettings()      # a section's own, from ``from_config``
         self._names = {}   # client id -> the name it identified with
-        self._presence_log = RateLimitedLog(log)
+        #: Refused names and refused presence updates: one line per kind per interval, with the count.
+        self._warnings = RateLimitedLog(log)
         self._present = Counter()   # presence object name -> this node's identified clients in that room
 
     @remote
@@ -65,8 +78,11 @@ class ChatApplication(Application):
         if client.id in self._names:
             raise CallError("Client was already identified", ALREADY_IDENTIFIED)
         name = _text(name, "name")
-        if len(name) > MAX_NAME:
-            raise CallError(f"A name is at most {MAX_NAME} characters", INVALID)
+        limit = self.settings.max_name_length
+        if len(name) > limit:
+            self._warnings.hit("maxNameLength", f"chat {self.name}: {client.address}: identify refused, a name of "
+                                                f"{len(name)} characters (maxNameLength {limit})")
+            raise CallError(f"A name is at most {limit} characters", INVALID)
         self._names[client.id] = name
         where = presence_name(client.room)
         self._present[where] += 1
@@ -95,7 +111,7 @@ class ChatApplication(Application):
     def _presence(self, update):
         """A presence update is a courtesy to listeners, not part of the chat: one that is refused (a limit,
         Redis unreachable) is logged, rate-limited, and the line is still said."""
-        return update.addErrback(lambda failure: self._presence_log.hit(
+        return update.addErrback(lambda failure: self._warnings.hit(
             "presence not updated", f"chat {self.name}: presence list not updated: {failure.getErrorMessage()}"))
 
     def on_shared_object_use(self, client, name, persistent):

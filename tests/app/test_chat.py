@@ -60,6 +60,59 @@ class ChatTextTests(SynchronousTestCase):
         self.chat.identify(self.client, "n" * MAX_NAME)
         self.assertEqual(self.client.heard, [("message", f"<{'n' * MAX_NAME}> is entering chat...")])
 
+    def test_a_refused_name_is_logged_once_per_interval_with_the_count(self):
+        with self.assertLogs("fmspy_gateway.app.chat", "WARNING") as logged:
+            for _ in range(3):
+                with self.assertRaises(CallError):
+                    self.chat.identify(self.client, "n" * (MAX_NAME + 5))
+        self.assertEqual(len(logged.records), 1)
+        self.assertIn(f"identify refused, a name of {MAX_NAME + 5} characters (maxNameLength {MAX_NAME})",
+                      logged.output[0])
+        self.assertIn("192.0.2.1:1", logged.output[0])
+        self.assertEqual(self.chat._warnings.counts, {"maxNameLength": 3})
+
+
+class MaxNameLengthOptionTests(SynchronousTestCase):
+    """``[ChatApplication] maxNameLength`` sets the longest name; a bad value is one line at start."""
+
+    def chat(self, tmp_path, text):
+        from fmspy_gateway.app.application import Services
+        from fmspy_gateway.app.hub import LocalHub
+        from fmspy_gateway.config import load_config
+
+        path = tmp_path / "fmspy.cfg"
+        path.write_text(f"[RTMP]\n[ChatApplication]\nenabled = yes\nname = chat\n{text}")
+        [section] = load_config(str(path)).applications
+        return ChatApplication.from_config(section, Services(LocalHub()))
+
+    def test_the_option_sets_the_longest_name(self):
+        import pathlib
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as directory:
+            chat = self.chat(pathlib.Path(directory), "maxNameLength = 3\n")
+        client = Client()
+        chat.hub.join(client, client.room)
+        with self.assertRaises(CallError) as info:
+            chat.identify(client, "anne")
+        self.assertEqual(info.exception.description, "A name is at most 3 characters")
+        chat.identify(client, "ann")
+        self.assertEqual(client.heard, [("message", "<ann> is entering chat...")])
+
+    def test_a_bad_value_is_one_line_naming_the_option(self):
+        import pathlib
+        import tempfile
+
+        from fmspy_gateway.config import ConfigError
+
+        for value in ("0", "-2", "many"):
+            with tempfile.TemporaryDirectory() as directory:
+                with self.assertRaises(ConfigError) as info:
+                    self.chat(pathlib.Path(directory), f"maxNameLength = {value}\n")
+            said = str(info.exception)
+            self.assertIn(f"maxNameLength = '{value}': expected a positive number of characters", said)
+            self.assertNotIn("\n", said)
+
 
 class PresenceRefusedTests(SynchronousTestCase):
     """A presence update the shared objects refuse (Redis unreachable, a limit) is logged; the chat goes on."""

@@ -99,6 +99,23 @@ class TwistdTests(TestCase):
         self.assertIn(b"Server Shut Down.", process.output)
 
     @inlineCallbacks
+    def test_chat_max_name_length_from_the_config(self):
+        """``[ChatApplication] maxNameLength``: a longer name is refused with Chat.Error.Invalid and logged."""
+        from fmspy_gateway.app.calls import CallFailed
+
+        process = self.start("--rtmp-port", "0", "--http-port", "0",
+                             config=CONFIG.replace("name = chat\n", "name = chat\nmaxNameLength = 5\n"))
+        port = yield process.listening
+        client = yield connect_client(f"rtmp://127.0.0.1:{port}/chat", reactor=reactor)
+        with self.assertRaises(CallFailed) as raised:
+            yield client.call("identify", "marguerite")
+        self.assertEqual((raised.exception.code, raised.exception.description),
+                         ("Chat.Error.Invalid", "A name is at most 5 characters"))
+        self.assertIsNone((yield client.call("identify", "marge")))
+        yield client.close()
+        self.assertIn(b"identify refused, a name of 10 characters (maxNameLength 5)", process.output)
+
+    @inlineCallbacks
     def test_bad_config_is_one_line_not_a_traceback(self):
         config = os.path.join(self.mktemp_dir(), "bad.cfg")
         with open(config, "w") as f:
