@@ -101,6 +101,9 @@ class RTMPConfig:
     max_stream_name_length: int = 256
     #: Commands a client may send while its connect is still being decided (``maxQueuedCommands``).
     max_queued_commands: int = 32
+    #: Entries of each Enhanced RTMP codec list or map one connect may declare (``maxFourCcEntries``); the
+    #: rest are ignored, and logged: a real client names a dozen codecs at most.
+    max_fourcc_entries: int = 64
     #: Bytes of each live stream kept since its latest keyframe, for players joining (``maxGopBytes``).
     max_gop_bytes: int = 8 * 1024 * 1024
     #: Seconds a player may stay unable to take data before it is disconnected (``slowPlayerTimeout``).
@@ -780,6 +783,7 @@ def _rtmp_config(section: _Section) -> RTMPConfig:
         max_streams=get("maxStreams", _parse_positive_int, _POSITIVE, default.max_streams),
         max_stream_name_length=get("maxStreamNameLength", _parse_positive_int, _POSITIVE, default.max_stream_name_length),
         max_queued_commands=get("maxQueuedCommands", _parse_positive_int, _POSITIVE, default.max_queued_commands),
+        max_fourcc_entries=get("maxFourCcEntries", _parse_positive_int, _POSITIVE, default.max_fourcc_entries),
         max_gop_bytes=get("maxGopBytes", _parse_buffer_size, _size_expected(None), default.max_gop_bytes),
         slow_player_timeout=get("slowPlayerTimeout", _parse_seconds, _SECONDS, default.slow_player_timeout),
         media_flush_interval=get("mediaFlushInterval", _parse_flush_interval,

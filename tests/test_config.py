@@ -287,6 +287,7 @@ def test_missing_rtmp_section_is_a_friendly_line(tmp_path):
     ("RTMP", "mergedReadTurns", "1.5"), ("RTMP", "maxStreamNameLength", "0"),
     ("RTMP", "maxStreamNameLength", "long"), ("RTMP", "closeLinger", "0"), ("RTMP", "closeLinger", "-2"),
     ("RTMP", "closeLinger", "never"), ("RTMP", "closeLinger", "1e400"), ("RTMP", "keepAliveTimeout", "3e6"),
+    ("RTMP", "maxFourCcEntries", "0"), ("RTMP", "maxFourCcEntries", "some"),
     ("HTTP", "enabled", "maybe"), ("HTTP", "port", "http"), ("HTTP", "examples-enabled", "2"),
     ("EchoApplication", "enabled", "sure"), ("EchoApplication", "name", "a/b"),
     ("EchoApplication", "name", "two words"), ("EchoApplication", "name", "app?x=1"),
@@ -328,6 +329,12 @@ def test_stream_name_length_and_close_linger_have_their_documented_defaults_and_
     path = write(tmp_path, "[RTMP]\nmaxStreamNameLength = 1024\ncloseLinger = 0.5\n")
     rtmp = load_config(path).rtmp
     assert (rtmp.max_stream_name_length, rtmp.close_linger) == (1024, 0.5)
+
+
+def test_fourcc_entries_are_64_by_default_and_can_be_set(tmp_path):
+    assert RTMPConfig().max_fourcc_entries == 64
+    path = write(tmp_path, "[RTMP]\nmaxFourCcEntries = 8\n")
+    assert load_config(path).rtmp.max_fourcc_entries == 8
 
 
 def test_port_message_matches_the_documented_shape(tmp_path):

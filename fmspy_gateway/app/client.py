@@ -1,18 +1,18 @@
 """A connected client as applications see it: who it is, where it is, and how to reach it."""
 import time
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Mapping, Optional, Tuple
 
 from twisted.internet.defer import Deferred
 
+from ..config import RTMPConfig
 from ..rtmp.budget import brief_name
 
 
 #: Enhanced RTMP ``capsEx`` bits we read or state (veovera enhanced-rtmp v2, "Enhancing NetConnection connect
 #: Command"; Multitrack is 2 and TimestampNanoOffset 8).
 CAPS_EX_RECONNECT, CAPS_EX_MOD_EX = 1, 4
-#: The most FourCC entries kept from one connect: a real client names a dozen codecs at most.
-MAX_FOURCC_ENTRIES = 64
 
 
 def _fourcc(value) -> bool:
@@ -46,26 +46,32 @@ class EnhancedCapabilities:
     #: ``capsEx``: Reconnect 1 | Multitrack 2 | ModEx 4 | TimestampNanoOffset 8.
     caps_ex: int = 0
     declared: bool = False
+    #: Entries past ``maxFourCcEntries`` in the list and the two maps, not looked at (the session logs them).
+    ignored: int = 0
 
     @classmethod
-    def from_connect(cls, params: Mapping[str, Any]) -> "EnhancedCapabilities":
+    def from_connect(cls, params: Mapping[str, Any],
+                     max_entries: int = RTMPConfig.max_fourcc_entries) -> "EnhancedCapabilities":
+        """What ``params`` declares; of each list and map only the first ``max_entries`` entries are read."""
         if not any(key in params for key in _DECLARING_KEYS):
             return LEGACY     # most clients: one shared value, not one per idle connection
         fourcc_list = params.get("fourCcList")
+        fourcc_list = fourcc_list if isinstance(fourcc_list, list) else []
+        maps = [value if isinstance(value, dict) else {}
+                for value in (params.get("videoFourCcInfoMap"), params.get("audioFourCcInfoMap"))]
+        video, audio = (cls._info_map(islice(value.items(), max_entries)) for value in maps)
         return cls(
-            fourcc_list=tuple(v for v in fourcc_list[:MAX_FOURCC_ENTRIES] if _fourcc(v))
-            if isinstance(fourcc_list, list) else (),
-            video=cls._info_map(params.get("videoFourCcInfoMap")),
-            audio=cls._info_map(params.get("audioFourCcInfoMap")),
+            fourcc_list=tuple(v for v in fourcc_list[:max_entries] if _fourcc(v)),
+            video=video,
+            audio=audio,
             caps_ex=_flags(params.get("capsEx")) or 0,
             declared=True,
+            ignored=sum(max(len(entries) - max_entries, 0) for entries in (fourcc_list, *maps)),
         )
 
     @staticmethod
-    def _info_map(value) -> Tuple[Tuple[str, int], ...]:
-        if not isinstance(value, dict):
-            return ()
-        pairs = ((key, _flags(flags)) for key, flags in list(value.items())[:MAX_FOURCC_ENTRIES] if _fourcc(key))
+    def _info_map(items) -> Tuple[Tuple[str, int], ...]:
+        pairs = ((key, _flags(flags)) for key, flags in items if _fourcc(key))
         return tuple((key, flags) for key, flags in pairs if flags is not None)
 
     @property
@@ -91,7 +97,8 @@ class Client:
                  "connected_at", "capabilities", "_session", "__weakref__")
 
     def __init__(self, client_id: str, address: str, application_name: str, params: Mapping[str, Any],
-                 args: Tuple[Any, ...] = (), room_name: str = "", session=None, connected_at: Optional[float] = None):
+                 args: Tuple[Any, ...] = (), room_name: str = "", session=None, connected_at: Optional[float] = None,
+                 max_fourcc_entries: int = RTMPConfig.max_fourcc_entries):
         #: Unique id, stable for the life of the connection (a string, as FMS gives).
         self.id = client_id
         #: "host:port" of the peer.
@@ -108,7 +115,7 @@ class Client:
         #: Seconds since the epoch when connect arrived.
         self.connected_at = time.time() if connected_at is None else connected_at
         #: What the client declared under Enhanced RTMP (codecs, ``capsEx``), read once from ``params``.
-        self.capabilities = EnhancedCapabilities.from_connect(params)
+        self.capabilities = EnhancedCapabilities.from_connect(params, max_fourcc_entries)
         self._session = session
 
     @property

@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Protocol
 
 from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 
+from ..config import RTMPConfig
 from ..rtmp.amf import encode_values
 from ..rtmp.budget import brief_name
 from ..rtmp.connection import Connection, State
@@ -202,7 +203,8 @@ class Session(SessionOutput):
 
     def __init__(self, applications: Mapping[str, Application], peer: Peer, clock=None,
                  call_timeout: Optional[float] = 30.0, stream_limits: StreamLimits = StreamLimits(),
-                 max_queued_commands: int = 32, executor=None):
+                 max_queued_commands: int = 32, executor=None,
+                 max_fourcc_entries: int = RTMPConfig.max_fourcc_entries):
         super().__init__(peer)
         self.applications = applications
         self.application: Optional[Application] = None
@@ -222,6 +224,8 @@ class Session(SessionOutput):
         self._streams: Optional[StreamCommands] = None
         #: Commands held while connect is being decided (``maxQueuedCommands``); more closes the connection.
         self.max_queued_commands = max_queued_commands
+        #: Entries of each Enhanced RTMP codec list or map read from connect (``maxFourCcEntries``).
+        self._max_fourcc_entries = max_fourcc_entries
         self._early = None
         self._deciding = None  # the application's on_connect answer, while it is awaited
         #: The client's remote shared objects (app/shared_objects.py), from its first shared object message.
@@ -417,7 +421,13 @@ class Session(SessionOutput):
             return
         self._move(ConnectionEvent.CONNECT)
         self.application = application
-        self.client = Client(secrets.token_hex(8), self.peer.address, name, params, command.arguments, room, self)
+        self.client = Client(secrets.token_hex(8), self.peer.address, name, params, command.arguments, room, self,
+                             max_fourcc_entries=self._max_fourcc_entries)
+        ignored = self.client.capabilities.ignored
+        if ignored:
+            self.limit_log.hit("maxFourCcEntries", f"connect declared {ignored} Enhanced RTMP codec entries past "
+                                                   f"maxFourCcEntries ({self._max_fourcc_entries} per list or map): "
+                                                   f"ignored")
         self._early = []
         d = self._deciding = maybeDeferred(application.on_connect, self.client, *command.arguments)
         d.addBoth(self._decided)

@@ -107,7 +107,7 @@ class RTMPServerProtocol(Protocol):
                                      now=reactor.seconds())
         self.session = Session(factory.applications, self, clock=reactor, call_timeout=config.call_timeout,
                                stream_limits=factory.stream_limits, max_queued_commands=config.max_queued_commands,
-                               executor=factory.executor)
+                               executor=factory.executor, max_fourcc_entries=config.max_fourcc_entries)
         self._turn_writes = factory.turn_writes(getattr(self.transport, "reactor", None))
         if self._turn_writes is not None:
             self._pending_writes = self._turn_writes.pending

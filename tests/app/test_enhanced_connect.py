@@ -78,5 +78,27 @@ class EnhancedConnectTests(SynchronousTestCase):
         many = [f"c{i:03d}" for i in range(500)]
         capabilities = EnhancedCapabilities.from_connect({"fourCcList": many,
                                                           "videoFourCcInfoMap": dict.fromkeys(many, 4)})
-        self.assertEqual(len(capabilities.fourcc_list), 64)
-        self.assertEqual(len(capabilities.video), 64)
+        self.assertEqual(capabilities.fourcc_list, tuple(many[:64]))
+        self.assertEqual(capabilities.video, tuple((name, 4) for name in many[:64]))
+        self.assertEqual(capabilities.ignored, 2 * (500 - 64))
+        self.assertEqual(EnhancedCapabilities.from_connect({"fourCcList": many[:64]}).ignored, 0)
+
+    def test_entries_past_the_bound_are_logged_once_per_interval_with_the_count(self):
+        many = [f"c{i:03d}" for i in range(70)]
+        with self.assertLogs("fmspy_gateway", "WARNING") as logged:
+            self.connect(fourCcList=many, audioFourCcInfoMap=dict.fromkeys(many, 1))
+        self.assertEqual(len(logged.records), 1)
+        self.assertIn("connect declared 12 Enhanced RTMP codec entries past maxFourCcEntries (64 per list or map):"
+                      " ignored", logged.output[0])
+        self.assertEqual(self.session.limit_log.counts, {"maxFourCcEntries": 1})
+        self.assertEqual(len(self.session.client.capabilities.audio), 64)
+
+    def test_the_bound_is_the_sessions(self):
+        session = Session({"app": self.app}, FakePeer(), clock=Clock(), max_fourcc_entries=2)
+        client = Connection(Role.CLIENT)
+        exchange(client, session)
+        client.send_command("connect", 1, {"app": "app", "fourCcList": ["hvc1", "av01", "vp09"]}, [])
+        with self.assertLogs("fmspy_gateway", "WARNING") as logged:
+            exchange(client, session)
+        self.assertEqual(session.client.capabilities.fourcc_list, ("hvc1", "av01"))
+        self.assertIn("connect declared 1 Enhanced RTMP codec entries past maxFourCcEntries (2 per list", logged.output[0])

@@ -116,6 +116,20 @@ class TwistdTests(TestCase):
         self.assertIn(b"identify refused, a name of 10 characters (maxNameLength 5)", process.output)
 
     @inlineCallbacks
+    def test_fourcc_entries_past_the_configured_bound_are_ignored_and_logged(self):
+        """``[RTMP] maxFourCcEntries``: the connect is accepted; entries past it are not read, and that is logged."""
+        process = self.start("--rtmp-port", "0", "--http-port", "0",
+                             config=CONFIG.replace("interface = 127.0.0.1\n", "interface = 127.0.0.1\n"
+                                                   "maxFourCcEntries = 2\n", 1))
+        port = yield process.listening
+        client = yield connect_client(f"rtmp://127.0.0.1:{port}/echotest", reactor=reactor,
+                                      fourCcList=["hvc1", "av01", "vp09", "Opus"])
+        self.assertEqual((yield client.call("echo", "still served")), "still served")
+        yield client.close()
+        self.assertIn(b"connect declared 2 Enhanced RTMP codec entries past maxFourCcEntries (2 per list or map):"
+                      b" ignored", process.output)
+
+    @inlineCallbacks
     def test_bad_config_is_one_line_not_a_traceback(self):
         config = os.path.join(self.mktemp_dir(), "bad.cfg")
         with open(config, "w") as f:
