@@ -157,6 +157,9 @@ class HTTPConfig:
     push_max_call_timeout: float = 300.0
     #: ``admin-token``: the bearer token of /api/v1/ and /metrics; None: reads open, DELETE refused.
     admin_token: Optional[str] = None
+    #: ``close-linger``: seconds a refused request's client may keep sending (read and dropped) before its
+    #: connection is cut: long enough to read the answer and stop, short enough that they cannot pile up.
+    close_linger: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -851,6 +854,7 @@ def _http_config(section: _Section) -> HTTPConfig:
         push_max_call_timeout=section.get("push-max-call-timeout", _parse_seconds, _SECONDS,
                                           default.push_max_call_timeout),
         admin_token=section.get("admin-token", lambda t: t or None, "a token", default.admin_token),
+        close_linger=section.get("close-linger", _parse_seconds, _SECONDS, default.close_linger),
     )
     section.reject_unknown()
     return http

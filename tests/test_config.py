@@ -288,6 +288,7 @@ def test_missing_rtmp_section_is_a_friendly_line(tmp_path):
     ("RTMP", "maxStreamNameLength", "long"), ("RTMP", "closeLinger", "0"), ("RTMP", "closeLinger", "-2"),
     ("RTMP", "closeLinger", "never"), ("RTMP", "closeLinger", "1e400"), ("RTMP", "keepAliveTimeout", "3e6"),
     ("RTMP", "maxFourCcEntries", "0"), ("RTMP", "maxFourCcEntries", "some"),
+    ("HTTP", "close-linger", "0"), ("HTTP", "close-linger", "later"),
     ("HTTP", "enabled", "maybe"), ("HTTP", "port", "http"), ("HTTP", "examples-enabled", "2"),
     ("EchoApplication", "enabled", "sure"), ("EchoApplication", "name", "a/b"),
     ("EchoApplication", "name", "two words"), ("EchoApplication", "name", "app?x=1"),
@@ -329,6 +330,12 @@ def test_stream_name_length_and_close_linger_have_their_documented_defaults_and_
     path = write(tmp_path, "[RTMP]\nmaxStreamNameLength = 1024\ncloseLinger = 0.5\n")
     rtmp = load_config(path).rtmp
     assert (rtmp.max_stream_name_length, rtmp.close_linger) == (1024, 0.5)
+
+
+def test_the_http_close_linger_is_2_seconds_by_default_and_can_be_set(tmp_path):
+    assert HTTPConfig().close_linger == 2.0
+    path = write(tmp_path, "[RTMP]\n[HTTP]\nclose-linger = 0.5\n")
+    assert load_config(path).http.close_linger == 0.5
 
 
 def test_fourcc_entries_are_64_by_default_and_can_be_set(tmp_path):

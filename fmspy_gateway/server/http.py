@@ -10,9 +10,9 @@ checks its token there) and (2) whether the declared length fits
 ``push-max-body`` (the site's only body-reading resource is the push API, so
 that bound serves every path).  A refusal is answered at once (401, 413,
 with ``Connection: close``), the write side is closed, and what the client
-still sends is read and dropped (never stored) for at most ``LINGER``
+still sends is read and dropped (never stored) for at most ``close-linger``
 seconds and ``max_body`` bytes, so that the client reads the answer instead
-of a reset.  A chunked body is counted as it arrives and refused the same
+of a reset; a client cut for going past either is logged, rate-limited.  A chunked body is counted as it arrives and refused the same
 way once it crosses the bound.
 """
 import json
@@ -27,6 +27,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from ..app.logs import RateLimitedLog
+from ..config import HTTPConfig
 from .examples import PACKAGE_EXAMPLES, ExamplesDirectory
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,6 @@ log = logging.getLogger(__name__)
 EarlyAnswer = Tuple[int, Iterable[Tuple[bytes, bytes]], bytes]
 #: Called with the request headers and the declared body length (None: chunked) once the headers are in.
 Guard = Callable[[Headers, Optional[int]], Optional[EarlyAnswer]]
-
-#: Seconds a refused client may keep sending (dropped) before its connection is cut (``BoundedSite(linger=)``):
-#: long enough for a client to read the answer and stop, short enough that refused clients cannot pile up.
-LINGER = 2.0
 
 #: The bundled examples, package data (a link to the repository's examples/ in a checkout): server/examples.py.
 EXAMPLES_DIR = PACKAGE_EXAMPLES
@@ -148,14 +145,24 @@ class _GuardedChannel(HTTPChannel):
         # dropped); closing both ways would reset the connection, and the answer could be lost with it.
         half_close = getattr(self.transport, "loseWriteConnection", None)
         (half_close or self.transport.loseConnection)()
-        self._linger = self.callLater(self.site.linger, self.transport.abortConnection)
+        self._linger = self.callLater(self.site.linger, self._linger_over)
         self.setRawMode()
+
+    def _linger_over(self):
+        self._linger = None
+        self._cut("close-linger", f"still connected {self.site.linger:g} s after its request was refused")
+
+    def _cut(self, limit: str, why: str):
+        self.site.limit_log.hit(limit, f"{_peer(self.transport)}: {why} ({limit}): cut, {self._dropped} bytes "
+                                       f"dropped")
+        self.transport.abortConnection()
 
     def rawDataReceived(self, data):
         if self._refused:
             self._dropped += len(data)
             if self._dropped > self.site.max_body:
-                self.transport.abortConnection()
+                self._cut("push-max-body", f"sent more than {self.site.max_body} bytes after its request was "
+                                           f"refused")
             return
         super().rawDataReceived(data)
 
@@ -181,8 +188,8 @@ class BoundedSite(Site):
     protocol = _GuardedChannel
     requestFactory = _BoundedRequest
 
-    def __init__(self, resource, *, max_body: int, guards: Mapping[bytes, Guard] = None, linger: float = LINGER,
-                 reactor=None):
+    def __init__(self, resource, *, max_body: int, guards: Mapping[bytes, Guard] = None,
+                 linger: float = HTTPConfig.close_linger, reactor=None):
         super().__init__(resource, reactor=reactor)
         if max_body < 1 or linger <= 0:
             raise ValueError("max_body and linger must be positive")
@@ -208,7 +215,8 @@ def build_site(http_config, applications, push=None, *, reactor=None,
     """The [HTTP] site: ``build_site_root``'s resources, with the push API's guard and body bound."""
     root = build_site_root(http_config, applications, push, examples_dir)
     guards = {b"rpc": push.refuse_early} if push is not None else {}
-    return BoundedSite(root, max_body=http_config.push_max_body, guards=guards, reactor=reactor)
+    return BoundedSite(root, max_body=http_config.push_max_body, guards=guards, linger=http_config.close_linger,
+                       reactor=reactor)
 
 
 def _peer(transport) -> str:

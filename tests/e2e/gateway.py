@@ -55,6 +55,8 @@ class GatewayMixin:
     """setUp: backend + gateway (fmspy.cfg written here, routes.cfg and schemas from examples/gateway)."""
 
     extra_options = ""
+    #: More options of the [HTTP] section.
+    http_options = ""
 
     @inlineCallbacks
     def setUp(self):
@@ -72,6 +74,7 @@ port = 0
 enabled = yes
 port = 0
 push-token = {TOKEN}
+{self.http_options}
 [GatewayApplication:shop]
 enabled = yes
 name = shop

@@ -6,8 +6,10 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import TestCase
+from zope.interface import implementer
 
 from fmspy_gateway.app.calls import CallFailed
 from fmspy_gateway.rtmp import amf
@@ -276,18 +278,30 @@ class _RawUpload(Protocol):
         self.lost.callback(None)
 
 
+@implementer(IHalfCloseableProtocol)
+class _StayingUpload(_RawUpload):
+    """One that keeps its side open when the server closes its own (a half-close): only a cut ends it."""
+
+    def readConnectionLost(self):
+        pass
+
+    def writeConnectionLost(self):
+        pass
+
+
 class PushAPILimitTests(GatewayMixin, TestCase):
     """Issue 8, items 6 and 8, against the site as twistd builds it, with a real HTTP client on loopback."""
 
     extra_options = "[EchoApplication]\nenabled = yes\nname = echotest\n"
+    http_options = "close-linger = 0.3\n"
 
     @inlineCallbacks
-    def upload(self, token=None, length=10 ** 9):
+    def upload(self, token=None, length=10 ** 9, client_class=_RawUpload):
         head = (b"POST /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\n" % length)
         if token is not None:
             head += b"Authorization: Bearer " + token.encode() + b"\r\n"
-        client = _RawUpload(head + b"\r\n")
+        client = client_class(head + b"\r\n")
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.http_port)
         yield connectProtocol(endpoint, client)
         self.addCleanup(lambda: client.lost if client.transport.connected else None)
@@ -312,6 +326,27 @@ class PushAPILimitTests(GatewayMixin, TestCase):
         yield client.lost
         self.assertLess(client.sent, 64 * 1024 * 1024)
         yield bystander.finish(self, min_answered=1)
+
+    @inlineCallbacks
+    def test_a_refused_client_that_stays_is_cut_after_close_linger_and_logged(self):
+        client = yield self.upload(client_class=_StayingUpload)
+        answer = yield client.answered.addTimeout(10, reactor)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 401 "), answer)
+        site = self.service.getServiceNamed("http").args[1]
+        self.assertEqual((site.linger, site.limit_log.counts.get("close-linger", 0)), (0.3, 0))
+        # It sends nothing more and does not close: only the linger ends it, logged as the server cuts it.
+        for _ in range(300):
+            if site.limit_log.counts.get("close-linger"):
+                break
+            yield deferLater(0.1)
+        self.assertEqual(site.limit_log.counts.get("close-linger"), 1)
+        # Cut, not closed: the client's next bytes meet a reset (its reading stopped at the server's FIN).
+        self.assertFalse(client.lost.called)
+        client.transport.write(b"x")
+        yield deferLater(0.05)
+        client.transport.write(b"x")
+        yield client.lost.addTimeout(30, reactor)
+        self.assertEqual(client.sent, 0)
 
     @inlineCallbacks
     def test_a_declared_body_over_push_max_body_is_413_at_once(self):

@@ -4,8 +4,8 @@ What is proved here is what happens *before* a resource runs: a request the
 guard of its path refuses, or whose declared body is over ``max_body``, is
 answered at once, after the headers alone, and its body is never stored (the
 request has no content file) nor handed to a resource; what the client still
-sends is dropped, and the connection cut after ``max_body`` more bytes or
-``LINGER`` seconds.
+sends is dropped, and the connection cut, and that logged, after ``max_body``
+more bytes or ``close-linger`` seconds.
 """
 import json
 
@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
 from fmspy_gateway.config import HTTPConfig
-from fmspy_gateway.server.http import LINGER, BoundedSite, build_site
+from fmspy_gateway.server.http import BoundedSite, build_site
 
 MAX_BODY = 1000
 LOGGER = "fmspy_gateway.server.http"
@@ -101,22 +101,36 @@ class SiteTests(SynchronousTestCase):
         self.assertEqual(transport.value(), before)          # nothing more answered
         self.assertFalse(transport.disconnecting)
         self.assertIsNone(channel.requests[-1].content)
-        channel.dataReceived(b"x")                           # past max_body dropped: enough, cut it
+        with self.assertLogs(LOGGER, "WARNING") as logged:
+            channel.dataReceived(b"x")                       # past max_body dropped: enough, cut it
         self.assertTrue(transport.disconnected)
         self.assertEqual(self.recorder.bodies, [])
+        self.assertIn(f"127.0.0.1:50000: sent more than {MAX_BODY} bytes after its request was refused "
+                      f"(push-max-body): cut, {MAX_BODY + 1} bytes dropped", logged.output[0])
 
     def test_a_refused_client_that_keeps_the_connection_open_is_cut_after_the_linger(self):
-        # README, Push API: "read and dropped until it stops, for at most 2 s": the figure written there,
-        # not LINGER, which a change would carry along.
+        # README, Push API: "read and dropped until it stops, for at most 2 s" (close-linger): the figure
+        # written there, not the default's name, which a change would carry along.
         channel, transport = self.post()
+        channel.dataReceived(b"x" * 10)
         self.clock.advance(2.0 - 0.1)
         self.assertFalse(transport.disconnected)
-        self.clock.advance(0.1)
+        with self.assertLogs(LOGGER, "WARNING") as logged:
+            self.clock.advance(0.1)
+        self.assertTrue(transport.disconnected)
+        self.assertIn("127.0.0.1:50000: still connected 2 s after its request was refused (close-linger): cut, 10 "
+                      "bytes dropped", logged.output[0])
+
+    def test_the_linger_is_the_sites(self):
+        self.site.linger = 0.5
+        channel, transport = self.post()
+        with self.assertLogs(LOGGER, "WARNING"):
+            self.clock.advance(0.5)
         self.assertTrue(transport.disconnected)
 
     def test_a_refused_client_that_goes_leaves_no_timer(self):
         channel, transport = self.post()
-        linger = [call for call in self.clock.getDelayedCalls() if call.getTime() == LINGER]
+        linger = [call for call in self.clock.getDelayedCalls() if call.getTime() == HTTPConfig.close_linger]
         self.assertEqual(len(linger), 1)
         channel.connectionLost(None)
         self.assertTrue(linger[0].cancelled)
@@ -184,8 +198,8 @@ class BuildSiteTests(SynchronousTestCase):
                 return None
 
         push = Push()
-        site = build_site(HTTPConfig(push_max_body=12345), {}, push, reactor=Clock())
+        site = build_site(HTTPConfig(push_max_body=12345, close_linger=0.5), {}, push, reactor=Clock())
         self.assertIsInstance(site, BoundedSite)
-        self.assertEqual(site.max_body, 12345)
+        self.assertEqual((site.max_body, site.linger), (12345, 0.5))
         self.assertEqual(site.guards, {b"rpc": push.refuse_early})
         self.assertEqual(build_site(HTTPConfig(), {}, None, reactor=Clock()).guards, {})
