@@ -342,7 +342,7 @@ async def relay_phase(args, work_dir, redis):
                                    f" {connected['failed'][:3]}")
         await asyncio.sleep(args.warmup)
         window = ProcessesWindow({**cluster.pids, "publisher": publisher.process.pid, "redis": redis.process.pid,
-                         **{f"load {node}": load.pid for node, load in loads.items()}})
+                                  **{f"load {node}": load.pid for node, load in loads.items()}})
         window.start()
         for load in loads.values():
             if await load.ask("mark") != "marked":

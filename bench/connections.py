@@ -43,7 +43,7 @@ What it measures
     ratio to nginx-rtmp.
 
     ``--baseline`` runs the same measurement against a bare Twisted echo
-    Protocol server (accept, hold the connection): the floor Twisted imposes.
+    Protocol server (accept, hold the connection): what holding a connection costs in Twisted alone.
     Baseline clients only connect and send nothing.
 
     ``--tracemalloc`` traces the server child's allocations and prints the top
@@ -103,7 +103,7 @@ PHASES = {"createStream": "createStream round trip", "echo": "echo round trip", 
 WARM_UP_CLIENTS = 50
 BATCH_TIMEOUT = 60.0         # seconds for one batch of clients to connect
 RSS_SAMPLES = 3
-MIN_CPU = 0.2                # server CPU-s a phase must measure (/proc counts 10 ms ticks)
+MIN_CPU = 0.2                # server CPU-s a phase must measure: a shorter one is mostly its start and end
 
 APPLICATIONS = """\
 [EchoApplication]
@@ -127,11 +127,13 @@ def serve(mode: str, config_path: str, log_path: str, trace: bool, work_dir: str
     # As twistd does: without it, Twisted's first 65,536 log events would show up as memory.
     log_file = begin_file_logging(log_path)
 
+    more = {}
     if mode == "rtmp":
         top, listening, factory, codec = start_fmspy_service(reactor, config_path)
         port, count, stop = listening.getHost().port, lambda: len(factory.connections), top.stopService
     elif mode == "floor":
-        port, count, stop, codec = _start_floor(reactor)
+        port, count, stop, codec, answers = _start_floor(reactor)
+        more["answers"] = lambda: [f"answers {answers()}"]
     else:
         port, count, stop, codec = _start_baseline(reactor)
 
@@ -143,7 +145,7 @@ def serve(mode: str, config_path: str, log_path: str, trace: bool, work_dir: str
                 "gc": lambda: [f"gc {gc.collect()}"],
                 "snapshot": snapshot,
                 "report": lambda sites, clients: [*_report(work_dir, int(sites), int(clients)), "end"],
-                "profile": Profiler(PHASES.get(profiled, "unit")).command}
+                "profile": Profiler(PHASES.get(profiled, "unit")).command, **more}
     info = "ready " + json.dumps({"port": port, "pid": os.getpid(), "python": platform.python_version(),
                                   "codec": codec, "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0]})
     twisted_control(reactor, info, commands, stop)
@@ -189,7 +191,8 @@ def _start_floor(reactor):
     is one request).  Each answer is one ``socket.send``, as our server
     writes (``direct_write.py``).  What this costs per call and per connect
     is what Twisted's reactor and the kernel cost before any RTMP work:
-    nothing built on this reactor can go under it.
+    nothing built on this reactor can go under it.  Returns what
+    ``_start_baseline`` does and, last, a count of the answers sent.
     """
     from twisted.internet.defer import succeed
     from twisted.internet.protocol import Factory, Protocol
@@ -201,6 +204,10 @@ def _start_floor(reactor):
     stream_result = command_chunks(["_result", 2, None, 1])
 
     class CannedAnswers(Protocol):
+        def answer(self, data: bytes):
+            self.factory.answers += 1
+            self.transport.socket.send(data)
+
         def connectionMade(self):
             self.factory.live.add(self)
             self.handshake = bytearray()
@@ -211,20 +218,20 @@ def _start_floor(reactor):
                 self.handshake += data
                 if len(self.handshake) >= 1537:
                     self.connect_left = 1536 + self.factory.connect_length - (len(self.handshake) - 1537)
-                    self.transport.socket.send(s0s1 + bytes(self.handshake[1:1537]))
+                    self.answer(s0s1 + bytes(self.handshake[1:1537]))
                     self.handshake = None
             elif self.connect_left > 0:
                 self.connect_left -= len(data)
                 if self.connect_left <= 0:
-                    self.transport.socket.send(connect_result)
+                    self.answer(connect_result)
             else:
-                self.transport.socket.send(stream_result)
+                self.answer(stream_result)
 
         def connectionLost(self, reason):
             self.factory.live.discard(self)
 
     factory = Factory.forProtocol(CannedAnswers)
-    factory.live = set()
+    factory.live, factory.answers = set(), 0
     listening = reactor.listenTCP(0, factory, backlog=1024, interface=HOST)
     port = listening.getHost().port
     factory.connect_length = len(connect_chunk(port))
@@ -233,7 +240,7 @@ def _start_floor(reactor):
         listening.stopListening()
         return succeed(None)
 
-    return port, lambda: len(factory.live), stop, "-"
+    return port, lambda: len(factory.live), stop, "-", lambda: factory.answers
 
 
 def _snapshot(work_dir, label):
@@ -730,7 +737,10 @@ async def measure_calls(args, port, pid, c0c1, connect, echo, child=None) -> dic
 
 
 async def measure_floor(args, work_dir) -> dict:
-    """The round trips and connect cycles against the reactor's floor (``_start_floor``), in its own child."""
+    """The round trips and connect cycles against the reactor's floor (``_start_floor``), in its own child.
+
+    The result also holds ``answers``: how many canned answers the floor sent in all, warm-up included.
+    """
     child = await Server.launch("floor", "", os.path.join(work_dir, "floor.log"), False, work_dir, None)
     try:
         port = int(child.info["port"])
@@ -741,8 +751,12 @@ async def measure_floor(args, work_dir) -> dict:
         if error is not None:
             raise RuntimeError(f"warm-up against the floor failed: {error}")
         await close_all(warm)
-        await child.wait_for_count(0)
-        return await measure_calls(args, port, child.pid, c0c1, connect, echo=False)
+        left = await child.wait_for_count(0)
+        if left:
+            raise RuntimeError(f"{left} warm-up connections still open on the floor")
+        result = await measure_calls(args, port, child.pid, c0c1, connect, echo=False)
+        result["answers"] = int((await child.ask("answers")).split()[1])
+        return result
     finally:
         await child.stop()
 
@@ -777,7 +791,7 @@ def busy_note(window) -> str:
     if window.get("traced"):
         return "  (TRACED: the server was traced (strace, gdb) as the phase began or ended; not a figure)"
     if window.get("short"):
-        return f"  (under {MIN_CPU:g} CPU-s measured, in 10 ms ticks: not a figure; raise the count)"
+        return f"  (under {MIN_CPU:g} CPU-s measured: too short a phase to be a figure; raise the count)"
     return ""
 
 
@@ -786,6 +800,10 @@ def print_summary(results):
     print("\n== summary: ours against nginx-rtmp, each taken in this run")
     if not theirs:
         print("  no nginx-rtmp figures in this run: no comparison")
+        for label, key in (("createStream round trip", "createStream"), ("connect + close cycle", "cycle")):
+            if floor and key in floor:
+                print(f"  {label}: ours {ours[key]['per'] * 1e6:.1f} us, the reactor's floor"
+                      f" {floor[key]['per'] * 1e6:.1f} us{busy_note(floor[key]) or busy_note(ours[key])}")
         return
     rows = (("createStream round trip, server CPU per call", "createStream", "per", 1e6, "us"),
             ("connect + close cycle, server CPU per connect", "cycle", "per", 1e6, "us"),

@@ -690,7 +690,7 @@ def bridged_verdict(cpu_ms: float, added_ms, clients: int, disturbed: list, prof
     if clients != TARGET_CLIENTS:
         why.append(f"{clients} clients, not {TARGET_CLIENTS}")
     if added_ms is None:
-        why.append("no one-client phases (--single-duration 0)")
+        why.append("no one-client latencies (--single-duration 0, or no call answered)")
     if why:
         return "issue 14's bridged-call targets: no verdict: " + "; ".join(why)
 

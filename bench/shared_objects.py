@@ -73,8 +73,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (BUSY_CORES, HOST, S0_S1_S2, Child, begin_file_logging, command_chunks, connect_object,  # noqa: E402
-                     handshake_c0c1, raise_open_files_limit, read_cpu_seconds, read_system_cpu, say,
+from _common import (BUSY_CORES, HOST, S0_S1_S2, Child, begin_file_logging, command_chunks,  # noqa: E402
+                     connect_object, handshake_c0c1, raise_open_files_limit, read_cpu_seconds, read_system_cpu, say,
                      script_args, start_fmspy_service, twisted_control, write_fmspy_config)
 from fmspy_gateway.rtmp.chunks import ChunkReader, ChunkWriter, Message  # noqa: E402
 from fmspy_gateway.rtmp.sharedobject import (Change, RequestChange, SharedObjectMessage, Status, Use,  # noqa: E402

@@ -186,7 +186,7 @@ class StreamingSettings:
 
 @dataclass(frozen=True)
 class NoSettings:
-    """The ``Settings`` of a class with no options beyond ``StreamingSettings`` (echotest, chat, live).
+    """The ``Settings`` of a class with no options beyond ``StreamingSettings`` (echotest, live).
 
     Declared all the same, so that its sections are strict: a misspelt option
     (``recordDri``) is an error at start, with a suggestion, instead of being

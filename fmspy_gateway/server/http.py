@@ -12,8 +12,9 @@ that bound serves every path).  A refusal is answered at once (401, 413,
 with ``Connection: close``), the write side is closed, and what the client
 still sends is read and dropped (never stored) for at most ``close-linger``
 seconds and ``max_body`` bytes, so that the client reads the answer instead
-of a reset; a client cut for going past either is logged, rate-limited.  A chunked body is counted as it arrives and refused the same
-way once it crosses the bound.
+of a reset; a client cut for going past either is logged, rate-limited.  A
+chunked body is counted as it arrives and refused the same way once it
+crosses the bound.
 """
 import json
 import logging

@@ -101,4 +101,5 @@ class EnhancedConnectTests(SynchronousTestCase):
         with self.assertLogs("fmspy_gateway", "WARNING") as logged:
             exchange(client, session)
         self.assertEqual(session.client.capabilities.fourcc_list, ("hvc1", "av01"))
-        self.assertIn("connect declared 1 Enhanced RTMP codec entries past maxFourCcEntries (2 per list", logged.output[0])
+        self.assertIn("connect declared 1 Enhanced RTMP codec entries past maxFourCcEntries (2 per list",
+                      logged.output[0])
