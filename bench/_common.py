@@ -98,6 +98,11 @@ def read_system_cpu() -> tuple:
     return total - idle, total
 
 
+def cores_busy(before: tuple, after: tuple) -> float:
+    """Cores the machine kept busy on average between two ``read_system_cpu()`` readings."""
+    return (after[0] - before[0]) / max(after[1] - before[1], 1) * os.cpu_count()
+
+
 class ProcessesWindow:
     """CPU seconds of named processes and of the machine between ``start()`` and ``stop()``.
 
@@ -123,7 +128,7 @@ class ProcessesWindow:
         (t0, cpu0, sys0), (t1, cpu1, sys1) = self.before, self._read()
         wall = t1 - t0
         cpu = {name: cpu1[name] - cpu0[name] for name in cpu0}
-        machine = (sys1[0] - sys0[0]) / max(sys1[1] - sys0[1], 1) * os.cpu_count()
+        machine = cores_busy(sys0, sys1)
         others = max(machine - sum(cpu.values()) / wall, 0)
         return {"wall": wall, "cpu": cpu, "machine": machine, "others": others, "busy": others > BUSY_CORES}
 

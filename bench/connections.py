@@ -92,8 +92,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _nginx import Nginx, find_nginx  # noqa: E402
-from _common import (BUSY_CORES, HOST, S0_S1_S2, Child, begin_file_logging, command_chunks,  # noqa: E402
-                     Profiler, connect_object, handshake_c0c1, raise_open_files_limit, read_cpu_seconds, read_rss_kb,
+from _common import (BUSY_CORES, HOST, S0_S1_S2, Child, Profiler, begin_file_logging, command_chunks,  # noqa: E402
+                     connect_object, cores_busy, handshake_c0c1, raise_open_files_limit, read_cpu_seconds, read_rss_kb,
                      read_system_cpu, script_args, short_path, start_fmspy_service, tracer_of, twisted_control,
                      write_fmspy_config)
 
@@ -583,9 +583,8 @@ class Window:
     def close(self, count) -> dict:
         cpu = read_cpu_seconds(self.pid) - self.cpu
         own = time.process_time() - self.own
-        busy, total = (b - a for a, b in zip(self.system, read_system_cpu()))
+        machine = cores_busy(self.system, read_system_cpu())
         wall = time.perf_counter() - self.at
-        machine = busy / max(total, 1) * os.cpu_count()          # cores busy on average
         others = max(machine - (cpu + own) / wall, 0.0)
         return {"count": count, "cpu": cpu, "per": cpu / max(count, 1), "wall": wall, "others": others,
                 "busy": others > BUSY_CORES, "short": cpu < MIN_CPU,

@@ -84,8 +84,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (BUSY_CORES, HOST, S0_S1_S2, Child, Profiler, begin_file_logging, command_chunks,  # noqa: E402
-                     connect_object, handshake_c0c1, raise_open_files_limit, read_cpu_seconds, read_system_cpu,
-                     say, script_args, start_fmspy_service, twisted_control, write_fmspy_config)
+                     connect_object, cores_busy, handshake_c0c1, raise_open_files_limit, read_cpu_seconds,
+                     read_system_cpu, say, script_args, start_fmspy_service, twisted_control, write_fmspy_config)
 
 APP = "bench"
 BACKEND_PATH = "/rpc"
@@ -655,10 +655,9 @@ async def run_phase(label, kind, port, args, pids, backend, gateway=None, client
     finally:
         await load.stop(timeout=10)
     wall = after.at - before.at
-    busy = (after.system[0] - before.system[0]) / max(after.system[1] - before.system[1], 1)
     return {"label": label, "kind": kind, "clients": clients, "result": result, "wall": wall,
             "cpu": {name: after.cpu[name] - before.cpu[name] for name in after.cpu},
-            "system_busy": busy * os.cpu_count(),
+            "system_busy": cores_busy(before.system, after.system),
             "backend_accepted": after_backend["accepted"] - before_backend["accepted"],
             "backend_open": after_backend["open"],
             "backend_requests": after_backend["requests"] - before_backend["requests"],

@@ -74,8 +74,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (BUSY_CORES, HOST, S0_S1_S2, Child, begin_file_logging, command_chunks,  # noqa: E402
-                     connect_object, handshake_c0c1, raise_open_files_limit, read_cpu_seconds, read_system_cpu, say,
-                     script_args, start_fmspy_service, twisted_control, write_fmspy_config)
+                     connect_object, cores_busy, handshake_c0c1, raise_open_files_limit, read_cpu_seconds,
+                     read_system_cpu, say, script_args, start_fmspy_service, twisted_control, write_fmspy_config)
 from fmspy_gateway.rtmp.chunks import ChunkReader, ChunkWriter, Message  # noqa: E402
 from fmspy_gateway.rtmp.sharedobject import (Change, RequestChange, SharedObjectMessage, Status, Use,  # noqa: E402
                                              UseSuccess, decode_shared_object, encode_shared_object)
@@ -497,8 +497,7 @@ def report(args, info, connected, wrote, reports, before, after):
     cpu = {name: after["cpu"][name] - before["cpu"][name] for name in before["cpu"]}
     loads_cpu = sum(v for name, v in cpu.items() if name.startswith("load"))
     server_cpu = sum(v for name, v in cpu.items() if name.startswith("server"))
-    busy, total = (after["system"][0] - before["system"][0], after["system"][1] - before["system"][1])
-    machine = busy / max(total, 1) * os.cpu_count()
+    machine = cores_busy(before["system"], after["system"])
     others = max(machine - sum(cpu.values()) / wall, 0)
     listeners = sum(r["listeners"] for r in reports)
     deliveries = sum(r["deliveries"] for r in reports)

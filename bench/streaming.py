@@ -107,10 +107,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _nginx import Nginx, die_with_parent, find_nginx, stop_process  # noqa: E402
-from _common import (BUSY_CORES, HOST, Child, begin_file_logging, package, process_alive,  # noqa: E402
-                     raise_open_files_limit, read_cpu_seconds, read_rss_kb, read_system_cpu, read_user_system,
-                     say, script_args, start_fmspy_service, tracer_of, twisted_control, where,
-                     write_fmspy_config)
+from _common import (BUSY_CORES, HOST, Child, begin_file_logging, cores_busy, package, process_alive,  # noqa: E402
+                     raise_open_files_limit, read_cpu_seconds, read_rss_kb, read_system_cpu, read_user_system, say,
+                     script_args, start_fmspy_service, tracer_of, twisted_control, where, write_fmspy_config)
 
 APP = "live"
 STREAM = "bench"
@@ -676,7 +675,6 @@ async def run_case(server, players, args, source, source_rate, profile_path=None
 
     wall = after["at"] - before["at"]
     cpu = {name: after["cpu"][name] - before["cpu"][name] for name in pids}
-    busy = (after["system"][0] - before["system"][0]) / max(after["system"][1] - before["system"][1], 1)
     per_player = [row for r in reports for row in r["players"]]
     result.update({
         "wall": wall,
@@ -685,7 +683,7 @@ async def run_case(server, players, args, source, source_rate, profile_path=None
         "cpu_server_user": after["server_split"][0] - before["server_split"][0],
         "cpu_server_system": after["server_split"][1] - before["server_split"][1],
         "cpu_load": sum(v for k, v in cpu.items() if k.startswith("load")), "load_procs": len(loads),
-        "machine_busy": busy * os.cpu_count(),
+        "machine_busy": cores_busy(before["system"], after["system"]),
         "traced": sorted(before["traced"] | after["traced"]),
         "bytes": sum(row[1] for row in per_player),
         "kbps": sorted(row[1] * 8 / r["seconds"] / 1000 for r in reports for row in r["players"]),
