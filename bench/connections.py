@@ -645,13 +645,7 @@ async def measure(args, mode, child, transports):
     if args.tracemalloc:
         print("tracemalloc ON in the server: RSS and CPU below are inflated, see the allocation report")
 
-    warm, error = await open_clients(port, WARM_UP_CLIENTS, c0c1, connect)
-    if error is not None:
-        raise RuntimeError(f"warm-up failed: {error}")
-    await close_all(warm)
-    left = await child.wait_for_count(0)
-    if left:
-        raise RuntimeError(f"{left} warm-up connections still open on the server")
+    await warm_up(port, c0c1, connect, child, "the server")
 
     result = {}
     if rtmp and not args.tracemalloc:
@@ -735,6 +729,18 @@ async def measure_calls(args, port, pid, c0c1, connect, echo, child=None) -> dic
     return result
 
 
+async def warm_up(port, c0c1, connect, child, what: str):
+    """``WARM_UP_CLIENTS`` connects, closed again; ``child`` (a server that counts its connections) must have
+    none left."""
+    warm, error = await open_clients(port, WARM_UP_CLIENTS, c0c1, connect)
+    if error is not None:
+        raise RuntimeError(f"warm-up against {what} failed: {error}")
+    await close_all(warm)
+    left = await child.wait_for_count(0)
+    if left:
+        raise RuntimeError(f"{left} warm-up connections still open on {what}")
+
+
 async def measure_floor(args, work_dir) -> dict:
     """The round trips and connect cycles against the reactor's floor (``_start_floor``), in its own child.
 
@@ -746,13 +752,7 @@ async def measure_floor(args, work_dir) -> dict:
         print(f"\nserver: the reactor's floor (bare Twisted Protocol, canned answers) on {HOST}:{port},"
               f" pid {child.pid}")
         c0c1, connect = handshake_c0c1(), connect_chunk(port)
-        warm, error = await open_clients(port, WARM_UP_CLIENTS, c0c1, connect)
-        if error is not None:
-            raise RuntimeError(f"warm-up against the floor failed: {error}")
-        await close_all(warm)
-        left = await child.wait_for_count(0)
-        if left:
-            raise RuntimeError(f"{left} warm-up connections still open on the floor")
+        await warm_up(port, c0c1, connect, child, "the floor")
         result = await measure_calls(args, port, child.pid, c0c1, connect, echo=False)
         result["answers"] = int((await child.ask("answers")).split()[1])
         return result

@@ -13,12 +13,17 @@ import pytest
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "streaming.py")
 
 
-@pytest.fixture(scope="module")
-def streaming():
-    spec = importlib.util.spec_from_file_location("bench_streaming", BENCH)
+def load_bench(name: str):
+    """bench/<name>.py as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(os.path.dirname(BENCH), f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def streaming():
+    return load_bench("streaming")
 
 
 def test_met_only_when_every_round_met(streaming):
@@ -79,11 +84,7 @@ def test_tracer_of_names_the_ptrace_tracer(streaming):
 
 @pytest.fixture(scope="module")
 def connections():
-    spec = importlib.util.spec_from_file_location("bench_connections", os.path.join(os.path.dirname(BENCH),
-                                                                                      "connections.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("connections")
 
 
 def window(traced=False):
@@ -135,11 +136,7 @@ def test_the_floor_answers_real_round_trips_and_connects(connections, tmp_path):
 
 @pytest.fixture(scope="module")
 def gateway():
-    spec = importlib.util.spec_from_file_location("bench_gateway", os.path.join(os.path.dirname(BENCH),
-                                                                              "gateway.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("gateway")
 
 
 def test_the_bridged_call_targets_are_judged_each(gateway):
