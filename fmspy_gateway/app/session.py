@@ -421,13 +421,7 @@ class Session(SessionOutput):
             return
         self._move(ConnectionEvent.CONNECT)
         self.application = application
-        self.client = Client(secrets.token_hex(8), self.peer.address, name, params, command.arguments, room, self,
-                             max_fourcc_entries=self._max_fourcc_entries)
-        ignored = self.client.capabilities.ignored
-        if ignored:
-            self.limit_log.hit("maxFourCcEntries", f"connect declared {ignored} Enhanced RTMP codec entries past "
-                                                   f"maxFourCcEntries ({self._max_fourcc_entries} per list or map): "
-                                                   f"ignored")
+        self.client = self._new_client(name, params, command, room)
         self._early = []
         d = self._deciding = maybeDeferred(application.on_connect, self.client, *command.arguments)
         d.addBoth(self._decided)
@@ -451,10 +445,20 @@ class Session(SessionOutput):
         self._move(ConnectionEvent.CONNECT)
         self.application = application
         self.is_relay = True
-        self.client = Client(secrets.token_hex(8), self.peer.address, application.name, params, command.arguments,
-                             "", self)
+        self.client = self._new_client(application.name, params, command, "")
         self._early = []
         self._connect_decided(Accept())
+
+    def _new_client(self, application_name: str, params: dict, command: CommandReceived, room: str) -> Client:
+        """The Client of this connect; Enhanced RTMP entries past ``maxFourCcEntries`` are left unread, and logged."""
+        client = Client(secrets.token_hex(8), self.peer.address, application_name, params, command.arguments, room,
+                        self, max_fourcc_entries=self._max_fourcc_entries)
+        ignored = client.capabilities.ignored
+        if ignored:
+            self.limit_log.hit("maxFourCcEntries", f"connect declared {ignored} Enhanced RTMP codec entries past "
+                                                   f"maxFourCcEntries ({self._max_fourcc_entries} per list or map): "
+                                                   f"ignored")
+        return client
 
     def _decided(self, result):
         self._deciding = None

@@ -81,9 +81,9 @@ def _first_segment(target: bytes) -> bytes:
     return unquote_to_bytes(path[1:].split(b"/", 1)[0])
 
 
-def too_large(max_body: int) -> EarlyAnswer:
+def too_large(max_body: int, option: str = "push-max-body") -> EarlyAnswer:
     """413, in JSON like the push API's other refusals: its callers are programs that parse the answer."""
-    message = f"request body larger than {max_body} bytes (push-max-body)"
+    message = f"request body larger than {max_body} bytes ({option})"
     return 413, [(b"Content-Type", b"application/json")], json.dumps({"error": message}).encode()
 
 
@@ -94,9 +94,13 @@ class _BoundedRequest(Request):
 
     def handleContentChunk(self, data):
         channel = self.channel
+        if channel is not None and channel._refused:
+            channel._dropped += len(data)       # the rest of the read that crossed the bound: dropped, and counted
+            return
         self._received += len(data)
-        if channel is not None and self._received > channel.site.max_body:
-            channel.answer_early(too_large(channel.site.max_body), "push-max-body")
+        site = channel.site if channel is not None else None
+        if site is not None and self._received > site.max_body:
+            channel.answer_early(too_large(site.max_body, site.body_option), site.body_option)
             return
         super().handleContentChunk(data)
 
@@ -151,19 +155,24 @@ class _GuardedChannel(HTTPChannel):
 
     def _linger_over(self):
         self._linger = None
-        self._cut("close-linger", f"still connected {self.site.linger:g} s after its request was refused")
+        self._cut("lingered after a refusal", self.site.linger_option,
+                  f"still connected {self.site.linger:g} s after its request was refused")
 
-    def _cut(self, limit: str, why: str):
-        self.site.limit_log.hit(limit, f"{_peer(self.transport)}: {why} ({limit}): cut, {self._dropped} bytes "
-                                       f"dropped")
+    def _cut(self, kind: str, option: str, why: str):
+        """Drop a refused client that did not go: logged under a kind of its own, not its refusal's."""
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        self._linger = None
+        self.site.limit_log.hit(kind, f"{_peer(self.transport)}: {why} ({option}): cut, {self._dropped} bytes "
+                                      f"dropped")
         self.transport.abortConnection()
 
     def rawDataReceived(self, data):
         if self._refused:
             self._dropped += len(data)
             if self._dropped > self.site.max_body:
-                self._cut("push-max-body", f"sent more than {self.site.max_body} bytes after its request was "
-                                           f"refused")
+                self._cut("sent on after a refusal", self.site.body_option,
+                          f"sent more than {self.site.max_body} bytes after its request was refused")
             return
         super().rawDataReceived(data)
 
@@ -190,12 +199,16 @@ class BoundedSite(Site):
     requestFactory = _BoundedRequest
 
     def __init__(self, resource, *, max_body: int, guards: Mapping[bytes, Guard] = None,
-                 linger: float = HTTPConfig.close_linger, reactor=None):
+                 linger: float = HTTPConfig.close_linger, reactor=None, body_option: str = "push-max-body",
+                 linger_option: str = "close-linger"):
         super().__init__(resource, reactor=reactor)
         if max_body < 1 or linger <= 0:
             raise ValueError("max_body and linger must be positive")
         self.max_body = max_body
         self.linger = linger
+        #: The options that set ``max_body`` and ``linger``, named in refusals and log lines: the [HTTP] site's by
+        #: default; the RTMPS port's site has its own (server/rtmpt.py ``rtmpt_only_site``).
+        self.body_option, self.linger_option = body_option, linger_option
         self.guards = dict(guards or {})
         self.limit_log = RateLimitedLog(log, self.reactor, prefix="HTTP: ")
 
@@ -207,7 +220,7 @@ class BoundedSite(Site):
             if answer is not None:
                 return answer, None
         if length is not None and length > self.max_body:
-            return too_large(self.max_body), "push-max-body"
+            return too_large(self.max_body, self.body_option), self.body_option
         return None, None
 
 

@@ -367,10 +367,15 @@ def quiet_access_log(site):
 
 
 def rtmpt_only_site(sessions: RTMPTSessions, max_body: int, reactor=None):
-    """The HTTP site of the RTMPS port (RTMPTS): the RTMPT commands and nothing else, bodies bounded."""
+    """The HTTP site of the RTMPS port (RTMPTS): the RTMPT commands and nothing else, bodies bounded.
+
+    Its bounds are RTMP's, not the [HTTP] site's: a body past ``maxRequestBytes`` is refused, and a refused
+    client that lingers is cut after ``closeLinger``, as an RTMPT session's last poll is waited for.
+    """
     from .http import BoundedSite
     root = mount(Resource(), sessions, "rtmpts")
-    site = BoundedSite(root, max_body=max_body, reactor=reactor)
+    site = BoundedSite(root, max_body=max_body, reactor=reactor, linger=sessions.close_linger,
+                       body_option="maxRequestBytes", linger_option="closeLinger")
     site.timeout = sessions.idle_timeout       # an idle HTTP connection is not kept for Twisted's 12 hours
     site.displayTracebacks = False
     site.log = lambda request: None

@@ -291,6 +291,18 @@ class RelayTests(TestCase):
         self.assertTrue(any("relay connection to live refused" in line for line in capture.lines), capture.lines)
 
     @inlineCallbacks
+    def test_a_relay_connection_reads_codec_entries_within_the_bound_too(self):
+        capture = LogCapture()
+        logging.getLogger("fmspy_gateway").addHandler(capture)
+        self.addCleanup(logging.getLogger("fmspy_gateway").removeHandler, capture)
+        many = [f"c{i:03d}" for i in range(70)]
+        relay = yield connect_client(self.a.url, reactor=reactor, fourCcList=many, **{RELAY_CREDENTIAL: SECRET})
+        self.addCleanup(relay.close)
+        self.assertEqual((yield relay.call("getStreamLength", "cam")), 0)     # a round trip: connected, served
+        self.assertTrue(any("connect declared 6 Enhanced RTMP codec entries past maxFourCcEntries" in line
+                            for line in capture.lines), capture.lines)
+
+    @inlineCallbacks
     def test_a_relay_connection_may_play_but_not_publish(self):
         relay = yield connect_client(self.a.url, reactor=reactor, handlers={"onStatus": lambda *a: None},
                                      **{RELAY_CREDENTIAL: SECRET})

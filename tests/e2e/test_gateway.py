@@ -333,13 +333,13 @@ class PushAPILimitTests(GatewayMixin, TestCase):
         answer = yield client.answered.addTimeout(10, reactor)
         self.assertTrue(answer.startswith(b"HTTP/1.1 401 "), answer)
         site = self.service.getServiceNamed("http").args[1]
-        self.assertEqual((site.linger, site.limit_log.counts.get("close-linger", 0)), (0.3, 0))
+        self.assertEqual((site.linger, site.limit_log.counts.get("lingered after a refusal", 0)), (0.3, 0))
         # It sends nothing more and does not close: only the linger ends it, logged as the server cuts it.
         for _ in range(300):
-            if site.limit_log.counts.get("close-linger"):
+            if site.limit_log.counts.get("lingered after a refusal"):
                 break
             yield deferLater(0.1)
-        self.assertEqual(site.limit_log.counts.get("close-linger"), 1)
+        self.assertEqual(site.limit_log.counts.get("lingered after a refusal"), 1)
         # Cut, not closed: the client's next bytes meet a reset (its reading stopped at the server's FIN).
         self.assertFalse(client.lost.called)
         client.transport.write(b"x")

@@ -198,6 +198,31 @@ class RTMPTHostileTests(TunnelServerMixin, TestCase):
         yield bystander.finish(self, min_answered=1)
 
     @inlineCallbacks
+    def test_a_huge_post_on_the_rtmps_port_is_refused_naming_its_own_limit(self):
+        """The RTMPS port's HTTP (RTMPTS) is bounded by [RTMPT] maxRequestBytes, and says so, not [HTTP]'s."""
+        import ssl
+
+        def run():
+            context = ssl.create_default_context(cafile=self.cert_path)
+            with socket.create_connection(("127.0.0.1", self.tls_port), timeout=10) as raw:
+                with context.wrap_socket(raw, server_hostname="localhost") as sock:
+                    sock.sendall(b"POST /idle/x/0 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-fcs\r\n"
+                                 b"Content-Length: %d\r\n\r\n" % (self.rtmpt_config.max_request_bytes + 1))
+                    answer = b""
+                    while b"}" not in answer:
+                        data = sock.recv(65536)
+                        if not data:
+                            break
+                        answer += data
+                    return answer
+        answer = yield deferToThread(run)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:200])
+        self.assertIn(b"larger than %d bytes (maxRequestBytes)" % self.rtmpt_config.max_request_bytes, answer)
+        site = self.secure_factory.http_site
+        self.assertEqual((site.linger, site.linger_option), (self.rtmp_config.close_linger, "closeLinger"))
+        self.assertEqual(site.limit_log.counts, {"maxRequestBytes": 1})
+
+    @inlineCallbacks
     def test_a_session_whose_answers_are_never_polled_is_dropped(self):
         """Echo calls posted with answers never taken: bounded by maxPendingBytes, then the session goes."""
         from fmspy_gateway.rtmp.connection import Connection, Role

@@ -155,6 +155,35 @@ class SiteTests(SynchronousTestCase):
             self.assertIn("push-max-body", logs.output[0])
         self.assertEqual(self.site.limit_log.counts["push-max-body"], 3)
 
+    def test_a_413_client_that_sends_on_is_cut_and_that_logged_beside_its_refusal(self):
+        """The cut has a kind of its own: the 413 just logged under push-max-body does not silence it."""
+        with self.assertLogs(LOGGER, "WARNING") as logs:
+            channel, transport = self.post(length=MAX_BODY + 1, token=b"t")
+            channel.dataReceived(b"x" * (MAX_BODY + 1))
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(len(logs.output), 2)
+        self.assertIn("its body is larger than", logs.output[0])
+        self.assertIn(f"sent more than {MAX_BODY} bytes after its request was refused (push-max-body): cut",
+                      logs.output[1])
+        # The cut took the linger's timer with it.
+        self.assertEqual([call for call in self.clock.getDelayedCalls() if call.active()
+                          and call.getTime() == HTTPConfig.close_linger], [])
+
+    def test_a_site_names_its_own_options(self):
+        """The RTMPS port's site (server/rtmpt.py) is bounded by RTMP's options and names them."""
+        site = BoundedSite(Resource(), max_body=MAX_BODY, reactor=self.clock, linger=0.5,
+                           body_option="maxRequestBytes", linger_option="closeLinger")
+        site.startFactory()
+        self.addCleanup(site.stopFactory)
+        self.site = site
+        with self.assertLogs(LOGGER, "WARNING") as logs:
+            channel, transport = self.post(length=MAX_BODY + 1)
+            self.clock.advance(0.5)
+        _, body = self.assert_refused_at_once(channel, transport, 413)
+        self.assertIn(f"larger than {MAX_BODY} bytes (maxRequestBytes)", json.loads(body)["error"])
+        self.assertIn("(maxRequestBytes)", logs.output[0])
+        self.assertIn("still connected 0.5 s after its request was refused (closeLinger): cut", logs.output[1])
+
     def test_a_chunked_body_is_refused_as_soon_as_it_crosses_max_body(self):
         channel, transport = self.post(token=b"t", chunked=True)
         self.assertEqual(transport.value(), b"")
