@@ -154,7 +154,6 @@ def serve(mode: str, config_path: str, log_path: str, trace: bool, work_dir: str
 
 
 def _start_baseline(reactor):
-    from twisted.internet.defer import succeed
     from twisted.internet.protocol import Factory, Protocol
 
     class Holder(Protocol):
@@ -173,11 +172,7 @@ def _start_baseline(reactor):
     factory.live = set()
     listening = reactor.listenTCP(0, factory, backlog=1024, interface=HOST)
 
-    def stop():
-        listening.stopListening()
-        return succeed(None)
-
-    return listening.getHost().port, lambda: len(factory.live), stop, "-"
+    return listening.getHost().port, lambda: len(factory.live), listening.stopListening, "-"
 
 
 def _start_floor(reactor):
@@ -194,7 +189,6 @@ def _start_floor(reactor):
     nothing built on this reactor can go under it.  Returns what
     ``_start_baseline`` does and, last, a count of the answers sent.
     """
-    from twisted.internet.defer import succeed
     from twisted.internet.protocol import Factory, Protocol
 
     s0s1 = b"\x03" + bytes(8) + os.urandom(1528)
@@ -236,11 +230,7 @@ def _start_floor(reactor):
     port = listening.getHost().port
     factory.connect_length = len(connect_chunk(port))
 
-    def stop():
-        listening.stopListening()
-        return succeed(None)
-
-    return port, lambda: len(factory.live), stop, "-", lambda: factory.answers
+    return port, lambda: len(factory.live), listening.stopListening, "-", lambda: factory.answers
 
 
 def _snapshot(work_dir, label):

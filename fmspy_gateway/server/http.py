@@ -81,8 +81,9 @@ def _first_segment(target: bytes) -> bytes:
     return unquote_to_bytes(path[1:].split(b"/", 1)[0])
 
 
-def too_large(max_body: int, option: str = "push-max-body") -> EarlyAnswer:
-    """413, in JSON like the push API's other refusals: its callers are programs that parse the answer."""
+def too_large(max_body: int, option: str) -> EarlyAnswer:
+    """413 naming the ``option`` that set ``max_body``, in JSON like the push API's other refusals: its callers
+    are programs that parse the answer."""
     message = f"request body larger than {max_body} bytes ({option})"
     return 413, [(b"Content-Type", b"application/json")], json.dumps({"error": message}).encode()
 
