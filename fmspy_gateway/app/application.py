@@ -29,7 +29,7 @@ from ..rtmp.budget import brief_name
 from .fileio import default_executor
 from .hub import DEFAULT_ROOM, LocalHub, Room
 from .live import LiveStreams
-from .recording import RECORD_CHOICES, RecordPolicy, check_record_suffix, safe_stream_path
+from .recording import DEFAULT_MAX_METADATA_SIZE, RECORD_CHOICES, RecordPolicy, check_record_suffix, safe_stream_path
 from .shared_object_store import SharedObjectStore
 from .shared_objects import Access, SharedObjectHandle, SharedObjectSettings
 
@@ -170,6 +170,10 @@ class StreamingSettings:
     #: ``recordMaxDuration``: seconds; 0: no limit.
     record_max_duration: float = option("recordMaxDuration", _parse_limit_seconds,
                                         "0 (no limit) or seconds, such as 3600", 0.0)
+    #: ``recordMaxMetadataSize``: bytes; a recording's onMetaData larger than this is not decoded for playback
+    #: (a tool's injected keyframe table can be megabytes, decoded on every open of the file).
+    record_max_metadata_size: int = option("recordMaxMetadataSize", _parse_buffer_size,
+                                           "a byte count such as 64K or 1M", DEFAULT_MAX_METADATA_SIZE)
 
     def validate(self, section: ApplicationConfig) -> None:
         if self.record != "off" and not self.record_dir:
@@ -263,6 +267,8 @@ class Application:
         self.record_dir: Optional[str] = None
         #: ``record``, ``recordSuffix``, ``recordMaxSize``, ``recordMaxDuration`` (needs ``record_dir``).
         self.record_policy = RecordPolicy()
+        #: ``recordMaxMetadataSize``: the largest onMetaData of a recording decoded when it is played.
+        self.record_max_metadata_size = StreamingSettings.record_max_metadata_size
         #: The application's own handles on its shared objects (``shared_object``), by name.
         self._shared_objects: dict = {}
 
@@ -286,6 +292,7 @@ class Application:
                              f"{source}: [{section.section}] recordDir = {section.options['recordDir']}")
         self.record_dir = streaming.record_dir
         self.record_policy = streaming.policy
+        self.record_max_metadata_size = streaming.record_max_metadata_size
         self.configure_shared_objects(section, services)
 
     def configure_shared_objects(self, section: ApplicationConfig, services: Services) -> None:

@@ -14,7 +14,7 @@ from ..rtmp.budget import brief_name
 from ..rtmp.flv import is_video_keyframe
 from ..rtmp.messages import MessageType
 from .fileio import SerialQueue
-from .recording import RecordedStream
+from .recording import DEFAULT_MAX_METADATA_SIZE, RecordedStream
 from .replies import NetStreamCode, play_completed, play_started
 
 #: How far ahead of real time recorded streams are sent, in ms.
@@ -30,17 +30,18 @@ def is_finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def open_recording(path: str, indexes=None) -> Optional[RecordedStream]:
+def open_recording(path: str, indexes=None, max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE
+                   ) -> Optional[RecordedStream]:
     """Runs in the executor: the recording at ``path`` opened (its index kept in ``indexes``), None if no file."""
     if not os.path.isfile(path):
         return None
-    return RecordedStream(path, indexes)
+    return RecordedStream(path, indexes, max_metadata_size)
 
 
-def recording_length(path: str, indexes=None) -> float:
+def recording_length(path: str, indexes=None, max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE) -> float:
     """Runs in the executor: getStreamLength's answer, in seconds (0 when it cannot be read)."""
     try:
-        recorded = open_recording(path, indexes)
+        recorded = open_recording(path, indexes, max_metadata_size)
     except (OSError, ValueError):
         return 0
     if recorded is None:

@@ -348,8 +348,9 @@ class RecordingIndexes:
 
 #: At most one seek point per this many ms in files without video keyframes.
 _AUDIO_SEEK_STEP_MS = 500
-#: onMetaData bodies larger than this are not decoded (injected keyframe tables can be big).
-_MAX_METADATA_SIZE = 1 << 20
+#: ``recordMaxMetadataSize``'s default: onMetaData bodies larger than this are not decoded (a tool's injected
+#: keyframe table can be megabytes, decoded on every open of the file).
+DEFAULT_MAX_METADATA_SIZE = 1 << 20
 
 
 class RecordedStream:
@@ -360,10 +361,12 @@ class RecordedStream:
     ``ValueError`` when the file is not FLV; ``OSError`` when it cannot be opened.
     """
 
-    _INDEX = ("header", "duration_ms", "_metadata", "_headers", "has_keyframes", "_points")
+    _INDEX = ("header", "duration_ms", "_metadata", "metadata_skipped", "_headers", "has_keyframes", "_points")
 
-    def __init__(self, path: str, indexes: Optional["RecordingIndexes"] = None):
+    def __init__(self, path: str, indexes: Optional["RecordingIndexes"] = None,
+                 max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE):
         self.path = path
+        self._max_metadata_size = max_metadata_size
         self._file = os.fdopen(_open(path, os.O_RDONLY), "rb")
         try:
             key = None
@@ -387,6 +390,9 @@ class RecordedStream:
         self.header = flv.read_header(f)
         self.duration_ms = 0
         self._metadata = None
+        #: The size of the largest onMetaData left undecoded for ``max_metadata_size`` (0: none), for the
+        #: caller to log on the reactor's side (this runs in the executor).
+        self.metadata_skipped = 0
         keyframes, audio_points = ([], []), ([], [])    # (timestamps, offsets)
         self._headers = {VIDEO: [], AUDIO: []}          # offsets of every sequence header
         for tag in flv.scan_tags(f):
@@ -404,8 +410,11 @@ class RecordedStream:
                     audio_points[0].append(tag.timestamp)
                     audio_points[1].append(tag.offset)
             elif (tag.type_id == SCRIPT and self._metadata is None
-                  and tag.size <= _MAX_METADATA_SIZE and tag.head.startswith(b"\x02\x00\x0aonMetaData")):
-                self._metadata = self._metadata_at(tag.offset)
+                  and tag.head.startswith(b"\x02\x00\x0aonMetaData")):
+                if tag.size <= self._max_metadata_size:
+                    self._metadata = self._metadata_at(tag.offset)
+                else:
+                    self.metadata_skipped = max(self.metadata_skipped, tag.size)
         #: True when seeks land on video keyframes; False: on audio, to the ms.
         self.has_keyframes = bool(keyframes[0])
         self._points = keyframes if self.has_keyframes else audio_points

@@ -283,7 +283,7 @@ class StreamCommands:
             return self._play_not_recorded(stream, name, start, reset, duration)
         turn = stream.turn
         queue = SerialQueue(self.executor)
-        d = queue.run(open_recording, path, _indexes(self.application))
+        d = queue.run(open_recording, path, _indexes(self.application), self.application.record_max_metadata_size)
         d.addCallbacks(self._recording_opened, self._recording_failed,
                        (stream, turn, name, start, reset, duration, queue), None, (stream, turn, name, path))
         d.addErrback(log_failure(log, "play %r", name))
@@ -305,6 +305,12 @@ class StreamCommands:
             return
         if recorded is None:
             return self._play_not_recorded(stream, name, start, reset, duration)
+        if recorded.metadata_skipped:
+            limit = self.application.record_max_metadata_size
+            self.session.limit_log.hit("recordMaxMetadataSize",
+                                       f"{self.application.name}: {brief_name(recorded.path)} played without its onMetaData "
+                                       f"of {recorded.metadata_skipped} bytes, more than recordMaxMetadataSize "
+                                       f"({limit})")
         stream.vod = RecordedPlayback(self, stream, name, recorded, self.clock, duration, queue)
         stream.vod.start(int(max(start, 0)), reset)
 
@@ -383,7 +389,8 @@ class StreamCommands:
         if path is None:
             self.reply(command, 0)
             return
-        d = self.executor.run(recording_length, path, _indexes(self.application))
+        d = self.executor.run(recording_length, path, _indexes(self.application),
+                              self.application.record_max_metadata_size)
         d.addCallbacks(lambda length: None if self.session.closed else self._length(command, length),
                        self._length_failed, errbackArgs=(command,))
         d.addErrback(log_failure(log, "getStreamLength"))

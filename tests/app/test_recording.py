@@ -174,6 +174,21 @@ def test_record_replaces_the_file_but_an_open_reader_keeps_the_old_one(tmp_path)
         assert old.duration_ms == 1978
 
 
+def test_an_onmetadata_over_the_limit_is_left_undecoded_and_its_size_told(tmp_path):
+    path = str(tmp_path / "m.flv")
+    with Recorder(path, "record") as recorder:
+        recorder.write_metadata({"width": 320, "keyframes": {"times": [float(t) for t in range(100)]}})
+        publish(recorder, 0, seconds=1)
+    size = len(next(t for t in read_tags(path) if t.type_id == SCRIPT).body)
+    with RecordedStream(path) as recorded:             # the default, 1 MB: decoded
+        assert recorded.metadata["width"] == 320 and recorded.metadata_skipped == 0
+    with RecordedStream(path, max_metadata_size=size) as recorded:     # the limit is inclusive
+        assert recorded.metadata["width"] == 320 and recorded.metadata_skipped == 0
+    with RecordedStream(path, max_metadata_size=size - 1) as recorded:
+        assert recorded.metadata is None and recorded.metadata_skipped == size
+        assert recorded.duration_ms > 900 and sum(1 for _ in recorded.tags_from(0)) > 50     # the media plays
+
+
 def test_append_continues_after_the_last_timestamp(tmp_path):
     path = str(tmp_path / "a.flv")
     with Recorder(path, "record") as recorder:
@@ -506,6 +521,8 @@ def test_record_options_are_read_at_start(tmp_path):
     assert app.record_policy.file_name("cam", 0) == "cam" + time_suffix("-%Y%m%d-%H%M%S", 0)
     app = build(record_section(tmp_path, recordDir="rec", record="all", recordMaxSize="0", recordMaxDuration="0"))
     assert (app.record_policy.max_size, app.record_policy.max_duration) == (0, 0)
+    assert app.record_max_metadata_size == 1024 * 1024
+    assert build(record_section(tmp_path, recordMaxMetadataSize="64K")).record_max_metadata_size == 64 * 1024
 
 
 def time_suffix(pattern, when):
@@ -522,6 +539,8 @@ def time_suffix(pattern, when):
     ({"recordMaxSize": "lots"}, "recordMaxSize", "byte count"),
     ({"recordMaxDuration": "-5"}, "recordMaxDuration", "seconds"),
     ({"recordMaxDuration": "nan"}, "recordMaxDuration", "seconds"),
+    ({"recordMaxMetadataSize": "0"}, "recordMaxMetadataSize", "byte count"),      # no "no limit": bounded
+    ({"recordMaxMetadataSize": "lots"}, "recordMaxMetadataSize", "byte count"),
 ])
 def test_bad_record_options_are_one_line_errors_naming_file_section_and_option(tmp_path, options, option,
                                                                               expected):

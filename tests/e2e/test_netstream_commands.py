@@ -23,7 +23,7 @@ from fmspy_gateway.app import publishing as publishing_module
 from fmspy_gateway.app.application import Application, Services, StreamRejected
 from fmspy_gateway.app.calls import CallFailed, ConnectionClosed
 from fmspy_gateway.app.live_application import LiveApplication
-from fmspy_gateway.app.recording import Recorder
+from fmspy_gateway.app.recording import Recorder, RecordingIndexes
 from fmspy_gateway.app.hub import LocalHub
 from fmspy_gateway.app.playback import VOD_LEAD_MS
 from fmspy_gateway.config import RTMPConfig
@@ -437,6 +437,26 @@ class RecordedCommandTests(NetStreamServer, TestCase):
         yield player.barrier()
         self.assertEqual([m.timestamp for m in player.media(mark)],
                          [ts for _, ts, _ in recording_tags()[2:] if VOD_LEAD_MS < ts <= 2 * VOD_LEAD_MS])
+
+    @inlineCallbacks
+    def test_a_recording_whose_onmetadata_passes_record_max_metadata_size_plays_without_it(self):
+        player, _ = yield self.play_recording()
+        self.assertIn("onMetaData", [e.values[0] for e in player.since() if isinstance(e, DataReceived)])
+        self.assertFalse(any("recordMaxMetadataSize" in line for line in self.log.lines))
+        self.apps["live"].record_max_metadata_size = 16        # the file's onMetaData body is some 40 bytes
+        self.apps["live"].live.recorded_indexes = RecordingIndexes()    # an index is made under one limit
+        player, _ = yield self.play_recording()
+        for _ in range(3):          # played again and again: logged once per interval (the connection's limit log)
+            mark = player.mark()
+            yield player.play("show", 0)
+            yield player.barrier()
+            self.assertNotIn("onMetaData", [e.values[0] for e in player.since(mark) if isinstance(e, DataReceived)])
+            self.assert_plays_from(player.media(mark), 0, VOD_LEAD_MS)
+        self.assertNotIn("onMetaData", [e.values[0] for e in player.since() if isinstance(e, DataReceived)])
+        lines = [line for line in self.log.lines if "recordMaxMetadataSize" in line]
+        self.assertEqual(len(lines), 1, self.log.lines)
+        self.assertIn("show.flv played without its onMetaData of", lines[0])
+        self.assertIn("more than recordMaxMetadataSize (16)", lines[0])
 
     @inlineCallbacks
     def test_seek_notify_then_media_from_the_keyframe_at_or_before_the_target(self):
