@@ -319,7 +319,7 @@ class Recorder:
 class RecordingIndexes:
     """The FLV indexes of an application's recordings, built once and kept (the last ``size`` files).
 
-    Keyed by (path, inode, mtime, size) of the file as opened, so a recording
+    Keyed by (path, inode, mtime, size) of the file as opened and the onMetaData limit, so a recording
     that grew or was replaced is indexed again and a stale index is never
     used.  An index is never changed once made (``RecordedStream`` only reads
     it), so playbacks of one file share it, from any thread.
@@ -372,7 +372,8 @@ class RecordedStream:
             key = None
             if indexes is not None:
                 st = os.fstat(self._file.fileno())
-                key = (path, st.st_ino, st.st_mtime_ns, st.st_size)
+                # The limit too: an index made under one leaves undecoded what another would decode.
+                key = (path, st.st_ino, st.st_mtime_ns, st.st_size, max_metadata_size)
                 index = indexes.get(key)
                 if index is not None:
                     for field, value in zip(self._INDEX, index):

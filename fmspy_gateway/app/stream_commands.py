@@ -308,9 +308,9 @@ class StreamCommands:
         if recorded.metadata_skipped:
             limit = self.application.record_max_metadata_size
             self.session.limit_log.hit("recordMaxMetadataSize",
-                                       f"{self.application.name}: {brief_name(recorded.path)} played without its onMetaData "
-                                       f"of {recorded.metadata_skipped} bytes, more than recordMaxMetadataSize "
-                                       f"({limit})")
+                                       f"{self.application.name}: {brief_name(recorded.path)} played without its "
+                                       f"onMetaData of {recorded.metadata_skipped} bytes, more than "
+                                       f"recordMaxMetadataSize ({limit})")
         stream.vod = RecordedPlayback(self, stream, name, recorded, self.clock, duration, queue)
         stream.vod.start(int(max(start, 0)), reset)
 

@@ -23,7 +23,7 @@ from fmspy_gateway.app import publishing as publishing_module
 from fmspy_gateway.app.application import Application, Services, StreamRejected
 from fmspy_gateway.app.calls import CallFailed, ConnectionClosed
 from fmspy_gateway.app.live_application import LiveApplication
-from fmspy_gateway.app.recording import Recorder, RecordingIndexes
+from fmspy_gateway.app.recording import Recorder
 from fmspy_gateway.app.hub import LocalHub
 from fmspy_gateway.app.playback import VOD_LEAD_MS
 from fmspy_gateway.config import RTMPConfig
@@ -444,7 +444,6 @@ class RecordedCommandTests(NetStreamServer, TestCase):
         self.assertIn("onMetaData", [e.values[0] for e in player.since() if isinstance(e, DataReceived)])
         self.assertFalse(any("recordMaxMetadataSize" in line for line in self.log.lines))
         self.apps["live"].record_max_metadata_size = 16        # the file's onMetaData body is some 40 bytes
-        self.apps["live"].live.recorded_indexes = RecordingIndexes()    # an index is made under one limit
         player, _ = yield self.play_recording()
         for _ in range(3):          # played again and again: logged once per interval (the connection's limit log)
             mark = player.mark()
