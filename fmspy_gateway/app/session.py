@@ -10,7 +10,7 @@ both directions, and the stream-level commands clients send around them.
 import copy
 import logging
 import secrets
-from typing import Any, Dict, Iterable, Mapping, Optional, Protocol
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Protocol
 
 from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 
@@ -734,8 +734,9 @@ class Session(SessionOutput):
         self.peer.flush()
         return True
 
-    def send_shared_object(self, message, amf3: bool) -> bool:
-        """A shared object message (built by app/shared_objects.py); returns whether it was sent.
+    def send_shared_object(self, name: str, amf3: bool, encode: Callable[[bool], bytes]) -> bool:
+        """A message on shared object ``name``, its body ``encode(amf3)`` (app/shared_objects.py makes it: an
+        update's body is encoded once for all its listeners); returns whether it was sent.
 
         A listener over its output budget is closed rather than skipped: a
         shared object update it missed would leave its copy wrong for good.
@@ -747,11 +748,12 @@ class Session(SessionOutput):
             self.close("limit hit: maxOutgoingBytes (a shared object listener that does not read)")
             return False
         try:
-            self.peer.connection.send_shared_object(message, amf3=amf3)
+            payload = encode(amf3)
         except LocalProtocolError as exc:
-            self.limit_log.hit("unsendable shared object message", f"shared object {brief_name(message.name)}: "
+            self.limit_log.hit("unsendable shared object message", f"shared object {brief_name(name)}: "
                                                                     f"{brief_name(str(exc), REASON_LENGTH)}")
             return False
+        self.peer.connection.send_encoded_shared_object(payload, amf3=amf3)
         self.peer.flush()
         return True
 

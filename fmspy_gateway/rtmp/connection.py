@@ -441,8 +441,14 @@ class Connection:
         AMF3: see ``send_command``) raises ``LocalProtocolError`` before
         anything is queued.
         """
+        self.send_encoded_shared_object(encode_shared_object(message, amf3, switch=switch), amf3=amf3)
+
+    def send_encoded_shared_object(self, payload: bytes, *, amf3: bool = False):
+        """Queue a shared object message body made by ``encode_shared_object`` with the same ``amf3``.
+
+        A server encodes an update once for all its listeners (app/shared_objects.py).
+        """
         type_id = MessageType.SHARED_OBJECT_AMF3 if amf3 else MessageType.SHARED_OBJECT_AMF0
-        payload = encode_shared_object(message, amf3, switch=switch)
         self.send_message(Message(type_id, 0, 0, payload, COMMAND_CHUNK_STREAM))
 
 

@@ -476,6 +476,44 @@ def test_the_application_handle_changes_reach_every_listener_and_batch_into_one_
     assert board.get("z") == 9 and board.version == 3      # the mirror follows the clients' changes
 
 
+def test_an_update_is_encoded_once_per_amf_flavour_for_all_its_listeners(monkeypatch):
+    from fmspy_gateway.app import shared_objects
+    encodings = []
+    real = shared_objects.encode_shared_object
+
+    def counted(message, amf3, **kwargs):
+        encodings.append((message.events, amf3))
+        return real(message, amf3, **kwargs)
+
+    monkeypatch.setattr(shared_objects, "encode_shared_object", counted)
+    server = Server()
+    writer, *listeners = server.listeners(7, amf3=[False, False, True, False, True, True, False])
+    for listener in (writer, *listeners):
+        synced(listener, "board")
+    encodings.clear()
+    writer.send("board", RequestChange("x", [1, {"a": "b"}]))
+    change = (Change((("x", [1, {"a": "b"}]),)),)
+    # The six listeners' Change: once as AMF0, once as AMF3; the writer's own answer (a Success) once.
+    assert sorted(encodings, key=repr) == sorted([(change, False), (change, True), ((Success("x"),), False)], key=repr)
+    for listener in listeners:
+        assert listener.received == [(SharedObjectMessage("board", 1, False, change), listener.amf3)]
+
+
+def test_an_application_message_that_cannot_be_encoded_reaches_no_listener_and_closes_none(server, caplog):
+    a, b = server.listeners(2)
+    synced(a, "board"), synced(b, "board")
+    board = server.app.shared_object("board")
+    board.send("tick", object())
+    server.pump()
+    assert a.take() == [] and b.take() == []
+    logged = sorted(r.getMessage().split(":")[1] for r in caplog.records if "shared object board: cannot encode" in
+                    r.getMessage())
+    assert logged == ["5000", "5001"]                      # each listener's own line (its limit log)
+    board.send("tick", 3)                                   # the object still works for both
+    server.pump()
+    assert a.only() == b.only() == SharedObjectMessage("board", 0, False, (SendMessage("tick", (3,)),))
+
+
 def test_the_application_handle_keeps_a_transient_object_until_released(server):
     a, = server.listeners(1)
     board = server.app.shared_object("board")
