@@ -98,8 +98,9 @@ def _post(connection, path, body=b"\x00"):
 
 class RTMPTHostileTests(TunnelServerMixin, TestCase):
     timeout = 90
-    # Abandoned sessions go at the end of the handshake deadline.
-    rtmp_config = RTMPConfig(handshake_timeout=2.0, connect_timeout=2.0)
+    # Abandoned sessions go at the end of the handshake deadline: long enough that none of the flood below
+    # expires (making room for more) while the flood still runs, even on a slow or busy machine.
+    rtmp_config = RTMPConfig(handshake_timeout=6.0, connect_timeout=2.0)
     rtmpt_config = RTMPTConfig(enabled=True, max_sessions=300, max_sessions_per_address=100,
                                max_pending_bytes=256 * 1024)
 
@@ -143,7 +144,10 @@ class RTMPTHostileTests(TunnelServerMixin, TestCase):
         self.assertTrue(all(result.count(200) <= 100 for result in results))   # maxSessionsPerAddress
         self.assertEqual(len(self.sessions.sessions), 300)
         # None completes a handshake: all are gone after handshakeTimeout, and so are their connections.
-        yield deferLater(reactor, 3.0, lambda: None)
+        for _ in range(100):
+            if not self.sessions.sessions and len(self.factory.connections) == 1:
+                break
+            yield deferLater(reactor, 0.1, lambda: None)
         self.assertEqual(self.sessions.sessions, {})
         self.assertEqual(self.sessions.per_address, {})
         self.assertEqual(len(self.factory.connections), 1)             # the bystander
