@@ -50,6 +50,7 @@ from twisted.internet.task import Clock  # noqa: E402
 from fmspy_gateway.app.echo import EchoApplication  # noqa: E402
 from fmspy_gateway.app.live import LiveStream  # noqa: E402
 from fmspy_gateway.app.live_application import LiveApplication  # noqa: E402
+from fmspy_gateway.app.notification import Notification  # noqa: E402
 from fmspy_gateway.config import RTMPConfig  # noqa: E402
 from fmspy_gateway.rtmp.connection import Connection, Role  # noqa: E402
 from fmspy_gateway.rtmp.events import CommandReceived  # noqa: E402
@@ -201,7 +202,7 @@ def calls_and_notifications(args) -> dict:
     answers = peer.transport.writes - before
     before = peer.transport.writes
     for n in range(args.calls):
-        peer.protocol.session.notify_client("onNotice", [n])
+        peer.protocol.session.notify_client(Notification("onNotice", [n]))
     turns.advance(0)
     return {"answers": answers, "notifications": peer.transport.writes - before}
 

@@ -8,6 +8,7 @@ from twisted.internet.defer import Deferred
 
 from ..config import RTMPConfig
 from ..rtmp.budget import brief_name
+from .notification import Notification
 
 
 #: Enhanced RTMP ``capsEx`` bits we read or state (veovera enhanced-rtmp v2, "Enhancing NetConnection connect
@@ -169,7 +170,11 @@ class Client:
         Returns whether it was sent: a client over its output budget (``maxOutgoingBytes``) is not
         reading, and what it would not read is dropped (counted in its connection's log).
         """
-        return bool(self._session.notify_client(method, args))
+        return self.hear(Notification(method, args))
+
+    def hear(self, notification: Notification) -> bool:
+        """``notify`` with a notification made once for many clients (a room's broadcast, by the hub)."""
+        return bool(self._session.notify_client(notification))
 
     def disconnect(self, reason: str = "disconnected by the application") -> None:
         self._session.close(reason)

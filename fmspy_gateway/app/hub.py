@@ -27,6 +27,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 
 from ..rtmp.budget import brief_name
 from .calls import CallFailed
+from .notification import Notification
 from .replies import NetConnectionCode
 from .shared_objects import LocalSharedObjects
 
@@ -323,9 +324,9 @@ class LocalHub(Hub):
         if not members:
             return succeed(0)
         skip = members.get(_client_id(exclude)) if exclude is not None else None
-        count = 0
+        notification, count = Notification(method, args), 0
         for client in list(members.values()):
-            if client is not skip and client.notify(method, *args):
+            if client is not skip and client.hear(notification):
                 count += 1
         return succeed(count)
 

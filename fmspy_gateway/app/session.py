@@ -25,6 +25,7 @@ from .application import Accept, Application, CallError, ConnectRedirected, Conn
 from .calls import CallFailed, CallTimedOut, PendingCalls
 from .client import Client
 from .logs import RateLimitedLog, log_failure
+from .notification import Notification
 from .relay import RELAY_CREDENTIAL, relay_credential
 from .replies import NetConnectionCode, NetStreamCode, connect_properties, error, status
 from .fileio import default_executor
@@ -704,7 +705,7 @@ class Session(SessionOutput):
         if self.closed or not self.connected:
             return fail(CallFailed(f"client is not connected; cannot call {method!r}",
                                       NetConnectionCode.CONNECT_CLOSED))
-        if self._not_reading(f"call {brief_name(method)}"):
+        if self._not_reading("call", method):
             return fail(CallFailed(f"client is not reading (over maxOutgoingBytes); cannot call {brief_name(method)}",
                                    NetConnectionCode.CALL_FAILED))
         transaction_id, d = self.outgoing_calls.new(f"call {method!r} on client {self.client.id}", timeout)
@@ -719,17 +720,17 @@ class Session(SessionOutput):
         self.peer.flush()
         return d
 
-    def notify_client(self, method: str, args: Iterable[Any]) -> bool:
-        """Send ``method(*args)`` wanting no answer; returns whether it was sent."""
-        if self.closed or not self.connected or self._not_reading(f"notification {brief_name(method)}"):
+    def notify_client(self, notification: Notification) -> bool:
+        """Send ``notification`` (one this client alone or its whole room hears); returns whether it was sent."""
+        if self.closed or not self.connected or self._not_reading("notification", notification.method):
             return False
+        amf3 = self.client.amf3
         try:
-            self.peer.connection.send_command(method, 0, None, list(args), amf3=self.client.amf3,
-                                              switch=self._may_switch())
+            self.peer.connection.send_encoded_command(notification.body(amf3, self._may_switch()), amf3=amf3)
         except LocalProtocolError as exc:
             # Nobody waits for a notification: it is dropped for this client, once logged per interval.
-            self.limit_log.hit("unsendable notification",
-                               f"{brief_name(method)} not sent: {brief_name(str(exc), REASON_LENGTH)}")
+            self.limit_log.hit("unsendable notification", f"{brief_name(notification.method)} not sent: "
+                                                          f"{brief_name(str(exc), REASON_LENGTH)}")
             return False
         self.peer.flush()
         return True
@@ -748,17 +749,17 @@ class Session(SessionOutput):
             self.close("limit hit: maxOutgoingBytes (a shared object listener that does not read)")
             return False
         try:
-            payload = encode(amf3)
+            self.peer.connection.send_encoded_shared_object(encode(amf3), amf3=amf3)
         except LocalProtocolError as exc:
             self.limit_log.hit("unsendable shared object message", f"shared object {brief_name(name)}: "
                                                                     f"{brief_name(str(exc), REASON_LENGTH)}")
             return False
-        self.peer.connection.send_encoded_shared_object(payload, amf3=amf3)
         self.peer.flush()
         return True
 
-    def _not_reading(self, what: str) -> bool:
-        """True, counted and logged (rate-limited), when ``what`` is dropped for a client over its output budget.
+    def _not_reading(self, what: str, name: str) -> bool:
+        """True, counted and logged (rate-limited), when ``what`` ``name`` is dropped for a client over its output
+        budget (the line is made only then: a broadcast asks every member of its room).
 
         A client that does not read would otherwise hold every broadcast of
         its room in our memory (a silent chat listener once held 188 MB).
@@ -766,5 +767,5 @@ class Session(SessionOutput):
         if not getattr(self.peer, "over_budget", False):
             return False
         self.limit_log.hit("dropped while over maxOutgoingBytes",
-                           f"dropped {what}: the client is not reading (over maxOutgoingBytes)")
+                           f"dropped {what} {brief_name(name)}: the client is not reading (over maxOutgoingBytes)")
         return True

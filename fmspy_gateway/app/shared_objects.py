@@ -157,7 +157,8 @@ class SharedObjectUpdate:
     applied: Tuple[Applied, ...]
     #: The listener id that asked (it gets its answer from ``apply``, not a delivery); None: nobody's.
     origin: Optional[str] = None
-    #: What every client listener but the requester hears, kept once made (``heard``, ``heard_payload``).
+    #: What every client listener but the requester hears, kept once made: "events" (``heard``), and the body
+    #: per AMF flavour, False for AMF0 and True for AMF3 (``heard_payload``).
     _heard: Dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def heard(self) -> tuple:

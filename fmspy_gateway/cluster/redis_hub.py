@@ -38,6 +38,7 @@ from txredisapi import ConnectionError as RedisConnectionError
 from ..app.calls import CallFailed, CallTimedOut, ConnectionClosed
 from ..app.hub import ClientInfo, ClientNotFound, Hub, Publication, Room, RoomInfo, StreamTaken, _client_id
 from ..app.logs import RateLimitedLog
+from ..app.notification import Notification
 from ..app.replies import NetConnectionCode
 from ..config import ClusterConfig
 from ..rtmp.budget import ValueBudget, brief, brief_name
@@ -515,9 +516,9 @@ class RedisHub(Hub):
     def _on_broadcast(self, envelope: Envelope, channel: bytes):
         members = self._local_rooms.get(self._room_channels.get(channel), {})
         exclude = envelope["exclude"]
-        count = 0
+        notification, count = Notification(envelope["method"], envelope.values), 0
         for client_id, client in list(members.items()):
-            if client_id != exclude and client.notify(envelope["method"], *envelope.values):
+            if client_id != exclude and client.hear(notification):
                 count += 1
         self._answer(envelope["origin"], "reached", envelope.id, {"count": count})
 
@@ -644,8 +645,9 @@ class RedisHub(Hub):
         args = tuple(args)
         if not self._link.up:
             members = self._local_rooms.get((room.application, room.name), {})
+            notification = Notification(method, args)
             reached = sum(1 for client_id, client in list(members.items())
-                          if client_id != exclude_id and client.notify(method, *args))
+                          if client_id != exclude_id and client.hear(notification))
             return fail(BroadcastIncomplete(f"Redis at {self._address.shown} is unreachable: {reached} member(s) "
                                             f"on this node reached, other nodes not", reached, 0))
         tally = _Tally()

@@ -344,6 +344,12 @@ class Connection:
         """
         payload = amf.encode_values([name, transaction_id, command_object, *arguments], amf3=amf3,
                                     switch=switch)
+        self.send_encoded_command(payload, stream_id=stream_id, amf3=amf3, chunk_stream_id=chunk_stream_id)
+
+    def send_encoded_command(self, payload: bytes, *, stream_id: int = 0, amf3: bool = False,
+                             chunk_stream_id: Optional[int] = None):
+        """Queue a command body made beforehand (``amf.encode_values`` of what ``send_command`` takes, with
+        the same ``amf3``): a server encodes a room's broadcast once for all its members (app/notification.py)."""
         type_id = MessageType.COMMAND_AMF3 if amf3 else MessageType.COMMAND_AMF0
         if chunk_stream_id is None:
             chunk_stream_id = STREAM_CHUNK_STREAM if stream_id else COMMAND_CHUNK_STREAM

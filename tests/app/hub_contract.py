@@ -51,10 +51,10 @@ class FakeSession:
         self.notified = []
         self.calls = []         # (transaction id, method, args) sent to the client
 
-    def notify_client(self, method, args):
+    def notify_client(self, notification):
         if self.closed or not self.reading:
             return False
-        self.notified.append((method, tuple(args)))
+        self.notified.append((notification.method, notification.args))
         return True
 
     def call_client(self, method, args, timeout=None):

@@ -15,8 +15,8 @@ class Client:
         self.room = Room("chat", "")
         self.heard = []
 
-    def notify(self, method, *args):
-        self.heard.append((method, *args))
+    def hear(self, notification):
+        self.heard.append((notification.method, *notification.args))
         return True
 
 

@@ -509,9 +509,21 @@ def test_an_application_message_that_cannot_be_encoded_reaches_no_listener_and_c
     logged = sorted(r.getMessage().split(":")[1] for r in caplog.records if "shared object board: cannot encode" in
                     r.getMessage())
     assert logged == ["5000", "5001"]                      # each listener's own line (its limit log)
+    assert a.session.peer.closed_because is None and b.session.peer.closed_because is None
     board.send("tick", 3)                                   # the object still works for both
     server.pump()
     assert a.only() == b.only() == SharedObjectMessage("board", 0, False, (SendMessage("tick", (3,)),))
+
+
+def test_an_application_message_over_16_mb_is_one_warning_per_listener_not_a_traceback(server, caplog):
+    a, b = server.listeners(2)
+    synced(a, "board"), synced(b, "board")
+    server.app.shared_object("board").send("tick", "x" * (17 << 20))     # encodes, but no message carries it
+    server.pump()
+    assert a.take() == [] and b.take() == []
+    assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING"]
+    assert all("shared object board: message of" in r.getMessage() and "24-bit length" in r.getMessage()
+               for r in caplog.records)
 
 
 def test_the_application_handle_keeps_a_transient_object_until_released(server):

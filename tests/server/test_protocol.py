@@ -8,6 +8,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from fmspy_gateway.app.echo import EchoApplication
+from fmspy_gateway.app.notification import Notification
 from fmspy_gateway.config import RTMPConfig
 from fmspy_gateway.rtmp.connection import Connection, Role
 from fmspy_gateway.rtmp.events import (ChunkSizeChanged, CommandReceived, HandshakeCompleted, MediaReceived,
@@ -257,7 +258,7 @@ class MediaFlushIntervalTests(ConnectedOverTurns, SynchronousTestCase):
         protocol, transport, client = self.connected()
         before = transport.writes
         queue_media(protocol, 2)
-        protocol.session.notify_client("ping", [1])     # a broadcast: end of the turn, as always
+        protocol.session.notify_client(Notification("ping", [1]))     # a broadcast: end of the turn, as always
         self.turns.advance(0)
         self.assertEqual(transport.writes, before + 1)
         events = client.receive_data(transport.value())
@@ -588,7 +589,7 @@ class OneWritePerTurnTests(ConnectedOverTurns, SynchronousTestCase):
         protocol, transport, client = self.connected()
         before = transport.writes
         for n in range(3):          # what a hub broadcast or a late Deferred does: send, then flush
-            protocol.session.notify_client("ping", [n])
+            protocol.session.notify_client(Notification("ping", [n]))
         self.assertEqual(transport.writes, before)
         self.turns.advance(0)
         self.assertEqual(transport.writes, before + 1)
@@ -599,7 +600,7 @@ class OneWritePerTurnTests(ConnectedOverTurns, SynchronousTestCase):
 
     def test_close_writes_at_once_and_a_pending_turn_writes_nothing_after_it(self):
         protocol, transport, client = self.connected()
-        protocol.session.notify_client("bye", [])
+        protocol.session.notify_client(Notification("bye", []))
         protocol.close("test")
         self.assertIn(b"bye", transport.value())
         writes = transport.writes
