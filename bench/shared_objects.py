@@ -1,5 +1,6 @@
 """Remote shared object fan-out: one writer changing a slot as fast as it can, N listeners; changes per
-second, server CPU per delivered change, and the p99 delay from a change to every listener.
+second, server CPU per delivered change, and the p99 delay from a change to every listener.  ``--room``:
+the same shape for a chat room's broadcast.
 
 What it measures
     The server runs in a child process built the way ``twistd fmspy-gateway``
@@ -51,7 +52,15 @@ The clients
 
 Usage
     .venv/bin/python bench/shared_objects.py [--listeners 1000] [--duration 10] [--window 8]
-                                             [--per-process 500] [--warmup 2] [--cluster]
+                                             [--per-process 500] [--warmup 2] [--cluster] [--room]
+
+``--room`` measures a room's broadcast the same way: the chat application
+(``[ChatApplication]``), every listener a member of its default room, the
+writer identified and saying ``"SEQ SENT"`` lines with ``say``; each line
+reaches every member as ``message("<w>: SEQ SENT")`` (the writer too: the
+speaker hears its own line, not counted as a delivery), and the writer's
+window counts the ``_result`` of its ``say`` calls.  A listener reads the
+two numbers from the end of the string without decoding the command.
 
 ``--cluster`` runs the same across two nodes: a redis-server of the run's
 own (unix socket in the temporary directory, persistence off), two server
@@ -76,11 +85,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (BUSY_CORES, HOST, S0_S1_S2, Child, begin_file_logging, command_chunks,  # noqa: E402
                      connect_object, cores_busy, handshake_c0c1, raise_open_files_limit, read_cpu_seconds,
                      read_system_cpu, say, script_args, start_fmspy_service, twisted_control, write_fmspy_config)
+from fmspy_gateway.rtmp import amf  # noqa: E402
 from fmspy_gateway.rtmp.chunks import ChunkReader, ChunkWriter, Message  # noqa: E402
 from fmspy_gateway.rtmp.sharedobject import (Change, RequestChange, SharedObjectMessage, Status, Use,  # noqa: E402
                                              UseSuccess, decode_shared_object, encode_shared_object)
 
-APP = "so"
 OBJECT = "bench"
 SLOT = "slot"
 CONNECT_TIMEOUT = 120.0      # seconds for every listener to have its initial sync
@@ -92,11 +101,12 @@ APPLICATIONS = """\
 enabled = no
 
 [ChatApplication]
-enabled = no
+enabled = {room}
+name = chat
 
 [LiveApplication]
 enabled = yes
-name = {app}
+name = so
 maxSharedObjectListeners = {listeners}
 """
 
@@ -125,17 +135,98 @@ def serve(config_path: str, log_path: str):
 
 
 # ======================================================================================
+# What is measured: a shared object's changes, or a room's broadcast
+# ======================================================================================
+
+class SharedObjectFanOut:
+    """Listeners Use the object ``bench``; the writer sends RequestChange of ``slot``, acknowledged by Success."""
+
+    app, type_id, unit = "so", 19, "change"
+    #: Where a message's first event type is: after the name, version, persistence and reserved fields.
+    offset = 2 + len(OBJECT.encode()) + 12
+
+    def answered(self, client, message):
+        """A message before the client is set up: the connect's answer, then the Use's."""
+        if message.type_id == 20:
+            if b"_error" in message.payload:
+                client.ready(RuntimeError("connect answered with _error"))
+            elif b"_result" in message.payload:
+                client.send(19, encode_shared_object(SharedObjectMessage(OBJECT, 0, False, (Use(),)), amf3=False))
+        elif message.type_id == 19:
+            events = decode_shared_object(message.payload, amf3=False).events
+            if any(isinstance(event, UseSuccess) for event in events):
+                client.ready(None)
+            else:
+                status = [event.code for event in events if isinstance(event, Status)]
+                client.ready(RuntimeError(f"Use answered {status or events}"))
+
+    def read(self, payload):
+        """(seq, sent at) of the writer's change, None for any other message (``read_change``)."""
+        return read_change(payload, self.offset)
+
+    def request(self, seq, sent):
+        return 19, encode_shared_object(SharedObjectMessage(OBJECT, 0, False, (
+            RequestChange(SLOT, [float(seq), sent]),)), amf3=False)
+
+    def acknowledged(self, payload):
+        """How many of the writer's changes a message confirms; None: a message the writer should not get."""
+        return successes(payload, self.offset) or None
+
+
+class RoomFanOut:
+    """Everyone in the chat's default room; the writer identifies as ``w`` and ``say``s, acknowledged by _result."""
+
+    app, type_id, unit = "chat", 20, "message"
+    _MESSAGE = amf.encode_values(["message"], amf3=False)
+    _RESULT = amf.encode_values(["_result"], amf3=False)
+
+    def answered(self, client, message):
+        if message.type_id != 20:
+            return
+        values = amf.decode_values(message.payload, amf3=False)
+        name, transaction_id = (values + [None, None])[:2]
+        if name == "_error":
+            client.ready(RuntimeError(f"{'connect' if transaction_id == 1 else 'identify'} answered with _error"))
+        elif name == "_result" and transaction_id == 1 and client.writes:
+            client.send(20, amf.encode_values(["identify", 2, None, "w"], amf3=False))
+        elif name == "_result":
+            client.ready(None)
+
+    def read(self, payload):
+        """(seq, sent at) from a ``message`` line of the writer's: the string's last two words."""
+        said = payload.rfind(b">: ")
+        if not payload.startswith(self._MESSAGE) or said < 0:
+            return None                         # "<w> is entering chat...", or not a line at all
+        words = payload[said + 3:].split()
+        return (int(words[0]), float(words[1])) if len(words) == 2 else None
+
+    def request(self, seq, sent):
+        return 20, amf.encode_values(["say", seq + 10, None, f"{seq} {sent!r}"], amf3=False)
+
+    def acknowledged(self, payload):
+        if payload.startswith(self._RESULT):
+            return 1
+        return 0 if payload.startswith(self._MESSAGE) else None     # its own line, which the speaker hears too
+
+
+MODES = {"so": SharedObjectFanOut, "room": RoomFanOut}
+
+
+# ======================================================================================
 # The clients (``--load`` and ``--write`` children)
 # ======================================================================================
 
 class Client(asyncio.Protocol):
-    """One RTMP client that connects, Uses the object, then hands each shared-object message on.
+    """One RTMP client that connects, is set up as ``mode`` says (a Use, an identify), then hands each message of
+    the mode's type on.
 
-    ``on_ready`` fires with None after the initial sync, or with an error.
+    ``on_ready`` fires with None once set up (a listener's initial sync), or with an error.
     """
 
-    def __init__(self, port: int, on_message, on_ready):
+    def __init__(self, port: int, mode, writes: bool, on_message, on_ready):
         self.port = port
+        self.mode = mode
+        self.writes = writes
         self.on_message = on_message
         self.on_ready = on_ready
         self.reader = ChunkReader()
@@ -145,7 +236,7 @@ class Client(asyncio.Protocol):
         self.received = 0        # every byte read, handshake included (what Acknowledgements count)
         self.acked = 0
         self.window = 0          # the server's Window Ack Size; 0: none asked for
-        self.used = False
+        self.set_up = False
 
     def connection_made(self, transport):
         self.transport = transport
@@ -160,7 +251,7 @@ class Client(asyncio.Protocol):
             data = bytes(self.handshake[S0_S1_S2:])
             # C2 (S1 echoed) and connect in one write, as real clients often do.
             self.transport.write(bytes(self.handshake[1:1537]) + command_chunks(
-                ["connect", 1, connect_object(self.port, APP)]))
+                ["connect", 1, connect_object(self.port, self.mode.app)]))
             self.handshake = None
         for message in self.reader.feed(data):
             self.message_received(message)
@@ -169,29 +260,16 @@ class Client(asyncio.Protocol):
             self.send(3, (self.received & 0xFFFFFFFF).to_bytes(4, "big"), 2)
 
     def message_received(self, message):
-        if message.type_id == 19:
-            if self.used:
-                self.on_message(message.payload)
-            else:
-                self.first_sync(message.payload)
-        elif message.type_id == 5:
+        if message.type_id == 5:
             self.window = int.from_bytes(message.payload[:4], "big")
-        elif message.type_id == 20 and not self.used:
-            if b"_error" in message.payload:
-                self.ready(RuntimeError("connect answered with _error"))
-            elif b"_result" in message.payload:
-                self.send_shared_object(SharedObjectMessage(OBJECT, 0, False, (Use(),)))
-
-    def first_sync(self, payload):
-        events = decode_shared_object(payload, amf3=False).events
-        if any(isinstance(event, UseSuccess) for event in events):
-            self.used = True
-            self.ready(None)
+        elif self.set_up:
+            if message.type_id == self.mode.type_id:
+                self.on_message(message.payload)
         else:
-            status = [event.code for event in events if isinstance(event, Status)]
-            self.ready(RuntimeError(f"Use answered {status or events}"))
+            self.mode.answered(self, message)
 
     def ready(self, error):
+        self.set_up = error is None
         if self.on_ready is not None:
             on_ready, self.on_ready = self.on_ready, None
             on_ready(error)
@@ -199,17 +277,14 @@ class Client(asyncio.Protocol):
     def send(self, type_id, payload, chunk_stream=3):
         self.transport.write(self.writer.write(Message(type_id, 0, 0, payload, chunk_stream)))
 
-    def send_shared_object(self, message):
-        self.send(19, encode_shared_object(message, amf3=False))
-
     def connection_lost(self, exc):
         self.ready(ConnectionError(f"closed before the initial sync: {exc}"))
 
 
-async def open_clients(port, count, on_message):
+async def open_clients(port, mode, count, on_message, writes=False):
     """``count`` clients, ``SETUPS_IN_FLIGHT`` at a time; returns ({index: client ready}, the errors).
 
-    ``on_message(index, payload)`` receives each shared-object message after the initial sync.
+    ``on_message(index, payload)`` receives each message of the mode's type once the client is set up.
     """
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(SETUPS_IN_FLIGHT)
@@ -219,7 +294,7 @@ async def open_clients(port, count, on_message):
             done = loop.create_future()
             ready = lambda error: done.done() or done.set_result(error)  # noqa: E731
             transport, client = await loop.create_connection(
-                lambda: Client(port, lambda payload: on_message(index, payload), ready), HOST, port)
+                lambda: Client(port, mode, writes, lambda payload: on_message(index, payload), ready), HOST, port)
             error = await asyncio.wait_for(done, CONNECT_TIMEOUT)
             if error is not None:
                 transport.abort()
@@ -274,16 +349,15 @@ def successes(payload: bytes, offset: int) -> int:
     return count
 
 
-async def run_load(port: int, count: int):
+async def run_load(port: int, count: int, mode):
     """``--load``: ``count`` listeners; commands ``connect`` and ``report LAST FILE``."""
-    offset = 2 + len(OBJECT.encode()) + 12        # name, version, persistence, reserved: then the event type
     last_seen = [0] * count
     worst = {}                                    # seq -> delay to the last of our listeners to get it
     counted = {"deliveries": 0, "other": 0}
 
     def on_message(index, payload):
         now = time.monotonic()
-        change = read_change(payload, offset)
+        change = mode.read(payload)
         if change is None:
             counted["other"] += 1
             return
@@ -299,7 +373,7 @@ async def run_load(port: int, count: int):
     async for command in stdin_lines():
         if command[0] == "connect":
             started = time.monotonic()
-            opened, errors = await open_clients(port, count, on_message)
+            opened, errors = await open_clients(port, mode, count, on_message)
             clients.update(opened)
             say("connected " + json.dumps({"seconds": time.monotonic() - started, "ready": len(opened),
                                            "failures": len(errors), "failed": errors[:3]}))
@@ -321,7 +395,7 @@ async def run_load(port: int, count: int):
         client.transport.abort()
 
 
-async def run_writer(port: int, window: int, rate: float):
+async def run_writer(port: int, window: int, rate: float, mode):
     """``--write``: one writer; commands ``connect`` and ``go SECONDS``.
 
     With ``rate`` it also keeps to that many changes a second: across nodes the
@@ -330,7 +404,6 @@ async def run_writer(port: int, window: int, rate: float):
     """
     state = {"sent": 0, "acked": 0, "started": 0.0, "until": 0.0, "other": []}
     finished = asyncio.Event()
-    offset = 2 + len(OBJECT.encode()) + 12
     client = None
 
     def send_more():
@@ -338,25 +411,24 @@ async def run_writer(port: int, window: int, rate: float):
         while (state["sent"] - state["acked"] < window and now < state["until"]
                and (not rate or state["sent"] < rate * (now - state["started"]) + 1)):
             state["sent"] += 1
-            client.send_shared_object(SharedObjectMessage(OBJECT, 0, False, (
-                RequestChange(SLOT, [float(state["sent"]), time.monotonic()]),)))
+            client.send(*mode.request(state["sent"], time.monotonic()))
         if rate and now < state["until"]:
             asyncio.get_running_loop().call_later(1 / rate, send_more)     # the next change's turn
         if state["sent"] == state["acked"] and now >= state["until"]:
             finished.set()
 
     def on_message(_, payload):
-        applied = successes(payload, offset)        # one per change of ours applied
+        applied = mode.acknowledged(payload)        # one per change (line) of ours applied (said)
         if applied:
             state["acked"] += applied
             send_more()
-        elif len(state["other"]) < 3:
+        elif applied is None and len(state["other"]) < 3:
             state["other"].append(repr(payload[:80]))
 
     say("ready " + json.dumps({"pid": os.getpid()}))
     async for command in stdin_lines():
         if command[0] == "connect":
-            opened, errors = await open_clients(port, 1, on_message)
+            opened, errors = await open_clients(port, mode, 1, on_message, writes=True)
             client = opened.get(0)
             say("connected " + json.dumps({"ready": len(opened), "failures": len(errors), "failed": errors}))
         elif command[0] == "go":
@@ -428,7 +500,7 @@ async def start_server(work_dir, node, args, redis):
     """A server child; with ``redis``, node ``node`` of the cluster on it."""
     folder = os.path.join(work_dir, node)
     os.makedirs(folder)
-    sections = APPLICATIONS.format(app=APP, listeners=args.listeners + 10)
+    sections = APPLICATIONS.format(room="yes" if args.room else "no", listeners=args.listeners + 10)
     if redis is not None:
         sections += f"\n[Cluster]\nredis = {redis.url}\nnode = {node}\nsecret = bench\n"
     config = write_fmspy_config(folder, sections)
@@ -441,6 +513,7 @@ async def run(args):
     procs = max(1, -(-args.listeners // args.per_process))
     shares = [args.listeners // procs + (1 if i < args.listeners % procs else 0) for i in range(procs)]
     children, redis = [], None
+    room = ["--room"] if args.room else []
     with tempfile.TemporaryDirectory(prefix="bench-shared-objects-") as work_dir:
         try:
             if args.cluster:
@@ -454,11 +527,11 @@ async def run(args):
             loads = []
             for i, share in enumerate(shares):
                 loads.append(await Child.start(f"load {i}", script_args(__file__, "--load", "--port", listen_port,
-                                                                        "--count", str(share))))
+                                                                        "--count", str(share), *room)))
                 children.append(loads[-1])
             writer = await Child.start("writer", script_args(__file__, "--write", "--port", port,
                                                              "--window", str(args.window),
-                                                             "--rate", str(args.rate)))
+                                                             "--rate", str(args.rate), *room))
             children.append(writer)
 
             for load in loads:
@@ -467,7 +540,8 @@ async def run(args):
                          for load in loads]
             wrote = json.loads((await writer.ask("connect", CONNECT_TIMEOUT)).split(" ", 1)[1])
             if wrote["failures"]:
-                raise RuntimeError(f"the writer could not Use the object: {wrote['failed']}")
+                raise RuntimeError(f"the writer could not {'identify' if args.room else 'Use the object'}:"
+                                   f" {wrote['failed']}")
             await asyncio.sleep(args.warmup)
 
             pids = {"writer": writer.pid, **{f"server {node}": c.pid for node, c in zip("ab", servers)},
@@ -508,36 +582,40 @@ def report(args, info, connected, wrote, reports, before, after):
     delays = list(worst.values())
     expected = wrote["acked"] * listeners
     rate = wrote["acked"] / wrote["seconds"]
+    u = "message" if args.room else "change"       # what the writer sends and every listener gets
 
     print(f"fmspy-gateway: python {info['python']}, pyamf codec {info['codec']}, reactor {info['reactor']};"
           f" machine: {os.cpu_count()} CPUs")
     if args.cluster:
         print("cluster:             two nodes on one redis-server (unix socket); the writer on node a, every"
               " listener on node b")
-    print(f"listeners:           {listeners} of {args.listeners} had their initial sync"
+    joined = "were in the room" if args.room else "had their initial sync"
+    print(f"listeners:           {listeners} of {args.listeners} {joined}"
           f" (slowest load process {max(c['seconds'] for c in connected):.1f} s)"
           + "".join(f"; FAILED {c['failures']} (first: {c['failed']})" for c in connected if c["failures"]))
-    print(f"writer:              {wrote['acked']} changes applied of {wrote['sent']} sent in"
+    print(f"writer:              {wrote['acked']} {u}s {'said' if args.room else 'applied'} of {wrote['sent']} sent in"
           f" {wrote['seconds']:.1f} s, window {args.window}{f', paced at {args.rate:g}/s' if args.rate else ''}"
-          f" -> {rate:.0f} changes/s")
-    print(f"delivered:           {deliveries} Changes to listeners of {expected} expected"
+          f" -> {rate:.0f} {u}s/s")
+    heard = "messages" if args.room else "Changes"
+    print(f"delivered:           {deliveries} {heard} to listeners of {expected} expected"
           f" ({expected - deliveries} missing; {sum(r['behind'] for r in reports)} listeners without the last"
-          f" change after the drain)"
-          + ("; NO change crossed from node a to node b" if args.cluster and not deliveries else ""))
+          f" {u} after the drain)"
+          + (f"; NO {u} crossed from node a to node b" if args.cluster and not deliveries else ""))
     per_delivery = f"{server_cpu / deliveries * 1e6:.1f} us" if deliveries else "n/a (nothing delivered)"
     print(f"server CPU:          {server_cpu:.2f} s over {wall:.1f} s = {server_cpu / wall * 100:.0f}% of a"
-          f" core -> {per_delivery} per delivered change,"
-          f" {server_cpu / max(wrote['acked'], 1) * 1e3:.2f} ms per change to {listeners} listeners"
+          f" core -> {per_delivery} per delivered {u},"
+          f" {server_cpu / max(wrote['acked'], 1) * 1e3:.2f} ms per {u} to {listeners} listeners"
           + (f" (node a {cpu['server a']:.2f} s, node b {cpu['server b']:.2f} s, redis {cpu['redis']:.2f} s)"
              if args.cluster else ""))
     print(f"delay to every listener: p50 {percentile(delays, 0.5) * 1000:.1f} ms, p99"
           f" {percentile(delays, 0.99) * 1000:.1f} ms, max {max(delays, default=float('nan')) * 1000:.1f} ms"
-          f" (per change: sent by the writer -> read by the last listener; {len(delays)} changes)")
+          f" (per {u}: sent by the writer -> read by the last listener; {len(delays)} {u}s)")
     print(f"other CPU:           load processes {loads_cpu:.2f} s ({loads_cpu / wall * 100:.0f}% of a core over"
           f" {len(reports)} process(es)), writer {cpu['writer']:.2f} s")
     print(f"machine CPU:         {machine * 100:.0f}% of {os.cpu_count() * 100}% busy; other processes and the"
           f" kernel {others * 100:.0f}%")
-    print("nginx-rtmp:          no comparison: nginx-rtmp has no shared objects (message types 16 and 19)")
+    print("nginx-rtmp:          no comparison: nginx-rtmp has " + ("no rooms and no calls to a server application"
+          if args.room else "no shared objects (message types 16 and 19)"))
     if others > BUSY_CORES:
         print(f"BUSY MACHINE: other work used {others:.2f} cores during the run; these figures are disturbed"
               " and no verdict is given")
@@ -545,8 +623,8 @@ def report(args, info, connected, wrote, reports, before, after):
         print(f"verdict: FAILED: {expected - deliveries} deliveries missing"
               + (f"; the writer got other messages: {wrote['other']}" if wrote["other"] else ""))
     else:
-        print(f"verdict: every listener got every change: {rate:.0f} changes/s to {listeners} listeners,"
-              f" {per_delivery} server CPU per delivered change,"
+        print(f"verdict: every listener got every {u}: {rate:.0f} {u}s/s to {listeners} listeners,"
+              f" {per_delivery} server CPU per delivered {u},"
               f" p99 {percentile(delays, 0.99) * 1000:.1f} ms to every listener")
 
 
@@ -561,6 +639,8 @@ def main():
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds between the syncs and the writing")
     parser.add_argument("--cluster", action="store_true",
                         help="two nodes on a redis-server of the run's own: writer on one, listeners on the other")
+    parser.add_argument("--room", action="store_true",
+                        help="a chat room's broadcast (the writer says lines) instead of a shared object's changes")
     # The children (this file run again); not for direct use.
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -573,9 +653,9 @@ def main():
     if args.serve:
         serve(args.config, args.log)
     elif args.load:
-        asyncio.run(run_load(args.port, args.count))
+        asyncio.run(run_load(args.port, args.count, MODES["room" if args.room else "so"]()))
     elif args.write:
-        asyncio.run(run_writer(args.port, args.window, args.rate))
+        asyncio.run(run_writer(args.port, args.window, args.rate, MODES["room" if args.room else "so"]()))
     else:
         if args.listeners < 1 or args.duration <= 0 or args.window < 1 or args.per_process < 1 or args.rate < 0:
             parser.error("--listeners, --duration, --window and --per-process must be positive, --rate not negative")
