@@ -590,6 +590,11 @@ class RedisSharedObjects(SharedObjects):
             return fail(refused)
         keys = _Keys(self.layout, scope, name, self.node)
         where = (scope, name)
+        #: What the caller gets. The batch's delivery fires it (``_deliver``), so that what the caller chains
+        #: on it (the requester's Success) runs before the batches after this one are delivered: returned
+        #: from the EVAL's callback instead, it would go on only once that callback had returned, after
+        #: every later batch already queued (a read from Redis holds many) had been delivered.
+        applied = Deferred()
 
         def send(_):
             self._applying[where] = self._applying.get(where, 0) + 1
@@ -606,16 +611,18 @@ class RedisSharedObjects(SharedObjects):
             else:
                 del self._applying[where]
             try:
-                return self._applied(answer, scope, name, limits)     # raises the refusal, or the failure
+                return self._applied(answer, scope, name, limits, applied)     # raises the refusal, or the failure
             finally:
                 mirror = self._mirrors.get(where)
                 if mirror is not None:
                     self._drain(mirror)     # a batch of this node's that the channel brought no longer waits
         d = self._connected().addCallback(send)
-        return d.addErrback(self._refusal, SharedObjectCode.NO_WRITE_ACCESS,
-                            f"changing shared object {brief_name(name)}")
+        d.addErrback(self._refusal, SharedObjectCode.NO_WRITE_ACCESS, f"changing shared object {brief_name(name)}")
+        d.addErrback(_fail_unless_fired, applied)
+        return applied
 
-    def _applied(self, answer, scope: str, name: str, limits: SharedObjectLimits):
+    def _applied(self, answer, scope: str, name: str, limits: SharedObjectLimits, applied: Deferred):
+        """``answer`` to ``apply`` as its batch: ``applied`` fired now (no listener here) or at its delivery."""
         if isinstance(answer, Failure):
             return answer
         status = _text(answer[0])
@@ -628,10 +635,10 @@ class RedisSharedObjects(SharedObjects):
         batch = _parse_batch(name, answer[1], self.budget)
         mirror = self._mirrors.get((scope, name))
         if mirror is None:
-            return batch.update         # no listener here: nobody on this node to tell
-        waiter = Deferred()
-        self._arrived(mirror, batch, waiter=waiter)
-        return waiter
+            applied.callback(batch.update)          # no listener here: nobody on this node to tell
+        else:
+            self._arrived(mirror, batch, waiter=applied)
+        return None
 
     # -- batches, from the channel and from this node's answers -----------------------------------------
     def _received(self, channel: bytes, payload: bytes) -> None:
@@ -761,6 +768,14 @@ def _after(d: Deferred) -> Deferred:
     waiter = Deferred()
     d.addBoth(lambda result: (waiter.callback(None), result)[1])
     return waiter
+
+
+def _fail_unless_fired(failure: Failure, d: Deferred) -> None:
+    """``failure`` to ``d``, which waits for it; one after ``d`` fired (a fault past the answer) is logged."""
+    if d.called:
+        log.error("after a shared object change was answered:\n%s", failure.getTraceback())
+    else:
+        d.errback(failure)
 
 
 def _bad_persistence(name: str, persistent: bool) -> SharedObjectRefused:
