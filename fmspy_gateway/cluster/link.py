@@ -101,7 +101,43 @@ def probe(address: RedisAddress, timeout: float) -> None:
         raise RedisUnreachable(f"{where}: it does not answer as Redis does")
 
 
-class _Subscriber(txredisapi.SubscriberProtocol):
+class _WholeReads:
+    """Parse all of a read from Redis before the reactor's next turn.
+
+    txredisapi's reader goes back to line mode after every bulk string by
+    pausing the socket and parsing the rest of the read a reactor turn later
+    (``callLater(0)``), so a pub/sub message (three bulk strings) took three
+    turns and ten messages in one read took thirty.  Our writes go out once
+    per turn (``TurnWrites``): a thousand listeners of a shared object or
+    members of a room were written once per message from the other nodes,
+    even when messages waited in the socket, and a node that fell behind
+    could never catch up by writing several at once.  Here the rest is
+    parsed by a loop in the same ``dataReceived`` (not by recursion, which a
+    read of many small replies would take past Python's limit); the work of
+    one call is still bounded by one read (Twisted reads at most 64 KB).
+    """
+
+    _rest = None
+
+    def setLineMode(self, extra=b""):
+        self.line_mode = 1
+        if extra:
+            self._rest = extra              # parsed by the loop in dataReceived, before it returns
+
+    def dataReceived(self, data, unpause=False):
+        super().dataReceived(data, unpause)
+        while self._rest is not None and not (self.transport is not None and self.transport.disconnecting):
+            rest, self._rest = self._rest, None
+            super().dataReceived(rest)
+
+
+class _Commands(_WholeReads, txredisapi.RedisProtocol):
+    """The command connection, its replies parsed a whole read at a time."""
+
+
+class _Subscriber(_WholeReads, txredisapi.SubscriberProtocol):
+    """The subscribed connection: each message of a channel goes to the link's ``on_message``."""
+
     def messageReceived(self, pattern, channel, message):
         self.factory.link.on_message(channel, message)
 
@@ -136,7 +172,7 @@ class RedisLink:
         self._on_up, self._on_down, self.on_message = on_up, on_down, on_message
         self._reactor = reactor
         self._factories = {
-            "commands": _Factory(self, "commands", address, "utf-8", txredisapi.RedisProtocol, reply_timeout),
+            "commands": _Factory(self, "commands", address, "utf-8", _Commands, reply_timeout),
             # the subscriber's SUBSCRIBE waits for messages as long as it is subscribed: no reply timeout
             "subscriber": _Factory(self, "subscriber", address, None, _Subscriber, None),
         }
