@@ -113,18 +113,31 @@ class _WholeReads:
     even when messages waited in the socket, and a node that fell behind
     could never catch up by writing several at once.  Here the rest is
     parsed by a loop in the same ``dataReceived`` (not by recursion, which a
-    read of many small replies would take past Python's limit); the work of
-    one call is still bounded by one read (Twisted reads at most 64 KB).
+    read of many small replies would take past Python's limit), up to
+    ``MAX_BULKS_PER_TURN`` bulk strings: past them the rest waits for the
+    next turn as txredisapi has it wait, so that a burst from Redis (a 64 KB
+    read can hold some 2,000 small messages, each perhaps for a thousand
+    local listeners) does not keep every other socket waiting behind it.
     """
 
+    #: Bulk strings parsed in one turn at most (a pub/sub message is three).
+    MAX_BULKS_PER_TURN = 300
+
     _rest = None
+    _bulks = 0
 
     def setLineMode(self, extra=b""):
+        self._bulks += 1
+        if extra and self._bulks >= self.MAX_BULKS_PER_TURN:
+            super().setLineMode(extra)      # txredisapi's way: paused, the rest parsed a reactor turn later
+            return
         self.line_mode = 1
         if extra:
             self._rest = extra              # parsed by the loop in dataReceived, before it returns
 
     def dataReceived(self, data, unpause=False):
+        # ``unpause``: txredisapi's own call back, a turn after a pause (setLineMode past the bound).
+        self._bulks = 0
         super().dataReceived(data, unpause)
         while self._rest is not None and not (self.transport is not None and self.transport.disconnecting):
             rest, self._rest = self._rest, None

@@ -320,6 +320,8 @@ class RedisSharedObjects(SharedObjects):
             except Exception as error:
                 log.warning("cluster node %s: could not release its shared object listeners: %s", self.node, error)
         self._ready = False
+        for mirror in self._mirrors.values():
+            self._answer_queued(mirror)             # applied, behind a gap nothing will fill now
         yield self._link.stop()
 
     def forget_node(self, node: str) -> Deferred:
@@ -514,10 +516,7 @@ class RedisSharedObjects(SharedObjects):
             return
         del self._mirrors[(mirror.scope, mirror.name)]
         del self._channels[mirror.keys.channel.encode()]
-        for seq in sorted(mirror.queue):         # nobody here to tell: this node's answers go out at once
-            entry = mirror.queue.pop(seq)
-            if entry.waiter is not None:
-                entry.waiter.callback(entry.batch.update)
+        self._answer_queued(mirror)                 # nobody here to tell: this node's answers go out at once
         mirror.flushing = [(None, d) for _, d in mirror.flushing]
         mirror.reached()
         subscriber = self._link.subscriber
@@ -590,11 +589,13 @@ class RedisSharedObjects(SharedObjects):
             return fail(refused)
         keys = _Keys(self.layout, scope, name, self.node)
         where = (scope, name)
-        #: What the caller gets. The batch's delivery fires it (``_deliver``), so that what the caller chains
-        #: on it (the requester's Success) runs before the batches after this one are delivered: returned
-        #: from the EVAL's callback instead, it would go on only once that callback had returned, after
-        #: every later batch already queued (a read from Redis holds many) had been delivered.
+        # What the caller gets. The batch's delivery fires it (``_deliver``), so that what the caller chains
+        # on it (the requester's Success) runs before the batches after this one are delivered: returned
+        # from the EVAL's callback instead, it would go on only once that callback had returned, after
+        # every later batch already queued (a read from Redis holds many) had been delivered.
         applied = Deferred()
+        applied.addErrback(self._refusal, SharedObjectCode.NO_WRITE_ACCESS,
+                           f"changing shared object {brief_name(name)}")
 
         def send(_):
             self._applying[where] = self._applying.get(where, 0) + 1
@@ -617,9 +618,16 @@ class RedisSharedObjects(SharedObjects):
                 if mirror is not None:
                     self._drain(mirror)     # a batch of this node's that the channel brought no longer waits
         d = self._connected().addCallback(send)
-        d.addErrback(self._refusal, SharedObjectCode.NO_WRITE_ACCESS, f"changing shared object {brief_name(name)}")
-        d.addErrback(_fail_unless_fired, applied)
+        d.addErrback(self._fail_unless_answered, applied, name)
         return applied
+
+    def _fail_unless_answered(self, failure: Failure, applied: Deferred, name: str) -> None:
+        """``failure`` to the caller of ``apply``, which waits for it; one after its answer went is logged."""
+        if applied.called:
+            log.error("cluster node %s: after a change of shared object %s was answered:\n%s", self.node,
+                      brief_name(name), failure.getTraceback())
+        else:
+            applied.errback(failure)
 
     def _applied(self, answer, scope: str, name: str, limits: SharedObjectLimits, applied: Deferred):
         """``answer`` to ``apply`` as its batch: ``applied`` fired now (no listener here) or at its delivery."""
@@ -750,9 +758,19 @@ class RedisSharedObjects(SharedObjects):
             if entry.waiter is not None:
                 entry.waiter.callback(entry.batch.update)
         if state is None:
-            mirror.queue.clear()        # cannot be put in order: the next batch from the channel re-reads
+            # Cannot be put in order: the next batch from the channel re-reads. This node's own batches in
+            # the queue were applied in Redis: their requesters are answered now; the re-read tells the rest.
+            self._answer_queued(mirror)
         self._drain(mirror)
         mirror.reached()
+
+    @staticmethod
+    def _answer_queued(mirror: _Mirror) -> None:
+        """Empty the queue, answering the requesters of this node's batches in it (they were applied)."""
+        for seq in sorted(mirror.queue):
+            entry = mirror.queue.pop(seq)
+            if entry.waiter is not None:
+                entry.waiter.callback(entry.batch.update)
 
     def _tell_difference(self, mirror: _Mirror, before: Dict[str, str]) -> None:
         applied = [Applied(SetSlot(key, mirror.data[key]), True) for key, encoded in mirror.encoded.items()
@@ -768,14 +786,6 @@ def _after(d: Deferred) -> Deferred:
     waiter = Deferred()
     d.addBoth(lambda result: (waiter.callback(None), result)[1])
     return waiter
-
-
-def _fail_unless_fired(failure: Failure, d: Deferred) -> None:
-    """``failure`` to ``d``, which waits for it; one after ``d`` fired (a fault past the answer) is logged."""
-    if d.called:
-        log.error("after a shared object change was answered:\n%s", failure.getTraceback())
-    else:
-        d.errback(failure)
 
 
 def _bad_persistence(name: str, persistent: bool) -> SharedObjectRefused:

@@ -40,7 +40,7 @@ def _connected(protocol_class, clock, **kwargs):
 
 def test_every_message_of_one_read_is_delivered_before_the_read_returns():
     clock = Clock()
-    subscriber = _connected(_Subscriber, clock, charset=None)
+    subscriber = _connected(_Subscriber, clock, charset=None, convertNumbers=False)
     subscriber.dataReceived(b"".join(_message(b"fmspy:room:chat:", b"line %d" % n) for n in range(10)))
     assert subscriber.factory.link.messages == [(b"fmspy:room:chat:", b"line %d" % n) for n in range(10)]
     assert clock.getDelayedCalls() == []
@@ -61,7 +61,7 @@ def test_txredisapi_alone_parses_one_bulk_string_per_reactor_turn():
 
 def test_a_message_split_across_reads_is_delivered_when_its_last_byte_comes():
     clock = Clock()
-    subscriber = _connected(_Subscriber, clock, charset=None)
+    subscriber = _connected(_Subscriber, clock, charset=None, convertNumbers=False)
     data = _message(b"c", b"x" * 1000) + _message(b"c", b"second")
     for cut in (5, 20, 400, len(data) - 3):
         subscriber.factory.link.messages.clear()
@@ -73,12 +73,20 @@ def test_a_message_split_across_reads_is_delivered_when_its_last_byte_comes():
     assert clock.getDelayedCalls() == []
 
 
-def test_a_read_of_thousands_of_small_messages_needs_no_recursion():
+def test_a_burst_is_parsed_a_bounded_number_of_bulk_strings_per_turn_and_in_order():
     clock = Clock()
-    subscriber = _connected(_Subscriber, clock, charset=None)
+    subscriber = _connected(_Subscriber, clock, charset=None, convertNumbers=False)
+    per_turn = _Subscriber.MAX_BULKS_PER_TURN // 3                  # three bulk strings a message
     subscriber.dataReceived(b"".join(_message(b"c", b"%d" % n) for n in range(5000)))   # some 130 KB
-    assert len(subscriber.factory.link.messages) == 5000
-    assert clock.getDelayedCalls() == []
+    assert len(subscriber.factory.link.messages) == per_turn      # the rest waits: other sockets go first
+    turns = 1
+    while clock.getDelayedCalls():
+        (call,) = clock.getDelayedCalls()
+        call.func(*call.args, **call.kw)                             # one reactor turn
+        call.cancel()
+        turns += 1
+    assert [payload for _, payload in subscriber.factory.link.messages] == [b"%d" % n for n in range(5000)]
+    assert turns == -(-5000 // per_turn)
 
 
 def test_replies_to_several_commands_in_one_read_all_answer_in_that_read():

@@ -12,15 +12,15 @@ import shutil
 import tempfile
 
 from twisted.internet import reactor
-from twisted.internet.defer import gatherResults, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.trial.unittest import TestCase
 
 from fmspy_gateway.app.fileio import SynchronousExecutor
 from fmspy_gateway.app.shared_object_store import SharedObjectStore
 from fmspy_gateway.app.shared_objects import (DeleteSlot, SetSlot, SharedObjectCode, SharedObjectLimits,
-                                              SharedObjectRefused)
+                                              SharedObjectRefused, SharedObjectUpdate)
 from fmspy_gateway.cluster import scripts
-from fmspy_gateway.cluster.redis_shared_objects import RedisSharedObjects, operation_arguments
+from fmspy_gateway.cluster.redis_shared_objects import RedisSharedObjects, _Batch, _Entry, operation_arguments
 from fmspy_gateway.server.client import connect_client
 from tests.app.test_shared_objects_contract import SCOPE, Listener, SharedObjectsContract
 from tests.cluster.hubs import LogWatch, start_hub, wait_until
@@ -107,6 +107,31 @@ class RedisSharedObjectsTests(TestCase):
         yield settle(self.b)
         self.assertEqual(on_b.updates, [update])
         self.assertEqual((update.version, update.origin, update.changes()), (1, "on-a", {"x": {"deep": [1, "two"]}}))
+
+    def queue_own_batch_behind_a_gap(self, objects):
+        """A batch this node applied (its answer came) waiting in the mirror behind a seq nobody has delivered."""
+        mirror = objects._mirrors[(SCOPE, "board")]
+        update = SharedObjectUpdate("board", mirror.version + 2, False, (), "on-b")
+        entry = _Entry(_Batch(mirror.seq + 2, objects.node, "", update, ()))
+        entry.waiter = Deferred()
+        mirror.queue[mirror.seq + 2] = entry
+        answered = []
+        entry.waiter.addCallback(answered.append)
+        return mirror, update, answered
+
+    @inlineCallbacks
+    def test_a_change_behind_a_gap_is_answered_when_the_object_cannot_be_read_again(self):
+        yield self.b.use(SCOPE, "board", False, Listener("on-b"))
+        mirror, update, answered = self.queue_own_batch_behind_a_gap(self.b)
+        self.b._resync(mirror, None)                # what a failed re-read does
+        self.assertEqual((answered, mirror.queue), ([update], {}))
+
+    @inlineCallbacks
+    def test_a_change_behind_a_gap_is_answered_when_the_node_stops(self):
+        yield self.b.use(SCOPE, "board", False, Listener("on-b"))
+        mirror, update, answered = self.queue_own_batch_behind_a_gap(self.b)
+        yield self.b.stop()
+        self.assertEqual((answered, mirror.queue), ([update], {}))
 
     @inlineCallbacks
     def test_a_lost_batch_is_repaired_by_reading_the_whole_object(self):
