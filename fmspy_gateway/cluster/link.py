@@ -102,7 +102,7 @@ def probe(address: RedisAddress, timeout: float) -> None:
 
 
 class _WholeReads:
-    """Parse all of a read from Redis before the reactor's next turn.
+    """Parse a read from Redis in one reactor turn (up to a bound), not one bulk string per turn.
 
     txredisapi's reader goes back to line mode after every bulk string by
     pausing the socket and parsing the rest of the read a reactor turn later
@@ -118,6 +118,8 @@ class _WholeReads:
     next turn as txredisapi has it wait, so that a burst from Redis (a 64 KB
     read can hold some 2,000 small messages, each perhaps for a thousand
     local listeners) does not keep every other socket waiting behind it.
+    Nothing is refused at the bound (it is not a limit on what Redis sends):
+    the rest is only parsed a turn later.
     """
 
     #: Bulk strings parsed in one turn at most (a pub/sub message is three).
