@@ -38,6 +38,16 @@ What it measures
     own, than reading us (2.20-2.26 against 1.68-1.73 s in 15 s at 400
     players).
 
+    The fan-out's floor (``_relay_floor.py``, unless ``--skip-floor``) runs on
+    the same load in the same round: two relays that, once the stream runs, do
+    nothing but read the publisher's socket and send each read to every
+    player, one ``socket.send`` each, one on Twisted's reactor
+    (``floor-twisted``) and one in a plain ``select.epoll`` loop
+    (``floor-python``).  What they cost is what being woken, reading and
+    sending cost in Python before any RTMP work: the summary gives each
+    against nginx-rtmp and ours against each.  Their players parse nothing
+    (the relayed bytes start mid-chunk), so no sample lines for them.
+
     ``--rounds N`` runs each player count N times with both servers, the
     first server alternating (ours first in odd rounds, nginx-rtmp in even
     ones), so that a machine drifting over the run favours neither.  Each
@@ -76,6 +86,7 @@ The players
 Usage
     .venv/bin/python bench/streaming.py [--players 100,400] [--duration 20] [--warmup 5] [--skip-nginx]
                                         [--rounds 1] [--client-procs N] [--samples 2] [--profile [--top 30]]
+                                        [--skip-floor]
                                         [--media-flush-interval SECONDS [--merged-reads]]
 
 ``--media-flush-interval`` sets our ``[RTMP] mediaFlushInterval``: players
@@ -107,6 +118,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _nginx import Nginx, die_with_parent, find_nginx, stop_process  # noqa: E402
+import _relay_floor  # noqa: E402
 from _common import (BUSY_CORES, HOST, Child, begin_file_logging, cores_busy, package, process_alive,  # noqa: E402
                      raise_open_files_limit, read_cpu_seconds, read_rss_kb, read_system_cpu, read_user_system, say,
                      script_args, start_fmspy_service, tracer_of, twisted_control, where, write_fmspy_config)
@@ -514,25 +526,18 @@ def run_load(port, count, first_index, samples, lifetime):
 # The servers, seen from the parent
 # ======================================================================================
 
-class Ours:
-    name = "fmspy-gateway"
+class ChildServer:
+    """A server run as a child of this script (``--serve``, ``--serve-floor``): its port, its stats, its stop."""
 
-    def __init__(self, work_dir, profile, media_flush_interval=0.0, merged_reads=False):
-        self.work_dir = work_dir
-        self.profile = profile
-        self.media_flush_interval = media_flush_interval
-        self.merged_reads = merged_reads
+    name = ""
+    parses_media = True          # its players can parse what they get: the sample players run
+
+    def __init__(self):
         self.child = None
         self.port = self.pid = None
 
-    async def start(self):
-        extra = {"mediaFlushInterval": self.media_flush_interval} if self.media_flush_interval else {}
-        if self.merged_reads:
-            extra["mergedReads"] = "yes"
-        config = write_fmspy_config(self.work_dir, APPLICATIONS.format(app=APP), slowPlayerTimeout=60, **extra)
-        log = os.path.join(self.work_dir, "fmspy.log")
-        self.child = await Child.start("fmspy-gateway", script_args(__file__, "--serve", "--config", config,
-                                                                    "--log", log))
+    async def launch(self, args) -> dict:
+        self.child = await Child.start(self.name, args)
         self.port, self.pid = int(self.child.info["port"]), self.child.pid
         return self.child.info
 
@@ -543,6 +548,42 @@ class Ours:
     async def stop(self):
         if self.child is not None:
             await self.child.stop()
+
+
+class Ours(ChildServer):
+    name = "fmspy-gateway"
+
+    def __init__(self, work_dir, profile, media_flush_interval=0.0, merged_reads=False):
+        super().__init__()
+        self.work_dir = work_dir
+        self.profile = profile
+        self.media_flush_interval = media_flush_interval
+        self.merged_reads = merged_reads
+
+    async def start(self):
+        extra = {"mediaFlushInterval": self.media_flush_interval} if self.media_flush_interval else {}
+        if self.merged_reads:
+            extra["mergedReads"] = "yes"
+        config = write_fmspy_config(self.work_dir, APPLICATIONS.format(app=APP), slowPlayerTimeout=60, **extra)
+        log = os.path.join(self.work_dir, "fmspy.log")
+        return await self.launch(script_args(__file__, "--serve", "--config", config, "--log", log))
+
+
+class Floor(ChildServer):
+    """One of the fan-out's floors (``_relay_floor.py``): ``twisted`` or ``python``."""
+
+    parses_media = False         # relayed bytes start mid-chunk: no sample players
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        self.name = f"floor-{kind}"
+
+    async def start(self):
+        return await self.launch(script_args(__file__, "--serve-floor", self.kind))
+
+
+FLOORS = ("twisted", "python")
 
 
 # ======================================================================================
@@ -619,20 +660,20 @@ async def run_case(server, players, args, source, source_rate, profile_path=None
         publisher = Publisher(source, server.port)
         await publisher.start()
         await asyncio.sleep(SETTLE)
-        if isinstance(server, Ours):
-            stats = await server.stats()
-            if not stats["publishing"]:
-                raise RuntimeError(f"our server does not see the publisher: {stats}")
+        stats = await server.stats()
+        if stats is not None and not stats["publishing"]:
+            raise RuntimeError(f"{server.name} does not see the publisher: {stats}")
         result["rss_publisher_kb"] = read_rss_kb(server.pid)
 
         procs = args.client_procs or max(1, -(-players // PLAYERS_PER_PROCESS))
         shares = [players // procs + (1 if i < players % procs else 0) for i in range(procs)]
+        samples = args.samples if getattr(server, "parses_media", True) else 0
         first = 0
         lifetime = CONNECT_TIMEOUT + args.warmup + args.duration + 120
         for i, share in enumerate(shares):
             loads.append(await Child.start(f"load {i}", script_args(
                 __file__, "--load", "--port", str(server.port), "--count", str(share), "--first", str(first),
-                "--samples", str(min(args.samples, share)), "--lifetime", f"{lifetime:.0f}")))
+                "--samples", str(min(samples, share)), "--lifetime", f"{lifetime:.0f}")))
             first += share
         for load in loads:
             await load.send("connect")
@@ -797,23 +838,38 @@ def print_summary(results, nginx_setup, source, media_flush_interval=0.0):
         print(f"  {players} players, ours with {setting}:")
         ratios = []
         for round_number in sorted({r["round"] for r in results if r["players"] == players}):
-            ours, theirs = (next((r for r in results if (r["server"], r["players"], r["round"])
-                                  == (name, players, round_number)), None) for name in (Ours.name, Nginx.name))
-            if not (ours and theirs):
-                continue
-            ratio = ours["cpu_per_gbit"] / theirs["cpu_per_gbit"]
-            disturbed = disturbance(ours, theirs)
-            if not disturbed:
-                ratios.append(ratio)
-            print(f"    round {round_number}: ours / nginx-rtmp = {ratio:.2f}x CPU per Gbit,"
-                  f" {ours['rss_end_kb'] / theirs['rss_end_kb']:.1f}x RSS"
-                  f" (whole machine: {machine_per_gbit(ours) / machine_per_gbit(theirs):.2f}x, not the target)"
-                  + (f"  ({disturbed}: left out of the verdict)" if disturbed else ""))
+            case = {r["server"]: r for r in results if (r["players"], r["round"]) == (players, round_number)}
+            ours, theirs = case.get(Ours.name), case.get(Nginx.name)
+            if ours and theirs:
+                ratio = ours["cpu_per_gbit"] / theirs["cpu_per_gbit"]
+                disturbed = disturbance(ours, theirs)
+                if not disturbed:
+                    ratios.append(ratio)
+                print(f"    round {round_number}: ours / nginx-rtmp = {ratio:.2f}x CPU per Gbit,"
+                      f" {ours['rss_end_kb'] / theirs['rss_end_kb']:.1f}x RSS"
+                      f" (whole machine: {machine_per_gbit(ours) / machine_per_gbit(theirs):.2f}x, not the target)"
+                      + (f"  ({disturbed}: left out of the verdict)" if disturbed else ""))
+            for floor in (case.get(f"floor-{kind}") for kind in FLOORS):
+                if floor:
+                    print(f"    round {round_number}: {floor_line(floor, ours, theirs)}")
         print(f"    {verdict(ratios)}")
     if nginx_setup.get("skip"):
         print(f"  nginx-rtmp comparison skipped: {nginx_setup['skip']}")
     print("  the issue's figures on a load of this shape: nginx-rtmp 0.10 (0.16 at 100 players),"
           " node-media-server 0.14 (0.27), rtmplite3 0.95 at 100 players")
+
+
+def floor_line(floor, ours, theirs) -> str:
+    """A floor's CPU per Gbit against nginx-rtmp's and ours against it, in one round."""
+    parts = [f"{floor['server']} {floor['cpu_per_gbit']:.3f} CPU-s per Gbit"]
+    if theirs:
+        parts.append(f"{floor['cpu_per_gbit'] / theirs['cpu_per_gbit']:.2f}x nginx-rtmp's")
+    if ours:
+        parts.append(f"ours {ours['cpu_per_gbit'] / floor['cpu_per_gbit']:.2f}x it")
+    disturbed = disturbance(*(r for r in (floor, ours, theirs) if r))
+    short = (floor.get("server_stats") or {}).get("short_sends")
+    return (", ".join(parts) + (f"; {short} short sends (their rest dropped)" if short else "")
+            + (f"  ({disturbed}: not a figure)" if disturbed else ""))
 
 
 def verdict(ratios) -> str:
@@ -906,6 +962,8 @@ async def run(args):
             servers = [Ours(work_dir, args.profile, args.media_flush_interval, args.merged_reads)]
             if not nginx.get("skip"):
                 servers.append(Nginx(work_dir, nginx, (APP,)))
+            if not (args.skip_floor or args.profile):
+                servers.extend(Floor(kind) for kind in FLOORS)
             if round_number % 2 == 0:
                 servers.reverse()       # each server goes first as often: a drifting machine favours neither
             for server in servers:
@@ -937,6 +995,8 @@ def main():
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per case (default 20)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds after all players connected (default 5)")
     parser.add_argument("--skip-nginx", action="store_true", help="do not run nginx-rtmp even when installed")
+    parser.add_argument("--skip-floor", action="store_true",
+                        help="do not run the fan-out's floor (two bare relays: Twisted's reactor, a plain epoll loop)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="cases per player count and server, alternating which server goes first (default 1)")
     parser.add_argument("--media-flush-interval", type=float, default=0.0, metavar="SECONDS",
@@ -952,6 +1012,7 @@ def main():
     parser.add_argument("--profile-out", metavar="FILE", help="with --profile: keep the pstats file here")
     # The children (this file run again); not for direct use.
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-floor", choices=FLOORS, help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--log", help=argparse.SUPPRESS)
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
@@ -962,6 +1023,8 @@ def main():
     args = ARGS = parser.parse_args()
     if args.serve:
         serve(args.config, args.log)
+    elif args.serve_floor:
+        _relay_floor.serve(args.serve_floor)
     elif args.load:
         run_load(args.port, args.count, args.first, args.samples, args.lifetime)
     else:

@@ -163,3 +163,39 @@ def test_a_gateway_phase_with_other_work_or_errors_is_disturbed(gateway):
     assert gateway.disturbance(phase(1.6)) == ""             # 1.5 cores ours, 0.1 other work
     assert gateway.disturbance(phase(1.9)) == "BUSY MACHINE"
     assert gateway.disturbance(phase(1.5, ["call 3: _error"])) == "ERRORS"
+
+
+@pytest.mark.parametrize("kind", ["twisted", "python"])
+def test_the_fan_out_floor_relays_a_real_publisher_to_real_players(streaming, kind, tmp_path):
+    """bench/streaming.py's floors (bench/_relay_floor.py) take ffmpeg's publish and the benchmark's players
+    through the core, then relay every byte: each player gets the publisher's bitrate, none fails (one that got
+    relayed bytes with its Play.Start would), and no send was short."""
+    import argparse
+    import asyncio
+
+    from tests.conftest import require_tool
+
+    require_tool("ffmpeg")
+    source = str(tmp_path / "src.flv")
+    streaming.generate_source(source, 12)
+    stats = streaming.source_stats(source)
+    streaming.ARGS = args = argparse.Namespace(client_procs=0, samples=2, warmup=1.0, duration=2.0, rounds=1)
+    result = asyncio.run(asyncio.wait_for(streaming.run_case(
+        streaming.Floor(kind), 4, args, source, stats["messages_per_s"]), 120))
+    assert result["not_playing"] == [] and result["connect_failures"] == 0
+    assert result["server_stats"]["players"] == 4 and result["server_stats"]["short_sends"] == 0
+    # ffmpeg -re sends in real time: over 2 s a player gets roughly the source's bitrate (the window's ends cut
+    # a keyframe or two off, hence not 90%).
+    assert min(result["kbps"]) > 0.5 * stats["kbps"], result["kbps"]
+    assert result["samples"] == []                 # nothing can parse a relay that starts mid-chunk
+
+
+def test_a_floor_line_compares_it_with_both_and_flags_a_disturbed_round(streaming):
+    def measured(server, per_gbit, **extra):
+        return dict(case(**extra), server=server, cpu_per_gbit=per_gbit)
+
+    floor = dict(measured("floor-twisted", 0.3), server_stats={"short_sends": 0})
+    said = streaming.floor_line(floor, measured("fmspy-gateway", 0.45), measured("nginx-rtmp", 0.25))
+    assert said == "floor-twisted 0.300 CPU-s per Gbit, 1.20x nginx-rtmp's, ours 1.50x it"
+    busy = streaming.floor_line(floor, measured("fmspy-gateway", 0.45, machine_busy=0.9), None)
+    assert busy.endswith("(BUSY MACHINE: not a figure)") and "nginx" not in busy
