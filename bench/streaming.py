@@ -45,12 +45,15 @@ What it measures
     (``floor-twisted``) and one in a plain ``select.epoll`` loop
     (``floor-python``).  What they cost is what being woken, reading and
     sending cost in Python before any RTMP work: the summary gives each
-    against nginx-rtmp and ours against each.  Their players parse nothing
-    (the relayed bytes start mid-chunk), so no sample lines for them.
+    against nginx-rtmp and ours against each, with the floor's publisher
+    reads a second and sends per delivered message over the window.  Their
+    players parse nothing (the relayed bytes start mid-chunk), so no sample
+    lines for them.
 
-    ``--rounds N`` runs each player count N times with both servers, the
-    first server alternating (ours first in odd rounds, nginx-rtmp in even
-    ones), so that a machine drifting over the run favours neither.  Each
+    ``--rounds N`` runs each player count N times with every server, their
+    order reversed in even rounds (ours, nginx-rtmp, the floors in odd
+    rounds; the floors, nginx-rtmp, ours in even ones), so that a machine
+    drifting over the run favours none.  Each
     round's ratio is printed; the verdict is over the quiet rounds (a round
     that saw other work, or in which a server, load or publisher process was
     traced by strace or gdb when the window opened or closed, is left out): met only if met in every one, and
@@ -583,7 +586,7 @@ class Floor(ChildServer):
         return await self.launch(script_args(__file__, "--serve-floor", self.kind))
 
 
-FLOORS = ("twisted", "python")
+FLOORS = tuple(_relay_floor.SERVE)
 
 
 # ======================================================================================
@@ -687,6 +690,7 @@ async def run_case(server, players, args, source, source_rate, profile_path=None
         pids.update({f"load{i}": load.pid for i, load in enumerate(loads)})
         if profile_path:
             await server.child.ask("profile start")
+        result["stats_before"] = await server.stats()
         before = snapshot(pids)
         for load in loads:
             if await load.ask("mark") != "marked":
@@ -862,12 +866,16 @@ def print_summary(results, nginx_setup, source, media_flush_interval=0.0):
 def floor_line(floor, ours, theirs) -> str:
     """A floor's CPU per Gbit against nginx-rtmp's and ours against it, in one round."""
     parts = [f"{floor['server']} {floor['cpu_per_gbit']:.3f} CPU-s per Gbit"]
+    start, end = floor.get("stats_before"), floor.get("server_stats")
+    if start and end:
+        parts[0] += (f" ({(end['reads'] - start['reads']) / floor['window']:.0f} publisher reads/s,"
+                     f" {(end['sends'] - start['sends']) / max(floor['messages'], 1):.2f} sends per delivered message)")
     if theirs:
         parts.append(f"{floor['cpu_per_gbit'] / theirs['cpu_per_gbit']:.2f}x nginx-rtmp's")
     if ours:
         parts.append(f"ours {ours['cpu_per_gbit'] / floor['cpu_per_gbit']:.2f}x it")
     disturbed = disturbance(*(r for r in (floor, ours, theirs) if r))
-    short = (floor.get("server_stats") or {}).get("short_sends")
+    short = (end or {}).get("short_sends")
     return (", ".join(parts) + (f"; {short} short sends (their rest dropped)" if short else "")
             + (f"  ({disturbed}: not a figure)" if disturbed else ""))
 
@@ -965,7 +973,7 @@ async def run(args):
             if not (args.skip_floor or args.profile):
                 servers.extend(Floor(kind) for kind in FLOORS)
             if round_number % 2 == 0:
-                servers.reverse()       # each server goes first as often: a drifting machine favours neither
+                servers.reverse()       # each server as early on average: a drifting machine favours none
             for server in servers:
                 profile_path = (os.path.join(work_dir, f"profile-{players}.pstats")
                                 if args.profile and isinstance(server, Ours) else None)
@@ -1024,7 +1032,7 @@ def main():
     if args.serve:
         serve(args.config, args.log)
     elif args.serve_floor:
-        _relay_floor.serve(args.serve_floor)
+        _relay_floor.SERVE[args.serve_floor]()
     elif args.load:
         run_load(args.port, args.count, args.first, args.samples, args.lifetime)
     else:

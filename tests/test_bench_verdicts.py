@@ -165,29 +165,96 @@ def test_a_gateway_phase_with_other_work_or_errors_is_disturbed(gateway):
     assert gateway.disturbance(phase(1.5, ["call 3: _error"])) == "ERRORS"
 
 
-@pytest.mark.parametrize("kind", ["twisted", "python"])
-def test_the_fan_out_floor_relays_a_real_publisher_to_real_players(streaming, kind, tmp_path):
-    """bench/streaming.py's floors (bench/_relay_floor.py) take ffmpeg's publish and the benchmark's players
-    through the core, then relay every byte: each player gets the publisher's bitrate, none fails (one that got
-    relayed bytes with its Play.Start would), and no send was short."""
-    import argparse
-    import asyncio
-
+@pytest.fixture(scope="module")
+def flv_source(streaming, tmp_path_factory):
+    """The benchmark's own source (2 Mbit/s H.264/AAC made by ffmpeg), 12 s of it, and its rates."""
     from tests.conftest import require_tool
 
     require_tool("ffmpeg")
-    source = str(tmp_path / "src.flv")
-    streaming.generate_source(source, 12)
-    stats = streaming.source_stats(source)
-    streaming.ARGS = args = argparse.Namespace(client_procs=0, samples=2, warmup=1.0, duration=2.0, rounds=1)
+    path = str(tmp_path_factory.mktemp("floor") / "src.flv")
+    streaming.generate_source(path, 12)
+    return path, streaming.source_stats(path)
+
+
+@pytest.mark.parametrize("kind", ["twisted", "python"])
+def test_the_fan_out_floor_relays_a_real_publisher_to_real_players(streaming, flv_source, kind):
+    """bench/streaming.py's floors (bench/_relay_floor.py) take ffmpeg's publish and the benchmark's players
+    through the core, then relay the publisher's reads to every player: each player reads media bytes in the
+    window and none fails (one that got relayed bytes while it still parsed would fail), and no send was
+    short."""
+    import argparse
+    import asyncio
+
+    source, stats = flv_source
+    args = argparse.Namespace(client_procs=0, samples=2, warmup=1.0, duration=2.0)
     result = asyncio.run(asyncio.wait_for(streaming.run_case(
         streaming.Floor(kind), 4, args, source, stats["messages_per_s"]), 120))
     assert result["not_playing"] == [] and result["connect_failures"] == 0
-    assert result["server_stats"]["players"] == 4 and result["server_stats"]["short_sends"] == 0
-    # ffmpeg -re sends in real time: over 2 s a player gets roughly the source's bitrate (the window's ends cut
-    # a keyframe or two off, hence not 90%).
-    assert min(result["kbps"]) > 0.5 * stats["kbps"], result["kbps"]
+    floor = result["server_stats"]
+    assert floor["players"] == 4 and floor["short_sends"] == 0
+    relayed = floor["reads"] - result["stats_before"]["reads"]
+    assert relayed > 0 and floor["sends"] - result["stats_before"]["sends"] == 4 * relayed
+    assert min(result["kbps"]) > 0, result["kbps"]
     assert result["samples"] == []                 # nothing can parse a relay that starts mid-chunk
+
+
+@pytest.mark.parametrize("kind", ["twisted", "python"])
+def test_a_player_joins_the_floor_once_it_answered_and_leaves_it_when_it_closes(streaming, kind):
+    """A player is relayed to only after it answered the ping sent with its Play.Start (so that it no longer
+    parses), and a player that closes leaves the relay (the floor would otherwise send to a dead socket)."""
+    import asyncio
+    import socket
+
+    from fmspy_gateway.rtmp import events
+    from fmspy_gateway.rtmp.connection import Connection, Role
+
+    async def floor_players(floor):
+        return (await floor.stats())["players"]
+
+    async def play(port):
+        app, loop = streaming.APP, asyncio.get_running_loop()
+        sock = socket.create_connection((streaming.HOST, port))
+        sock.setblocking(False)
+        conn = Connection(Role.CLIENT, digest=False, epoch=0)
+        await loop.sock_sendall(sock, conn.data_to_send())
+        while True:
+            data = await loop.sock_recv(sock, 65536)
+            assert data, "the floor closed the player"
+            for e in conn.receive_data(data):
+                if isinstance(e, events.HandshakeCompleted):
+                    conn.send_command("connect", 1, {"app": streaming.APP, "tcUrl": f"rtmp://127.0.0.1/{app}"})
+                elif isinstance(e, events.CommandReceived) and e.name == "_result":
+                    if e.transaction_id == 1:
+                        conn.send_command("createStream", 2, None)
+                    else:
+                        conn.send_command("play", 0, None, [streaming.STREAM], stream_id=int(e.arguments[0]))
+                elif isinstance(e, events.CommandReceived) and e.name == "onStatus":
+                    assert e.arguments[0]["code"] == "NetStream.Play.Start"
+                    return sock, conn
+            await loop.sock_sendall(sock, conn.data_to_send())
+
+    async def scenario():
+        floor = streaming.Floor(kind)
+        await floor.start()
+        try:
+            sock, conn = await play(floor.port)
+            assert await floor_players(floor) == 0          # Play.Start read; the ping not answered yet
+            await asyncio.get_running_loop().sock_sendall(sock, conn.data_to_send())   # the PingResponse
+            for _ in range(200):
+                if await floor_players(floor) == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert await floor_players(floor) == 1
+            sock.close()
+            for _ in range(200):
+                if await floor_players(floor) == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert await floor_players(floor) == 0
+        finally:
+            await floor.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
 def test_a_floor_line_compares_it_with_both_and_flags_a_disturbed_round(streaming):
