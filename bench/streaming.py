@@ -688,9 +688,9 @@ async def run_case(server, players, args, source, source_rate, profile_path=None
 
         pids = {"server": server.pid, "publisher": publisher.process.pid}
         pids.update({f"load{i}": load.pid for i, load in enumerate(loads)})
+        result["stats_before"] = await server.stats()      # before the profile: not part of the window's work
         if profile_path:
             await server.child.ask("profile start")
-        result["stats_before"] = await server.stats()
         before = snapshot(pids)
         for load in loads:
             if await load.ask("mark") != "marked":
