@@ -12,6 +12,7 @@ import os
 import resource
 import sys
 import time
+from typing import List, Optional
 
 HOST = "127.0.0.1"           # everything the benchmarks run listens here
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -228,6 +229,22 @@ def say(line: str):
     """A line to the parent on stdout, flushed at once (for children that are not Twisted)."""
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
+
+
+class StdinLines:
+    """The parent's command lines on stdin, for a child with its own poll loop rather than Twisted's
+    (the load, the epoll relay): it calls :meth:`read` when stdin is readable."""
+
+    def __init__(self):
+        self._pending = b""
+
+    def read(self) -> Optional[List[str]]:
+        """The whole lines that came (decoded, stripped; a partial one waits), or None once stdin is closed."""
+        chunk = os.read(0, 65536)
+        if not chunk:
+            return None
+        *lines, self._pending = (self._pending + chunk).split(b"\n")
+        return [line.decode(errors="replace").strip() for line in lines]
 
 
 # -- inside a Twisted child ------------------------------------------------------------------

@@ -50,7 +50,7 @@ import os
 import select
 import socket
 
-from _common import HOST, raise_open_files_limit, say
+from _common import HOST, StdinLines, raise_open_files_limit, say
 from fmspy_gateway.app.session import CHUNK_SIZE, WINDOW_ACK_SIZE
 from fmspy_gateway.rtmp.connection import Connection, Role
 from fmspy_gateway.rtmp.errors import RemoteProtocolError
@@ -261,17 +261,14 @@ class Control:
 
     def __init__(self, shared: Relay):
         self.shared = shared
-        self.pending = b""
+        self.lines = StdinLines()
 
     def read(self) -> bool:
         """False once the parent closed stdin or said ``quit``: the floor stops."""
-        chunk = os.read(0, 4096)
-        if not chunk:
+        lines = self.lines.read()
+        if lines is None:
             return False
-        self.pending += chunk
-        while b"\n" in self.pending:
-            line, self.pending = self.pending.split(b"\n", 1)
-            command = line.strip().decode(errors="replace")
+        for command in lines:
             if command == "quit":
                 say("bye")
                 return False

@@ -122,9 +122,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _nginx import Nginx, die_with_parent, find_nginx, stop_process  # noqa: E402
 import _relay_floor  # noqa: E402
-from _common import (BUSY_CORES, HOST, Child, begin_file_logging, cores_busy, package, process_alive,  # noqa: E402
-                     raise_open_files_limit, read_cpu_seconds, read_rss_kb, read_system_cpu, read_user_system, say,
-                     script_args, start_fmspy_service, tracer_of, twisted_control, where, write_fmspy_config)
+from _common import (BUSY_CORES, HOST, Child, StdinLines, begin_file_logging, cores_busy, package,  # noqa: E402
+                     process_alive, raise_open_files_limit, read_cpu_seconds, read_rss_kb, read_system_cpu,
+                     read_user_system, say, script_args, start_fmspy_service, tracer_of, twisted_control, where,
+                     write_fmspy_config)
 
 APP = "live"
 STREAM = "bench"
@@ -282,7 +283,7 @@ class Load:
         self.mark_at = 0.0
         self.connecting = None     # (started, queue of players still to start) while connecting
         self.in_flight = 0
-        self.stdin_buf = b""
+        self.stdin = StdinLines()
         self.running = True
 
     # -- setup of one player -------------------------------------------------------------
@@ -419,14 +420,12 @@ class Load:
     # -- commands from the parent -----------------------------------------------------------------
 
     def on_stdin(self):
-        data = os.read(0, 65536)
-        if not data:
+        lines = self.stdin.read()
+        if lines is None:
             self.running = False
             return
-        self.stdin_buf += data
-        while b"\n" in self.stdin_buf:
-            line, self.stdin_buf = self.stdin_buf.split(b"\n", 1)
-            self.command(line.decode().strip())
+        for line in lines:
+            self.command(line)
 
     def command(self, line):
         if line == "connect":
